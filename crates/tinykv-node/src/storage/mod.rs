@@ -1,0 +1,121 @@
+//! Local storage: a small engine trait, its engines, and the group-commit
+//! writer that every write goes through.
+//!
+//! Keys are kept in ring-token order (`(key_token(key), key)`), so a token
+//! range can be scanned directly for anti-entropy and streaming.
+
+use bytes::Bytes;
+
+use crate::version::Record;
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The engine reported an error (I/O, corruption, ...).
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record for key {key:?}: {reason}")]
+    Corrupt {
+        /// The key whose record is corrupt (lossy UTF-8).
+        key: String,
+        /// Why decoding failed.
+        reason: String,
+    },
+    /// The writer has shut down; no more writes are accepted.
+    #[error("storage is shutting down")]
+    Closed,
+}
+
+/// One write operation, applied atomically with the others of its batch.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// Store `record` for `key` if it supersedes the stored version (LWW).
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The version.
+        record: Record,
+    },
+    /// Store a hint: a version meant for `target`, which was down.
+    Hint {
+        /// Node id the version is meant for.
+        target: String,
+        /// The key.
+        key: Bytes,
+        /// The version.
+        record: Record,
+        /// When the hint was stored (microseconds since the epoch), for age limits.
+        stored_at_us: u64,
+    },
+    /// Delete delivered or expired hints by id.
+    DeleteHints {
+        /// Node id the hints were for.
+        target: String,
+        /// Hint ids as returned by [`Engine::hints`].
+        ids: Vec<u64>,
+    },
+    /// Remove `key` only if its stored version is exactly `record`
+    /// (tombstone purge, or dropping a range after handing it off).
+    Purge {
+        /// The key.
+        key: Bytes,
+        /// The version that must still be stored for the purge to happen.
+        record: Record,
+    },
+}
+
+/// A stored hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// Unique, increasing id (per engine).
+    pub id: u64,
+    /// Node id the version is meant for.
+    pub target: String,
+    /// The key.
+    pub key: Bytes,
+    /// The version.
+    pub record: Record,
+    /// When the hint was stored (microseconds since the epoch).
+    pub stored_at_us: u64,
+}
+
+/// Totals over the stored hints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HintStats {
+    /// Number of hints.
+    pub count: u64,
+    /// Approximate bytes of hinted values.
+    pub bytes: u64,
+    /// Node ids that have at least one hint, sorted.
+    pub targets: Vec<String>,
+}
+
+/// A local key-value engine. Implementations are synchronous and must be
+/// safe to read from many threads while one thread writes.
+pub trait Engine: Send + Sync + 'static {
+    /// The stored version of `key`, value or tombstone.
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError>;
+    /// Applies `ops` in one atomic batch; for each op, whether it changed
+    /// anything (a `Put` that lost to the stored version returns false).
+    /// With `durable`, the batch is on stable storage when this returns.
+    fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError>;
+    /// Makes every batch applied so far durable.
+    fn flush(&self) -> Result<(), StorageError>;
+    /// Versions whose key token is in `(start, end]` (wrapping when
+    /// `start >= end`), in `(token, key)` order, starting after `after`
+    /// (a key previously returned) and at most `limit` of them.
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StorageError>;
+    /// Number of keys stored (values and tombstones).
+    fn key_count(&self) -> Result<u64, StorageError>;
+    /// Up to `limit` hints for `target`, oldest first.
+    fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError>;
+    /// Totals over all hints.
+    fn hint_stats(&self) -> Result<HintStats, StorageError>;
+}
