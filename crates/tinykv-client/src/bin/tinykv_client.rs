@@ -1,0 +1,278 @@
+//! `tinykv_client`: the TinyKV command-line tool.
+//!
+//! Keeps the original tool's form (`tinykv_client <host:port> put <key> <val> [rf]`,
+//! `get <key> [quorum]`) and adds named consistency levels and admin commands.
+//! Exit codes: 0 success, 1 key not found, 2 bad usage or invalid argument,
+//! 3 unavailable or deadline exceeded, 4 any other failure.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency};
+
+#[derive(Parser, Debug)]
+#[command(name = "tinykv_client", version, about = "TinyKV command-line client")]
+struct Cli {
+    /// Node to talk to (host:port). Any node coordinates any request.
+    #[arg(env = "TINYKV_ADDR")]
+    addr: String,
+    /// Consistency level: one, two, quorum, all (default: the cluster's default).
+    #[arg(long, global = true, env = "TINYKV_CONSISTENCY")]
+    consistency: Option<Consistency>,
+    /// Write acknowledgements to wait for (overrides --consistency for writes).
+    #[arg(short = 'w', global = true)]
+    w: Option<u32>,
+    /// Read answers to wait for (overrides --consistency for reads).
+    #[arg(short = 'r', global = true)]
+    r: Option<u32>,
+    /// Request deadline, e.g. 500ms, 5s.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration, env = "TINYKV_TIMEOUT")]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a value: put <key> <val> [w].
+    Put {
+        key: String,
+        val: String,
+        /// Legacy: replica acknowledgements to wait for.
+        rf: Option<u32>,
+    },
+    /// Read a value: get <key> [r]. Prints the value; exit 1 if not found.
+    Get {
+        key: String,
+        /// Legacy: replica answers to wait for.
+        quorum: Option<u32>,
+    },
+    /// Delete a key (writes a tombstone).
+    Delete { key: String, w: Option<u32> },
+    /// Show the members, their health and ring ownership.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when the node's gRPC health service reports SERVING.
+    Health,
+    /// The legacy ping.
+    Ping,
+    /// Read this node's own replica of a key (no quorum).
+    LocalGet { key: String },
+    /// Print a key's replicas, primary first, one node id per line.
+    Owners { key: String },
+    /// Run an anti-entropy round now and report what moved.
+    Repair,
+    /// Stream a node's ranges to their new owners and remove it from the ring.
+    Decommission {
+        node_id: String,
+        /// Return at once instead of waiting until the node has left.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        wait_timeout: Duration,
+    },
+    /// Drop a dead node for good and re-replicate its ranges.
+    Removenode { node_id: String },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// A failure with its exit code.
+struct Failure(u8, String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::InvalidAddress { .. }
+            | ClientError::InvalidArgument(_)
+            | ClientError::NoEndpoints => 2,
+            ClientError::Unavailable(_) | ClientError::DeadlineExceeded(_) => 3,
+            ClientError::Rpc { .. } => 4,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+fn level(explicit: Option<u32>, flag: Option<u32>, named: Option<Consistency>) -> Consistency {
+    explicit
+        .or(flag)
+        .map(Consistency::Count)
+        .or(named)
+        .unwrap_or_default()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            eprintln!("{msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let opts = ClientOptions {
+        timeout: cli.timeout,
+        ..ClientOptions::default()
+    };
+    let client = Client::connect_many([cli.addr.as_str()], opts)?;
+    match cli.command {
+        Command::Put { key, val, rf } => {
+            let out = client
+                .put(key, val, level(rf, cli.w, cli.consistency))
+                .await?;
+            println!("OK (timestamp {}, {} acks)", out.timestamp, out.acks);
+        }
+        Command::Get { key, quorum } => match client
+            .get(key, level(quorum, cli.r, cli.consistency))
+            .await?
+        {
+            Some(v) => println!("{}", String::from_utf8_lossy(&v.val)),
+            None => return Err(Failure(1, "not found".into())),
+        },
+        Command::Delete { key, w } => {
+            let out = client.delete(key, level(w, cli.w, cli.consistency)).await?;
+            println!("deleted (timestamp {}, {} acks)", out.timestamp, out.acks);
+        }
+        Command::Status { json } => print_status(&client.status().await?, json),
+        Command::Health => {
+            if !client.health().await? {
+                return Err(Failure(3, "not serving".into()));
+            }
+            println!("SERVING");
+        }
+        Command::Ping => println!("ready: {}", client.ping().await?),
+        Command::LocalGet { key } => {
+            let r = client.local_get(key).await?;
+            if !r.present {
+                return Err(Failure(1, "not found".into()));
+            }
+            if r.tombstone {
+                println!("(tombstone) timestamp {} writer {}", r.timestamp, r.writer);
+                return Err(Failure(1, "not found (deleted)".into()));
+            }
+            println!("{}", String::from_utf8_lossy(&r.val));
+        }
+        Command::Owners { key } => {
+            let r = client.key_owners(key).await?;
+            for id in r.node_ids {
+                println!("{id}");
+            }
+        }
+        Command::Repair => {
+            let r = client.repair().await?;
+            println!(
+                "repair: {} peers, {} ranges compared, {} differing, {} keys sent, {} keys received, {} bytes, {} tombstones purged",
+                r.peers_compared, r.ranges_compared, r.ranges_differing, r.keys_sent, r.keys_received, r.bytes_moved, r.tombstones_purged
+            );
+        }
+        Command::Decommission {
+            node_id,
+            no_wait,
+            wait_timeout,
+        } => decommission(&client, &node_id, no_wait, wait_timeout).await?,
+        Command::Removenode { node_id } => {
+            let r = client.remove_node(&node_id).await?;
+            println!("{} ({} keys re-replicated)", r.message, r.keys_rereplicated);
+        }
+    }
+    Ok(())
+}
+
+async fn decommission(
+    client: &Client,
+    node_id: &str,
+    no_wait: bool,
+    wait: Duration,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + wait;
+    let mut r = client.decommission(node_id).await?;
+    if no_wait {
+        println!("{node_id}: {} ({})", r.state, r.message);
+        return Ok(());
+    }
+    while r.state != "left" {
+        eprintln!(
+            "{node_id}: {} {:.0}% ({} keys streamed)",
+            r.state,
+            r.progress * 100.0,
+            r.keys_streamed
+        );
+        if Instant::now() >= deadline {
+            return Err(Failure(
+                3,
+                format!("{node_id} has not left after {wait:?} (state {})", r.state),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r = client.decommission(node_id).await?;
+    }
+    println!("{node_id}: left ({} keys streamed)", r.keys_streamed);
+    Ok(())
+}
+
+fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
+    if json {
+        let members: Vec<_> = s
+            .members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "node_id": m.node_id, "address": m.address, "health": m.health, "state": m.state,
+                    "primary_ownership": m.primary_ownership, "replica_ownership": m.replica_ownership,
+                    "last_seen_ms_ago": m.last_seen_ms_ago, "phi": m.phi,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "node_id": s.node_id, "replication_factor": s.replication_factor, "vnodes": s.vnodes,
+            "sync": s.sync, "version": s.version, "local_keys": s.local_keys,
+            "pending_hints": s.pending_hints, "members": members,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "node {} (version {}), replication factor {}, {} vnodes, sync {}, {} local keys, {} pending hints",
+        s.node_id, s.version, s.replication_factor, s.vnodes, s.sync, s.local_keys, s.pending_hints
+    );
+    println!(
+        "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10}",
+        "NODE", "ADDRESS", "HEALTH", "STATE", "PRIMARY", "REPLICA", "LAST SEEN"
+    );
+    for m in &s.members {
+        println!(
+            "{:<20} {:<24} {:<8} {:<8} {:>7.1}% {:>7.1}% {:>8}ms",
+            m.node_id,
+            m.address,
+            m.health,
+            m.state,
+            m.primary_ownership * 100.0,
+            m.replica_ownership * 100.0,
+            m.last_seen_ms_ago
+        );
+    }
+}
