@@ -1,0 +1,547 @@
+//! The `TinyKVCluster` custom resource (`tinykv.io/v1alpha1`).
+//!
+//! The spec is what the user asks for; the status is what the operator saw,
+//! including the scaling or upgrade operation it is in the middle of. The
+//! operation lives in the status so that an operator restart resumes it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the custom resource.
+pub const GROUP: &str = "tinykv.io";
+/// API version of the custom resource.
+pub const VERSION: &str = "v1alpha1";
+/// Default container image of a node.
+pub const DEFAULT_IMAGE: &str = "tinykv:latest";
+/// gRPC port of a node (client, admin and health services).
+pub const DEFAULT_GRPC_PORT: i32 = 50051;
+/// Port of a node's Prometheus `/metrics` endpoint.
+pub const DEFAULT_METRICS_PORT: i32 = 9090;
+
+/// Desired state of a TinyKV cluster.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "tinykv.io",
+    version = "v1alpha1",
+    kind = "TinyKVCluster",
+    plural = "tinykvclusters",
+    singular = "tinykvcluster",
+    namespaced,
+    shortname = "tkv",
+    category = "tinykv",
+    status = "TinyKVClusterStatus",
+    derive = "PartialEq",
+    doc = "A replicated TinyKV key-value cluster managed by the TinyKV operator.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.readyReplicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired nodes"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Ready nodes"
+    ),
+    printcolumn(
+        name = "RF",
+        type_ = "integer",
+        json_path = ".spec.replicationFactor",
+        description = "Replication factor"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Lifecycle phase"
+    ),
+    printcolumn(
+        name = "Operation",
+        type_ = "string",
+        json_path = ".status.operation.type",
+        description = "Scaling or upgrade in progress"
+    ),
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".spec.image",
+        priority = 1,
+        description = "Node image"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TinyKVClusterSpec {
+    /// Number of nodes (StatefulSet replicas). Never lowered below `replicationFactor`.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Copies kept of every key (N). QUORUM is `replicationFactor/2 + 1`.
+    #[serde(default = "default_replication_factor")]
+    #[schemars(range(min = 1))]
+    pub replication_factor: i32,
+    /// Node container image.
+    #[serde(default = "default_image")]
+    pub image: String,
+    /// Image pull policy (`Always`, `IfNotPresent`, `Never`); Kubernetes' default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+    /// CPU and memory requests and limits of the node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Data volume of each node.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Virtual nodes per node on the hash ring; the node's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub vnodes: Option<i32>,
+    /// Consistency level used when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_consistency: Option<ConsistencyLevel>,
+    /// Write-ahead durability policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncPolicy>,
+    /// Extra command-line arguments appended to the node's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// Extra environment variables of the node container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Scheduling and metadata of the node pods.
+    #[serde(default)]
+    pub pod_template: PodTemplateOptions,
+    /// The client Service.
+    #[serde(default)]
+    pub service: ServiceOptions,
+}
+
+/// Image pull policy of the node container.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when the image is not on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Consistency level of requests that name none.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsistencyLevel {
+    /// One replica.
+    One,
+    /// A majority of the replicas.
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+impl ConsistencyLevel {
+    /// The node flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Quorum => "quorum",
+            Self::All => "all",
+        }
+    }
+}
+
+/// Durability policy of the node's log.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// fsync every write before acknowledging it.
+    Always,
+    /// fsync on a timer.
+    Periodic,
+}
+
+impl SyncPolicy {
+    /// The node flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Periodic => "periodic",
+        }
+    }
+}
+
+/// What happens to a node's PersistentVolumeClaim.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PvcRetention {
+    /// Keep the claim (and its data).
+    #[default]
+    Retain,
+    /// Delete the claim.
+    Delete,
+}
+
+impl PvcRetention {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        }
+    }
+}
+
+/// Data volume of each node.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size of each node's volume, e.g. `10Gi`.
+    #[serde(default = "default_storage_size")]
+    pub size: String,
+    /// StorageClass of the volumes; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Use an `emptyDir` instead of a PersistentVolumeClaim (data dies with the pod; for tests).
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// What to do with a node's claim once the operator has decommissioned it on scale-down.
+    #[serde(default = "default_delete")]
+    pub when_scaled: PvcRetention,
+    /// What to do with the claims when the TinyKVCluster is deleted.
+    #[serde(default)]
+    pub when_deleted: PvcRetention,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+            ephemeral: false,
+            when_scaled: PvcRetention::Delete,
+            when_deleted: PvcRetention::Retain,
+        }
+    }
+}
+
+/// Scheduling and metadata of the node pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOptions {
+    /// Affinity of the pods. When unset the operator adds a preferred anti-affinity
+    /// that spreads the nodes of one cluster over Kubernetes nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Make the default anti-affinity required instead of preferred (ignored when `affinity` is set).
+    #[serde(default)]
+    pub required_anti_affinity: bool,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node selector of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Topology spread constraints of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Extra labels on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations on the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Priority class of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Service account of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Seconds a node gets after SIGTERM to hand off and flush (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// The client Service.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOptions {
+    /// Service type: `ClusterIP`, `NodePort` or `LoadBalancer`.
+    #[serde(default = "default_service_type", rename = "type")]
+    pub type_: ServiceType,
+    /// gRPC port of the nodes and of the client Service.
+    #[serde(default = "default_grpc_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Port of the nodes' `/metrics` endpoint.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub metrics_port: i32,
+    /// Extra annotations on the client Service (load-balancer settings and the like).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            type_: ServiceType::ClusterIP,
+            port: DEFAULT_GRPC_PORT,
+            metrics_port: DEFAULT_METRICS_PORT,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Type of the client Service.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Cluster-internal virtual IP.
+    ClusterIP,
+    /// A port on every Kubernetes node.
+    NodePort,
+    /// A cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Observed state of a TinyKV cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TinyKVClusterStatus {
+    /// StatefulSet replicas the operator currently runs.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that pass their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the node pods (for the scale subresource).
+    #[serde(default)]
+    pub selector: String,
+    /// Coarse lifecycle phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// `Available`, `Progressing` and `Degraded`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// `metadata.generation` of the spec this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Hash of the pod template that every pod runs (rolled out completely).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_out_template_hash: Option<String>,
+    /// Members as reported by the nodes' own Status RPC.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberState>,
+    /// The scaling or upgrade operation in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+}
+
+/// Coarse lifecycle phase of a cluster.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Objects created, no node ready yet.
+    Creating,
+    /// Every node ready and normal.
+    Running,
+    /// Adding or removing nodes.
+    Scaling,
+    /// Rolling a new pod template out.
+    Upgrading,
+    /// Running, but something needs attention (see the Degraded condition).
+    Degraded,
+}
+
+/// A member as reported by a node.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberState {
+    /// Node id (the pod name).
+    pub node_id: String,
+    /// Advertised gRPC address.
+    #[serde(default)]
+    pub address: String,
+    /// Ring membership: `normal`, `joining`, `leaving` or `left`.
+    #[serde(default)]
+    pub state: String,
+    /// Failure detector view: `up`, `suspect` or `down`.
+    #[serde(default)]
+    pub health: String,
+    /// Fraction of the key space this node is a replica of.
+    #[serde(default)]
+    pub replica_ownership: f64,
+}
+
+/// Kind of operation in progress.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum OperationType {
+    /// Adding nodes.
+    ScaleUp,
+    /// Removing one node (the highest ordinal) at a time.
+    ScaleDown,
+    /// Rolling a new pod template out, one pod at a time.
+    Upgrade,
+}
+
+/// A scaling or upgrade operation, recorded before it starts so that it resumes.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// What is being done.
+    #[serde(rename = "type")]
+    pub type_: OperationType,
+    /// Replicas when the operation started.
+    pub from_replicas: i32,
+    /// Replicas when the operation ends.
+    pub to_replicas: i32,
+    /// ScaleDown: the node being decommissioned (pod name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// ScaleDown: ordinal of that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<i32>,
+    /// Upgrade: current StatefulSet partition (pods with this ordinal and above run the new template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
+    /// Upgrade: hash of the template being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    /// Human-readable progress.
+    #[serde(default)]
+    pub message: String,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_replication_factor() -> i32 {
+    3
+}
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+fn default_storage_size() -> String {
+    "1Gi".to_string()
+}
+fn default_delete() -> PvcRetention {
+    PvcRetention::Delete
+}
+fn default_service_type() -> ServiceType {
+    ServiceType::ClusterIP
+}
+fn default_grpc_port() -> i32 {
+    DEFAULT_GRPC_PORT
+}
+fn default_metrics_port() -> i32 {
+    DEFAULT_METRICS_PORT
+}
+
+impl Default for TinyKVClusterSpec {
+    fn default() -> Self {
+        Self {
+            replicas: default_replicas(),
+            replication_factor: default_replication_factor(),
+            image: default_image(),
+            image_pull_policy: None,
+            resources: None,
+            storage: StorageSpec::default(),
+            vnodes: None,
+            default_consistency: None,
+            sync: None,
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            pod_template: PodTemplateOptions::default(),
+            service: ServiceOptions::default(),
+        }
+    }
+}
+
+/// Number of replicas that make a QUORUM for replication factor `rf`.
+pub fn quorum(rf: i32) -> i32 {
+    rf.max(1) / 2 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn quorum_is_a_majority() {
+        assert_eq!(quorum(1), 1);
+        assert_eq!(quorum(2), 2);
+        assert_eq!(quorum(3), 2);
+        assert_eq!(quorum(4), 3);
+        assert_eq!(quorum(5), 3);
+    }
+
+    #[test]
+    fn empty_spec_gets_defaults() {
+        let spec: TinyKVClusterSpec = serde_json::from_str("{}").expect("empty spec parses");
+        assert_eq!(spec, TinyKVClusterSpec::default());
+        assert_eq!(spec.replicas, 3);
+        assert_eq!(spec.storage.when_scaled, PvcRetention::Delete);
+        assert_eq!(spec.service.port, 50051);
+    }
+
+    #[test]
+    fn crd_has_scale_subresource_short_name_and_columns() {
+        let crd = TinyKVCluster::crd();
+        assert_eq!(crd.spec.group, "tinykv.io");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["tkv".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let sub = version.subresources.as_ref().expect("subresources");
+        let scale = sub.scale.as_ref().expect("scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.readyReplicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        assert!(sub.status.is_some());
+        let cols = version
+            .additional_printer_columns
+            .as_ref()
+            .expect("columns");
+        assert!(cols.iter().any(|c| c.name == "Phase"));
+    }
+}

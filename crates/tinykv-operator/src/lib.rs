@@ -1,0 +1,59 @@
+//! TinyKV's Kubernetes operator.
+//!
+//! * [`crd`]: the `TinyKVCluster` custom resource.
+//! * [`builders`]: pure functions that turn a `TinyKVCluster` into the
+//!   StatefulSet, Services and PodDisruptionBudget it needs.
+//! * [`node_admin`]: how the operator talks to the nodes (gRPC, or a mock).
+//! * [`plan`]: the pure scaling and upgrade state machine.
+//! * [`reconciler`]: the controller that applies all of it.
+//! * [`metrics`], [`leader`]: operator process plumbing.
+
+pub mod builders;
+pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod node_admin;
+pub mod plan;
+pub mod reconciler;
+pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use crd::{TinyKVCluster, TinyKVClusterSpec, TinyKVClusterStatus};
+
+/// Errors of the operator library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the Kubernetes API failed.
+    #[error("kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The object lacks a field the operator needs (namespace, uid, ...).
+    #[error("object has no {0}")]
+    MissingObjectKey(&'static str),
+    /// A node admin RPC failed.
+    #[error("node admin error: {0}")]
+    Node(#[from] node_admin::NodeError),
+    /// Serialising an object failed.
+    #[error("serialization error: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The spec cannot be turned into objects.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+}
+
+impl Error {
+    /// Short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::MissingObjectKey(_) => "missing_key",
+            Error::Node(_) => "node",
+            Error::Serialization(_) => "serialization",
+            Error::InvalidSpec(_) => "invalid_spec",
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

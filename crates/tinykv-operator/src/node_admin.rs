@@ -1,0 +1,373 @@
+//! How the operator talks to TinyKV nodes.
+//!
+//! [`NodeAdmin`] is the seam: [`GrpcNodeAdmin`] calls the real
+//! `tinykv.TinyKV/Status` and `tinykv.Admin/Decommission` RPCs (every call
+//! bounded by a deadline), [`MockNodeAdmin`] answers from a script and records
+//! the calls for reconciler tests. A test that runs real nodes on 127.0.0.1
+//! passes a `GrpcNodeAdmin` and an address function mapping pod names to
+//! local ports (see [`crate::reconciler::Context`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tinykv_proto::tinykv::{
+    admin_client::AdminClient, tiny_kv_client::TinyKvClient, DecommissionRequest, StatusRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+
+/// Membership state of a node that has finished leaving the ring.
+pub const STATE_LEFT: &str = "left";
+/// Membership state of a node that owns its ranges.
+pub const STATE_NORMAL: &str = "normal";
+/// Membership state of a node that is streaming its ranges away.
+pub const STATE_LEAVING: &str = "leaving";
+/// Failure-detector verdict of a live member.
+pub const HEALTH_UP: &str = "up";
+
+/// Errors of a node admin call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NodeError {
+    /// The address is not a valid endpoint.
+    #[error("invalid node address {0}")]
+    InvalidAddress(String),
+    /// The node could not be reached.
+    #[error("cannot connect to {addr}: {message}")]
+    Unreachable {
+        /// Address dialled.
+        addr: String,
+        /// Transport error.
+        message: String,
+    },
+    /// The call did not finish before its deadline.
+    #[error("call to {0} timed out")]
+    Timeout(String),
+    /// The node answered with a gRPC error.
+    #[error("{addr} answered {code}: {message}")]
+    Rpc {
+        /// Address called.
+        addr: String,
+        /// gRPC status code name.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+}
+
+/// A member as seen by the node that answered Status.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeMember {
+    /// Node id (pod name).
+    pub node_id: String,
+    /// Advertised address.
+    pub address: String,
+    /// `up`, `suspect` or `down`.
+    pub health: String,
+    /// `normal`, `joining`, `leaving` or `left`.
+    pub state: String,
+    /// Fraction of the key space this member holds a replica of.
+    pub replica_ownership: f64,
+}
+
+/// Answer of the Status RPC.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeStatus {
+    /// Id of the answering node.
+    pub node_id: String,
+    /// Replication factor the node runs with.
+    pub replication_factor: u32,
+    /// Node software version.
+    pub version: String,
+    /// Every member the node knows, itself included.
+    pub members: Vec<NodeMember>,
+}
+
+impl NodeStatus {
+    /// The answering node's view of member `node_id`.
+    pub fn member(&self, node_id: &str) -> Option<&NodeMember> {
+        self.members.iter().find(|m| m.node_id == node_id)
+    }
+}
+
+/// Answer of the Decommission RPC.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecommissionProgress {
+    /// `leaving` or `left`.
+    pub state: String,
+    /// Keys streamed so far.
+    pub keys_streamed: u64,
+    /// Progress in 0..1.
+    pub progress: f64,
+    /// Free text from the node.
+    pub message: String,
+}
+
+/// Node administration as the reconciler needs it.
+pub trait NodeAdmin: Send + Sync {
+    /// Cluster view of the node at `addr`.
+    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>>;
+    /// Ask the node at `addr` to decommission `node_id` (returns without waiting).
+    fn decommission<'a>(
+        &'a self,
+        addr: &'a str,
+        node_id: &'a str,
+    ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>>;
+}
+
+/// [`NodeAdmin`] over gRPC, one short-lived connection per call.
+#[derive(Debug, Clone)]
+pub struct GrpcNodeAdmin {
+    timeout: Duration,
+}
+
+impl Default for GrpcNodeAdmin {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(5))
+    }
+}
+
+impl GrpcNodeAdmin {
+    /// Calls (connect included) fail after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    async fn channel(&self, addr: &str) -> Result<Channel, NodeError> {
+        let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|_| NodeError::InvalidAddress(addr.to_string()))?
+            .connect_timeout(self.timeout)
+            .timeout(self.timeout);
+        endpoint
+            .connect()
+            .await
+            .map_err(|e| NodeError::Unreachable {
+                addr: addr.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn bounded<T>(
+        &self,
+        addr: &str,
+        fut: impl std::future::Future<Output = Result<T, NodeError>>,
+    ) -> Result<T, NodeError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| NodeError::Timeout(addr.to_string()))?
+    }
+}
+
+fn rpc_error(addr: &str, status: tonic::Status) -> NodeError {
+    NodeError::Rpc {
+        addr: addr.to_string(),
+        code: format!("{:?}", status.code()),
+        message: status.message().to_string(),
+    }
+}
+
+impl NodeAdmin for GrpcNodeAdmin {
+    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
+        Box::pin(self.bounded(addr, async move {
+            let mut client = TinyKvClient::new(self.channel(addr).await?);
+            let mut req = tonic::Request::new(StatusRequest {});
+            req.set_timeout(self.timeout);
+            let resp = client
+                .status(req)
+                .await
+                .map_err(|s| rpc_error(addr, s))?
+                .into_inner();
+            Ok(NodeStatus {
+                node_id: resp.node_id,
+                replication_factor: resp.replication_factor,
+                version: resp.version,
+                members: resp
+                    .members
+                    .into_iter()
+                    .map(|m| NodeMember {
+                        node_id: m.node_id,
+                        address: m.address,
+                        health: m.health,
+                        state: m.state,
+                        replica_ownership: m.replica_ownership,
+                    })
+                    .collect(),
+            })
+        }))
+    }
+
+    fn decommission<'a>(
+        &'a self,
+        addr: &'a str,
+        node_id: &'a str,
+    ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
+        Box::pin(self.bounded(addr, async move {
+            let mut client = AdminClient::new(self.channel(addr).await?);
+            let mut req = tonic::Request::new(DecommissionRequest {
+                node_id: node_id.to_string(),
+            });
+            req.set_timeout(self.timeout);
+            let resp = client
+                .decommission(req)
+                .await
+                .map_err(|s| rpc_error(addr, s))?
+                .into_inner();
+            Ok(DecommissionProgress {
+                state: resp.state,
+                keys_streamed: resp.keys_streamed,
+                progress: resp.progress,
+                message: resp.message,
+            })
+        }))
+    }
+}
+
+/// A recorded call to [`MockNodeAdmin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeCall {
+    /// `status(addr)`.
+    Status(String),
+    /// `decommission(addr, node_id)`.
+    Decommission(String, String),
+}
+
+#[derive(Default)]
+struct MockState {
+    statuses: HashMap<String, Result<NodeStatus, NodeError>>,
+    calls: Vec<NodeCall>,
+}
+
+/// Scripted [`NodeAdmin`] for tests: answers Status from a table keyed by
+/// address and records every call. A Decommission marks the node `leaving`
+/// in every scripted view; tests then flip it to `left` with [`MockNodeAdmin::set_state`].
+#[derive(Clone, Default)]
+pub struct MockNodeAdmin {
+    state: Arc<Mutex<MockState>>,
+}
+
+impl MockNodeAdmin {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MockState> {
+        // A panicking test thread poisons the lock; the data is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Script the answer of `status(addr)`.
+    pub fn set_status(&self, addr: &str, status: Result<NodeStatus, NodeError>) {
+        self.lock().statuses.insert(addr.to_string(), status);
+    }
+
+    /// Set member `node_id`'s state in every scripted view.
+    pub fn set_state(&self, node_id: &str, state: &str) {
+        for status in self.lock().statuses.values_mut().flatten() {
+            for m in status.members.iter_mut().filter(|m| m.node_id == node_id) {
+                m.state = state.to_string();
+            }
+        }
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<NodeCall> {
+        self.lock().calls.clone()
+    }
+
+    /// Only the Decommission calls.
+    pub fn decommissions(&self) -> Vec<(String, String)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                NodeCall::Decommission(a, n) => Some((a, n)),
+                NodeCall::Status(_) => None,
+            })
+            .collect()
+    }
+}
+
+impl NodeAdmin for MockNodeAdmin {
+    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
+        let mut st = self.lock();
+        st.calls.push(NodeCall::Status(addr.to_string()));
+        let answer = st.statuses.get(addr).cloned().unwrap_or_else(|| {
+            Err(NodeError::Unreachable {
+                addr: addr.to_string(),
+                message: "no such mock node".into(),
+            })
+        });
+        Box::pin(async move { answer })
+    }
+
+    fn decommission<'a>(
+        &'a self,
+        addr: &'a str,
+        node_id: &'a str,
+    ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
+        self.lock().calls.push(NodeCall::Decommission(
+            addr.to_string(),
+            node_id.to_string(),
+        ));
+        self.set_state(node_id, STATE_LEAVING);
+        Box::pin(async move {
+            Ok(DecommissionProgress {
+                state: STATE_LEAVING.to_string(),
+                ..DecommissionProgress::default()
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn grpc_admin_reports_unreachable_within_deadline() {
+        // Bind a port, then close it: nothing listens there.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let admin = GrpcNodeAdmin::new(Duration::from_millis(500));
+        let err = admin.status(&addr).await.expect_err("nothing listens");
+        assert!(
+            matches!(err, NodeError::Unreachable { .. } | NodeError::Timeout(_)),
+            "{err:?}"
+        );
+        let err = admin
+            .decommission("not a uri \u{0}", "n")
+            .await
+            .expect_err("bad uri");
+        assert!(matches!(err, NodeError::InvalidAddress(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn mock_records_and_marks_leaving() {
+        let mock = MockNodeAdmin::default();
+        mock.set_status(
+            "a:1",
+            Ok(NodeStatus {
+                node_id: "n0".into(),
+                members: vec![NodeMember {
+                    node_id: "n1".into(),
+                    state: STATE_NORMAL.into(),
+                    ..NodeMember::default()
+                }],
+                ..NodeStatus::default()
+            }),
+        );
+        mock.decommission("a:1", "n1").await.expect("decommission");
+        let st = mock.status("a:1").await.expect("status");
+        assert_eq!(
+            st.member("n1").map(|m| m.state.as_str()),
+            Some(STATE_LEAVING)
+        );
+        assert!(mock.status("b:1").await.is_err());
+        assert_eq!(
+            mock.decommissions(),
+            vec![("a:1".to_string(), "n1".to_string())]
+        );
+        assert_eq!(mock.calls().len(), 3);
+    }
+}

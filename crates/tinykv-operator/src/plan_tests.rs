@@ -1,0 +1,252 @@
+//! Unit tests of the pure state machine.
+
+use super::*;
+use crate::node_admin::{NodeMember, STATE_LEAVING};
+
+fn view(states: &[(&str, &str, &str)]) -> NodeStatus {
+    NodeStatus {
+        node_id: "demo-0".into(),
+        replication_factor: 3,
+        version: "test".into(),
+        members: states
+            .iter()
+            .map(|(id, state, health)| NodeMember {
+                node_id: (*id).into(),
+                address: String::new(),
+                health: (*health).into(),
+                state: (*state).into(),
+                replica_ownership: 0.5,
+            })
+            .collect(),
+    }
+}
+
+fn healthy(n: i32) -> NodeStatus {
+    let ids: Vec<String> = (0..n).map(|i| format!("demo-{i}")).collect();
+    let states: Vec<(&str, &str, &str)> =
+        ids.iter().map(|i| (i.as_str(), "normal", "up")).collect();
+    view(&states)
+}
+
+fn sts(replicas: i32) -> ObservedStatefulSet {
+    ObservedStatefulSet {
+        replicas,
+        ready_replicas: replicas,
+        updated_replicas: replicas,
+        settled: true,
+    }
+}
+
+fn input<'a>(
+    desired: i32,
+    sts: Option<&'a ObservedStatefulSet>,
+    op: Option<&'a Operation>,
+    view: Option<&'a NodeStatus>,
+) -> PlanInput<'a> {
+    PlanInput {
+        cluster: "demo",
+        desired_replicas: desired,
+        replication_factor: 3,
+        template_hash: "h1",
+        when_scaled: PvcRetention::Delete,
+        ephemeral: false,
+        operation: op,
+        rolled_out_hash: Some("h1"),
+        already_refused: false,
+        statefulset: sts,
+        view,
+    }
+}
+
+#[test]
+fn creation_applies_everything() {
+    let p = plan(&input(5, None, None, None));
+    assert_eq!((p.replicas, p.partition), (5, 0));
+    assert_eq!(p.rolled_out_hash.as_deref(), Some("h1"));
+    assert!(p.operation.is_none());
+}
+
+#[test]
+fn steady_state_does_nothing() {
+    let s = sts(3);
+    let v = healthy(3);
+    let p = plan(&input(3, Some(&s), None, Some(&v)));
+    assert_eq!((p.replicas, p.partition), (3, 0));
+    assert!(p.operation.is_none() && p.events.is_empty() && p.decommission.is_none());
+    assert_eq!(p.requeue, IDLE_REQUEUE);
+}
+
+#[test]
+fn scale_down_walks_one_node_at_a_time() {
+    let s = sts(5);
+    let mut v = healthy(5);
+    // 1: record intent only.
+    let p = plan(&input(3, Some(&s), None, Some(&v)));
+    let op = p.operation.clone().expect("intent recorded");
+    assert_eq!(op.node.as_deref(), Some("demo-4"));
+    assert_eq!(p.replicas, 5);
+    assert!(p.decommission.is_none());
+    // 2: node normal -> decommission it, keep replicas.
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert_eq!(p.decommission.as_deref(), Some("demo-4"));
+    assert_eq!(p.replicas, 5);
+    // 3: leaving -> wait, no second decommission.
+    v.members[4].state = STATE_LEAVING.into();
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert!(p.decommission.is_none());
+    assert_eq!(p.replicas, 5);
+    assert!(p.operation.is_some());
+    // 4: left -> lower replicas, delete PVC, clear op.
+    v.members[4].state = STATE_LEFT.into();
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert_eq!(p.replicas, 4);
+    assert_eq!(p.delete_pvc, Some(4));
+    assert!(p.operation.is_none());
+    // 5: next pass starts on demo-3.
+    let s4 = sts(4);
+    let p = plan(&input(3, Some(&s4), None, Some(&v)));
+    assert_eq!(p.operation.and_then(|o| o.node).as_deref(), Some("demo-3"));
+}
+
+#[test]
+fn scale_down_resumes_after_replicas_were_lowered() {
+    let op = Operation {
+        type_: OperationType::ScaleDown,
+        from_replicas: 5,
+        to_replicas: 3,
+        node: Some("demo-4".into()),
+        ordinal: Some(4),
+        partition: None,
+        template_hash: None,
+        message: String::new(),
+    };
+    let s = sts(4);
+    let mut i = input(3, Some(&s), Some(&op), None);
+    i.when_scaled = PvcRetention::Retain;
+    let p = plan(&i);
+    assert_eq!(p.replicas, 4);
+    assert_eq!(p.delete_pvc, None, "retained per policy");
+    assert!(p.operation.is_none());
+}
+
+#[test]
+fn refuses_below_replication_factor_once() {
+    let s = sts(3);
+    let v = healthy(3);
+    let p = plan(&input(2, Some(&s), None, Some(&v)));
+    assert!(p.refused_below_rf);
+    assert_eq!(p.replicas, 3);
+    assert_eq!(p.events[0].reason, REASON_BELOW_RF);
+    assert!(p.events[0].warning);
+    let mut i = input(2, Some(&s), None, Some(&v));
+    i.already_refused = true;
+    let p = plan(&i);
+    assert!(p.refused_below_rf && p.events.is_empty());
+}
+
+#[test]
+fn scale_up_waits_for_normal_members() {
+    let s = sts(3);
+    let p = plan(&input(5, Some(&s), None, None));
+    assert_eq!(p.replicas, 5);
+    let op = p.operation.expect("scale-up op");
+    let mut s5 = sts(5);
+    s5.ready_replicas = 4;
+    let v = healthy(5);
+    let p = plan(&input(5, Some(&s5), Some(&op), Some(&v)));
+    assert!(p.operation.is_some(), "one pod not ready yet");
+    let s5 = sts(5);
+    let mut joining = healthy(5);
+    joining.members[4].state = "joining".into();
+    let p = plan(&input(5, Some(&s5), Some(&op), Some(&joining)));
+    assert!(p.operation.is_some(), "still joining");
+    let p = plan(&input(5, Some(&s5), Some(&op), Some(&v)));
+    assert!(p.operation.is_none());
+    assert_eq!(p.events[0].reason, "ScaledUp");
+}
+
+#[test]
+fn upgrade_lowers_partition_one_pod_at_a_time() {
+    let s = sts(3);
+    let v = healthy(3);
+    let mut i = input(3, Some(&s), None, Some(&v));
+    i.template_hash = "h2";
+    let p = plan(&i);
+    assert_eq!(p.partition, 2);
+    let op = p.operation.expect("upgrade op");
+    // Pod 2 not yet updated: hold.
+    let mut s1 = sts(3);
+    s1.updated_replicas = 0;
+    let mut i = input(3, Some(&s1), Some(&op), Some(&v));
+    i.template_hash = "h2";
+    assert_eq!(plan(&i).partition, 2);
+    // Pod 2 updated and ready, but a member suspect: hold.
+    let mut s2 = sts(3);
+    s2.updated_replicas = 1;
+    let suspect = view(&[
+        ("demo-0", "normal", "up"),
+        ("demo-1", "normal", "suspect"),
+        ("demo-2", "normal", "up"),
+    ]);
+    let mut i = input(3, Some(&s2), Some(&op), Some(&suspect));
+    i.template_hash = "h2";
+    assert_eq!(plan(&i).partition, 2);
+    // All healthy: move on to pod 1.
+    let mut i = input(3, Some(&s2), Some(&op), Some(&v));
+    i.template_hash = "h2";
+    let p = plan(&i);
+    assert_eq!(p.partition, 1);
+    // Last step completes.
+    let mut done_op = op.clone();
+    done_op.partition = Some(0);
+    let mut i = input(3, Some(&s), Some(&done_op), Some(&v));
+    i.template_hash = "h2";
+    let p = plan(&i);
+    assert!(p.operation.is_none());
+    assert_eq!(p.rolled_out_hash.as_deref(), Some("h2"));
+    assert_eq!(p.partition, 0);
+}
+
+#[test]
+fn template_change_during_scale_down_is_frozen() {
+    let s = sts(5);
+    let v = healthy(5);
+    let mut i = input(3, Some(&s), None, Some(&v));
+    i.rolled_out_hash = Some("old");
+    // No op: upgrade starts first (scale waits).
+    let p = plan(&i);
+    assert_eq!(p.operation.map(|o| o.type_), Some(OperationType::Upgrade));
+    // Mid scale-down: partition frozen at replicas.
+    let op = Operation {
+        type_: OperationType::ScaleDown,
+        from_replicas: 5,
+        to_replicas: 3,
+        node: Some("demo-4".into()),
+        ordinal: Some(4),
+        partition: None,
+        template_hash: None,
+        message: String::new(),
+    };
+    let mut i = input(3, Some(&s), Some(&op), Some(&v));
+    i.rolled_out_hash = Some("old");
+    assert_eq!(plan(&i).partition, 5);
+}
+
+#[test]
+fn quorum_check_assumes_worst_case() {
+    assert!(every_range_at_quorum(&healthy(5), 3));
+    let one_down = view(&[
+        ("a", "normal", "up"),
+        ("b", "normal", "down"),
+        ("c", "normal", "up"),
+    ]);
+    assert!(every_range_at_quorum(&one_down, 3));
+    let two_down = view(&[
+        ("a", "normal", "down"),
+        ("b", "normal", "down"),
+        ("c", "normal", "up"),
+        ("d", "left", "down"),
+    ]);
+    assert!(!every_range_at_quorum(&two_down, 3));
+    assert!(every_range_at_quorum(&two_down, 5), "rf=5 tolerates two");
+}
