@@ -1,0 +1,295 @@
+//! Command-line flags, their translation into a run, and running it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency};
+
+use crate::progress::Progress;
+use crate::runner::{self, ClientStore, RunConfig, RunError, RunResult, StopAt};
+use crate::stats::{PhaseReport, Report, RunInfo};
+use crate::workload::{Distribution, Workload};
+
+/// The operation budget when neither `--ops` nor `--duration` is given.
+pub const DEFAULT_OPS: u64 = 10_000;
+
+/// TinyKV benchmark: YCSB-style load through the real client, with HDR
+/// latency percentiles per operation and errors by kind.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tinykv-bench", version, about)]
+pub struct Args {
+    /// Node endpoints (host:port), comma-separated; requests go round-robin.
+    #[arg(
+        long,
+        env = "TINYKV_BENCH_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053,127.0.0.1:50054,127.0.0.1:50055"
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Concurrent workers, each with one request in flight.
+    #[arg(long, env = "TINYKV_BENCH_WORKERS", default_value_t = 50)]
+    pub workers: usize,
+
+    /// Operations to measure (default 10000 unless --duration is given).
+    #[arg(long, env = "TINYKV_BENCH_OPS", conflicts_with = "duration")]
+    pub ops: Option<u64>,
+
+    /// Time to measure for, e.g. 30s, 500ms, 2m.
+    #[arg(long, env = "TINYKV_BENCH_DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Number of distinct keys.
+    #[arg(long, env = "TINYKV_BENCH_KEYSPACE", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keyspace: u64,
+
+    /// Value size in bytes.
+    #[arg(long, env = "TINYKV_BENCH_VALUE_SIZE", default_value_t = 100)]
+    pub value_size: usize,
+
+    /// YCSB workload: a (50% reads), b (95% reads), c (reads only), write (writes only).
+    /// Default a.
+    #[arg(
+        long,
+        env = "TINYKV_BENCH_WORKLOAD",
+        value_enum,
+        conflicts_with = "read_ratio"
+    )]
+    pub workload: Option<Workload>,
+
+    /// Fraction of reads, 0.0 to 1.0, instead of a named workload.
+    #[arg(long, env = "TINYKV_BENCH_READ_RATIO", value_parser = parse_ratio)]
+    pub read_ratio: Option<f64>,
+
+    /// Key distribution.
+    #[arg(long, env = "TINYKV_BENCH_DISTRIBUTION", value_enum, default_value_t = Distribution::Uniform)]
+    pub distribution: Distribution,
+
+    /// Consistency of reads and writes: one, two, quorum, all, default or a count.
+    #[arg(long, env = "TINYKV_BENCH_CONSISTENCY", default_value = "quorum")]
+    pub consistency: Consistency,
+
+    /// Consistency of reads (overrides --consistency).
+    #[arg(long, env = "TINYKV_BENCH_READ_CONSISTENCY")]
+    pub read_consistency: Option<Consistency>,
+
+    /// Consistency of writes (overrides --consistency).
+    #[arg(long, env = "TINYKV_BENCH_WRITE_CONSISTENCY")]
+    pub write_consistency: Option<Consistency>,
+
+    /// Write every key of the key space once before measuring, so reads hit.
+    #[arg(long, env = "TINYKV_BENCH_LOAD")]
+    pub load: bool,
+
+    /// Run unrecorded for this long before measuring, e.g. 2s.
+    #[arg(long, env = "TINYKV_BENCH_WARMUP", value_parser = parse_duration, default_value = "0s")]
+    pub warmup: Duration,
+
+    /// Deadline of each call.
+    #[arg(long, env = "TINYKV_BENCH_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+
+    /// Also write the results as JSON to this file ("-" for stdout, the
+    /// text report then going to stderr).
+    #[arg(long, env = "TINYKV_BENCH_JSON")]
+    pub json: Option<PathBuf>,
+
+    /// No progress display.
+    #[arg(long, env = "TINYKV_BENCH_NO_PROGRESS")]
+    pub no_progress: bool,
+
+    /// Exit non-zero when failed operations exceed this fraction.
+    #[arg(long, env = "TINYKV_BENCH_MAX_ERROR_RATE", value_parser = parse_ratio, default_value = "0.01")]
+    pub max_error_rate: f64,
+
+    /// Prefix of every key.
+    #[arg(long, env = "TINYKV_BENCH_KEY_PREFIX", default_value = "bench:")]
+    pub key_prefix: String,
+
+    /// Seed for key and operation choice (random if not given).
+    #[arg(long, env = "TINYKV_BENCH_SEED")]
+    pub seed: Option<u64>,
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s`, `250us`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 500ms, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" | "secs" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+/// Parses a fraction in `0.0..=1.0`.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1")),
+    }
+}
+
+/// Everything a run needs, resolved from the flags.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The benchmark itself.
+    pub run: RunConfig,
+    /// Node endpoints.
+    pub endpoints: Vec<String>,
+    /// Client settings (the per-call deadline).
+    pub client: ClientOptions,
+    /// Consistency of reads.
+    pub read_consistency: Consistency,
+    /// Consistency of writes.
+    pub write_consistency: Consistency,
+    /// Show progress.
+    pub progress: bool,
+    /// Where to write JSON.
+    pub json: Option<PathBuf>,
+    /// The error rate above which the run fails.
+    pub max_error_rate: f64,
+}
+
+impl Args {
+    /// Resolves defaults and overrides into [`Settings`].
+    pub fn settings(&self) -> Settings {
+        let stop = match (self.ops, self.duration) {
+            (Some(n), _) => StopAt::Ops(n),
+            (None, Some(d)) => StopAt::Duration(d),
+            (None, None) => StopAt::Ops(DEFAULT_OPS),
+        };
+        let read_ratio = self
+            .read_ratio
+            .unwrap_or_else(|| self.workload.unwrap_or(Workload::A).read_ratio());
+        let seed = self.seed.unwrap_or_else(rand::random);
+        Settings {
+            run: RunConfig {
+                workers: self.workers.max(1),
+                stop,
+                keyspace: self.keyspace,
+                value_size: self.value_size,
+                read_ratio,
+                distribution: self.distribution,
+                key_prefix: self.key_prefix.clone(),
+                load: self.load,
+                warmup: self.warmup,
+                seed,
+            },
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            client: ClientOptions {
+                timeout: self.timeout,
+                sender_id: "tinykv-bench".into(),
+                ..ClientOptions::default()
+            },
+            read_consistency: self.read_consistency.unwrap_or(self.consistency),
+            write_consistency: self.write_consistency.unwrap_or(self.consistency),
+            progress: !self.no_progress,
+            json: self.json.clone(),
+            max_error_rate: self.max_error_rate,
+        }
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The client could not be set up (bad endpoint, none given).
+    #[error("client: {0}")]
+    Client(#[from] ClientError),
+    /// The run itself failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+impl Settings {
+    /// The settings as echoed in the report.
+    pub fn info(&self) -> RunInfo {
+        let (ops, duration_secs) = match self.run.stop {
+            StopAt::Ops(n) => (Some(n), None),
+            StopAt::Duration(d) => (None, Some(d.as_secs_f64())),
+        };
+        RunInfo {
+            endpoints: self.endpoints.clone(),
+            workers: self.run.workers,
+            ops,
+            duration_secs,
+            keyspace: self.run.keyspace,
+            value_size: self.run.value_size,
+            read_ratio: self.run.read_ratio,
+            distribution: self.run.distribution.to_string(),
+            read_consistency: self.read_consistency.to_string(),
+            write_consistency: self.write_consistency.to_string(),
+            warmup_secs: self.run.warmup.as_secs_f64(),
+            timeout_secs: self.client.timeout.as_secs_f64(),
+        }
+    }
+
+    /// The report for a finished run.
+    pub fn report(&self, result: &RunResult) -> Report {
+        Report {
+            config: self.info(),
+            load: result
+                .load
+                .as_ref()
+                .map(|l| PhaseReport::new(&l.stats, l.elapsed)),
+            run: PhaseReport::new(&result.run.stats, result.run.elapsed),
+        }
+    }
+
+    /// Connects to the endpoints and runs the benchmark through the client.
+    pub async fn execute(&self) -> Result<Report, BenchError> {
+        let client = Client::connect_many(
+            self.endpoints.iter().map(String::as_str),
+            self.client.clone(),
+        )?;
+        let store = ClientStore {
+            client,
+            read: self.read_consistency,
+            write: self.write_consistency,
+        };
+        let result = runner::run(store, &self.run, Progress::detect(self.progress)).await?;
+        Ok(self.report(&result))
+    }
+}
+
+/// Fails when a phase's error rate exceeds `max`.
+pub fn check_error_rate(report: &Report, max: f64) -> Result<(), String> {
+    let phases = report
+        .load
+        .iter()
+        .map(|p| ("load phase", p))
+        .chain([("run", &report.run)]);
+    for (name, p) in phases {
+        if p.error_rate > max {
+            return Err(format!(
+                "{name}: {} of {} operations failed ({:.2}%), above --max-error-rate {:.2}%",
+                p.errors.total(),
+                p.total_ops,
+                p.error_rate * 100.0,
+                max * 100.0
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
