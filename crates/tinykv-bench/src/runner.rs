@@ -300,3 +300,6 @@ async fn measured_phase<S: Store>(
     let warmup_ops = warmup_done.load(Ordering::Relaxed);
     Ok((PhaseResult { stats, elapsed }, warmup_ops))
 }
+
+#[cfg(test)]
+mod tests;
