@@ -135,6 +135,19 @@ impl Client {
         self.inner.endpoints[0].1.clone()
     }
 
+    /// Largest message accepted: values may be up to the server's limit.
+    const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+    fn kv(&self, ch: Channel) -> TinyKvClient<Channel> {
+        TinyKvClient::new(ch)
+            .max_decoding_message_size(Self::MAX_MESSAGE)
+            .max_encoding_message_size(Self::MAX_MESSAGE)
+    }
+
+    fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.first()).max_decoding_message_size(Self::MAX_MESSAGE)
+    }
+
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         req.set_timeout(self.inner.opts.timeout);
@@ -161,8 +174,10 @@ impl Client {
             timestamp: 0,
             consistency: level as i32,
             timeout_ms: self.timeout_ms(),
+            strict_quorum: false,
         };
-        let resp = TinyKvClient::new(self.pick())
+        let resp = self
+            .kv(self.pick())
             .put(self.request(req))
             .await?
             .into_inner();
@@ -192,7 +207,8 @@ impl Client {
             consistency: level as i32,
             timeout_ms: self.timeout_ms(),
         };
-        let resp = TinyKvClient::new(self.pick())
+        let resp = self
+            .kv(self.pick())
             .get(self.request(req))
             .await?
             .into_inner();
@@ -220,8 +236,10 @@ impl Client {
             w: count,
             consistency: level as i32,
             timeout_ms: self.timeout_ms(),
+            strict_quorum: false,
         };
-        let resp = TinyKvClient::new(self.pick())
+        let resp = self
+            .kv(self.pick())
             .delete(self.request(req))
             .await?
             .into_inner();
@@ -236,7 +254,8 @@ impl Client {
         let req = pb::PingRequest {
             sender_id: self.inner.opts.sender_id.clone(),
         };
-        Ok(TinyKvClient::new(self.first())
+        Ok(self
+            .kv(self.first())
             .ping(self.request(req))
             .await?
             .into_inner()
@@ -257,7 +276,8 @@ impl Client {
 
     /// The first endpoint's view of the cluster.
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
-        Ok(TinyKvClient::new(self.first())
+        Ok(self
+            .kv(self.first())
             .status(self.request(pb::StatusRequest {}))
             .await?
             .into_inner())
@@ -269,7 +289,8 @@ impl Client {
         key: impl Into<Bytes>,
     ) -> Result<pb::LocalGetResponse, ClientError> {
         let req = pb::LocalGetRequest { key: key.into() };
-        Ok(AdminClient::new(self.first())
+        Ok(self
+            .admin()
             .local_get(self.request(req))
             .await?
             .into_inner())
@@ -281,7 +302,8 @@ impl Client {
         key: impl Into<Bytes>,
     ) -> Result<pb::KeyOwnersResponse, ClientError> {
         let req = pb::KeyOwnersRequest { key: key.into() };
-        Ok(AdminClient::new(self.first())
+        Ok(self
+            .admin()
             .key_owners(self.request(req))
             .await?
             .into_inner())
@@ -289,7 +311,8 @@ impl Client {
 
     /// Runs one anti-entropy round on the first endpoint.
     pub async fn repair(&self) -> Result<pb::RepairResponse, ClientError> {
-        Ok(AdminClient::new(self.first())
+        Ok(self
+            .admin()
             .repair(self.request(pb::RepairRequest {}))
             .await?
             .into_inner())
@@ -303,7 +326,8 @@ impl Client {
         let req = pb::DecommissionRequest {
             node_id: node_id.to_string(),
         };
-        Ok(AdminClient::new(self.first())
+        Ok(self
+            .admin()
             .decommission(self.request(req))
             .await?
             .into_inner())
@@ -314,7 +338,8 @@ impl Client {
         let req = pb::RemoveNodeRequest {
             node_id: node_id.to_string(),
         };
-        Ok(AdminClient::new(self.first())
+        Ok(self
+            .admin()
             .remove_node(self.request(req))
             .await?
             .into_inner())

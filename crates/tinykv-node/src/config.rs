@@ -1,5 +1,246 @@
 //! Node configuration: every flag is also a `TINYKV_*` environment variable.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::NodeError;
+
 /// Default virtual nodes per member: enough that 5 members each own within
 /// ±10% of an equal share of the ring (see the ring tests).
 pub const DEFAULT_VNODES: u32 = 256;
+
+/// Longest key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+
+/// When writes reach stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SyncMode {
+    /// fsync before acknowledging (group-committed across concurrent writes).
+    Always,
+    /// fsync at most every `--sync-period` (Cassandra's periodic commitlog sync).
+    Periodic,
+}
+
+/// The consistency a request gets when it names none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DefaultConsistency {
+    /// One replica.
+    One,
+    /// A majority of the replicas.
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `tinykv-node` flags.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "tinykv-node", version, about = "A TinyKV node")]
+pub struct Config {
+    /// Stable node identity (defaults to the host name).
+    #[arg(long, env = "TINYKV_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Address to listen on for gRPC.
+    #[arg(long, env = "TINYKV_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: String,
+    /// Address other nodes and clients should use for this node (defaults to --listen).
+    #[arg(long, env = "TINYKV_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Static members, `ID=HOST:PORT,...`; may include this node.
+    #[arg(long, env = "TINYKV_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Discover members by resolving this DNS name (`NAME[:PORT]`) periodically,
+    /// e.g. a Kubernetes headless Service or a compose service.
+    #[arg(long, env = "TINYKV_PEERS_DNS")]
+    pub peers_dns: Option<String>,
+    /// Directory for the storage engine's files.
+    #[arg(long, env = "TINYKV_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Replicas per key (N).
+    #[arg(long, env = "TINYKV_REPLICATION_FACTOR", default_value_t = 3)]
+    pub replication_factor: u32,
+    /// Virtual nodes per member on the ring.
+    #[arg(long, env = "TINYKV_VNODES", default_value_t = DEFAULT_VNODES)]
+    pub vnodes: u32,
+    /// Durability policy.
+    #[arg(long, env = "TINYKV_SYNC", value_enum, default_value = "periodic")]
+    pub sync: SyncMode,
+    /// Group-commit window of `--sync periodic`.
+    #[arg(long, env = "TINYKV_SYNC_PERIOD", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub sync_period: Duration,
+    /// Consistency for requests that name none.
+    #[arg(
+        long,
+        env = "TINYKV_DEFAULT_CONSISTENCY",
+        value_enum,
+        default_value = "quorum"
+    )]
+    pub default_consistency: DefaultConsistency,
+    /// Deadline for a request that carries none.
+    #[arg(long, env = "TINYKV_REQUEST_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Largest value accepted, in bytes.
+    #[arg(long, env = "TINYKV_MAX_VALUE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_value_bytes: usize,
+    /// Let hinted writes to fallback nodes count toward W (sloppy quorum).
+    #[arg(long, env = "TINYKV_SLOPPY_QUORUM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sloppy_quorum: bool,
+    /// Store hints for unreachable replicas and replay them (hinted handoff).
+    #[arg(long, env = "TINYKV_HINTED_HANDOFF", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hinted_handoff: bool,
+    /// Most hints kept per node before new ones are dropped.
+    #[arg(long, env = "TINYKV_MAX_HINTS", default_value_t = 1_000_000)]
+    pub max_hints: u64,
+    /// Hints older than this are dropped (anti-entropy repairs the rest).
+    #[arg(long, env = "TINYKV_MAX_HINT_AGE", default_value = "3h", value_parser = humantime::parse_duration)]
+    pub max_hint_age: Duration,
+    /// Heartbeat interval.
+    #[arg(long, env = "TINYKV_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Phi-accrual threshold above which a peer is considered down.
+    #[arg(long, env = "TINYKV_PHI_THRESHOLD", default_value_t = 8.0)]
+    pub phi_threshold: f64,
+    /// Interval between anti-entropy rounds (0 disables the background loop).
+    #[arg(long, env = "TINYKV_ANTI_ENTROPY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub anti_entropy_interval: Duration,
+    /// Tombstones younger than this are never purged.
+    #[arg(long, env = "TINYKV_TOMBSTONE_GRACE", default_value = "1day", value_parser = humantime::parse_duration)]
+    pub tombstone_grace: Duration,
+    /// Prometheus `/metrics` address (`off` disables it).
+    #[arg(long, env = "TINYKV_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: String,
+    /// Log format.
+    #[arg(long, env = "TINYKV_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// A statically configured member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Node id.
+    pub id: String,
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl Config {
+    /// Parses `--peers`: `ID=HOST:PORT` entries.
+    pub fn peer_specs(&self) -> Result<Vec<PeerSpec>, NodeError> {
+        self.peers
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((id, addr))
+                    if !id.is_empty()
+                        && addr.rsplit_once(':').is_some_and(|(h, port)| {
+                            !h.is_empty() && port.parse::<u16>().is_ok()
+                        }) =>
+                {
+                    Ok(PeerSpec {
+                        id: id.to_string(),
+                        addr: addr.to_string(),
+                    })
+                }
+                _ => Err(NodeError::Config(format!(
+                    "invalid --peers entry {p:?}: expected ID=HOST:PORT"
+                ))),
+            })
+            .collect()
+    }
+
+    /// This node's id: `--node-id`, else the host name.
+    pub fn resolved_node_id(&self) -> Result<String, NodeError> {
+        if let Some(id) = self.node_id.as_deref().filter(|s| !s.is_empty()) {
+            return Ok(id.to_string());
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|h| !h.is_empty());
+        host.ok_or_else(|| NodeError::Config("no --node-id given and no host name found".into()))
+    }
+
+    /// Checks values that clap cannot.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if self.replication_factor == 0 {
+            return Err(NodeError::Config(
+                "--replication-factor must be at least 1".into(),
+            ));
+        }
+        if self.vnodes == 0 {
+            return Err(NodeError::Config("--vnodes must be at least 1".into()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(NodeError::Config(
+                "--request-timeout must be positive".into(),
+            ));
+        }
+        self.peer_specs()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["tinykv-node"];
+        all.extend_from_slice(args);
+        Config::try_parse_from(all).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn documented_command_line_parses() {
+        let c = parse(&[
+            "--node-id",
+            "n1",
+            "--listen",
+            "127.0.0.1:50051",
+            "--peers",
+            "n1=127.0.0.1:50051,n2=127.0.0.1:50052",
+            "--data-dir",
+            "/tmp/x",
+            "--replication-factor",
+            "3",
+            "--vnodes",
+            "64",
+            "--sync",
+            "always",
+        ]);
+        assert_eq!(c.sync, SyncMode::Always);
+        assert_eq!(c.peer_specs().ok().map(|p| p.len()), Some(2));
+        assert_eq!(c.resolved_node_id().ok().as_deref(), Some("n1"));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_peers_are_rejected_clearly() {
+        for bad in ["n1", "=1.2.3.4:5", "n1=host", "n1=host:notaport"] {
+            let c = parse(&["--peers", bad]);
+            let err = c
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("invalid --peers entry"), "{bad}: {err}");
+        }
+        assert!(parse(&["--replication-factor", "0"]).validate().is_err());
+    }
+}

@@ -2,7 +2,27 @@
 //!
 //! The `tinykv-node` binary is a thin wrapper around [`server::run`].
 
+pub mod antientropy;
+pub mod background;
 pub mod config;
+pub mod coordinator;
+pub mod detector;
+pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
+pub mod gossip;
+pub mod hints;
+pub mod hlc;
+pub mod lifecycle;
+pub mod membership;
+pub mod merkle;
+pub mod metrics;
+pub mod node;
+pub mod peers;
+pub mod quorum;
 pub mod ring;
+pub mod server;
+pub mod service;
+pub mod status;
 pub mod storage;
 pub mod version;

@@ -1,0 +1,300 @@
+//! Anti-entropy: replicas compare hash digests of the ranges they share and
+//! exchange only the versions of leaves that differ. Tombstones older than
+//! the grace period are purged from a range only when every replica of it
+//! answered with identical digests, so they all hold the tombstone and a
+//! deleted value cannot come back from a replica that missed the delete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tinykv_proto::internal as pb;
+use tinykv_proto::tinykv::RepairResponse;
+
+use crate::hlc::wall_micros;
+use crate::merkle::{digest_range, leaf_bounds, Leaf};
+use crate::node::Node;
+use crate::peers::describe;
+use crate::ring::TokenRange;
+use crate::storage::WriteOp;
+use crate::version::Record;
+
+/// Leaves per range digest.
+const LEAVES: u32 = 64;
+/// Records per fetched page.
+const PAGE: u32 = 1024;
+/// Deadline of one anti-entropy RPC.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Node {
+    fn peer(
+        &self,
+        id: &str,
+    ) -> Result<tinykv_proto::internal::peer_client::PeerClient<tonic::transport::Channel>, String>
+    {
+        if self.partitioned_from(id) {
+            return Err("unreachable (fault injected)".into());
+        }
+        let addr = self
+            .membership
+            .address_of(id)
+            .ok_or_else(|| format!("unknown member {id}"))?;
+        self.peers.client(&addr)
+    }
+
+    /// Every version a peer holds in `(lo, hi]`.
+    pub(crate) async fn fetch_all(
+        &self,
+        peer: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<(Bytes, Record)>, String> {
+        let mut client = self.peer(peer)?;
+        let mut out = Vec::new();
+        let mut after = Bytes::new();
+        loop {
+            let mut req = tonic::Request::new(pb::FetchRangeRequest {
+                start: lo,
+                end: hi,
+                after_key: after.clone(),
+                limit: PAGE,
+            });
+            req.set_timeout(RPC_TIMEOUT);
+            let page = client
+                .fetch_range(req)
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            for kr in page.records {
+                if let Some(r) = kr.record {
+                    after = kr.key.clone();
+                    out.push((kr.key, Record::from(r)));
+                }
+            }
+            if !page.more {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Sends versions to a peer in batches.
+    pub(crate) async fn push_all(
+        &self,
+        peer: &str,
+        records: Vec<(Bytes, Record)>,
+    ) -> Result<u64, String> {
+        let mut client = self.peer(peer)?;
+        let mut bytes = 0u64;
+        for chunk in records.chunks(PAGE as usize) {
+            bytes += chunk
+                .iter()
+                .map(|(k, r)| (k.len() + r.approx_size()) as u64)
+                .sum::<u64>();
+            let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
+                records: chunk
+                    .iter()
+                    .map(|(k, r)| pb::KeyedRecord {
+                        key: k.clone(),
+                        record: Some(r.clone().into()),
+                    })
+                    .collect(),
+                from: self.id.clone(),
+            });
+            req.set_timeout(RPC_TIMEOUT);
+            client.write_batch(req).await.map_err(|s| describe(&s))?;
+        }
+        Ok(bytes)
+    }
+
+    /// Every local version in `(lo, hi]`.
+    pub(crate) async fn scan_all(
+        self: &Arc<Self>,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<(Bytes, Record)>, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out: Vec<(Bytes, Record)> = Vec::new();
+            loop {
+                let after = out.last().map(|(k, _)| k.clone());
+                let page = node
+                    .store
+                    .engine()
+                    .scan(lo, hi, after.as_deref(), PAGE as usize)
+                    .map_err(|e| e.to_string())?;
+                let done = page.len() < PAGE as usize;
+                out.extend(page);
+                if done {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    async fn local_digest(self: &Arc<Self>, r: &TokenRange) -> Result<Vec<Leaf>, String> {
+        let (node, start, end) = (self.clone(), r.start, r.end);
+        tokio::task::spawn_blocking(move || {
+            digest_range(node.store.engine().as_ref(), start, end, LEAVES)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
+    async fn remote_digest(&self, peer: &str, r: &TokenRange) -> Result<Vec<Leaf>, String> {
+        let mut client = self.peer(peer)?;
+        let mut req = tonic::Request::new(pb::RangeDigestRequest {
+            start: r.start,
+            end: r.end,
+            leaves: LEAVES,
+        });
+        req.set_timeout(RPC_TIMEOUT);
+        let d = client
+            .range_digest(req)
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        if d.leaf_hashes.len() != LEAVES as usize || d.leaf_counts.len() != LEAVES as usize {
+            return Err("malformed digest".into());
+        }
+        Ok(d.leaf_hashes
+            .iter()
+            .zip(d.leaf_counts)
+            .map(|(h, count)| {
+                let mut b = [0u8; 8];
+                let n = h.len().min(8);
+                b[..n].copy_from_slice(&h[..n]);
+                Leaf {
+                    hash: u64::from_be_bytes(b),
+                    count,
+                }
+            })
+            .collect())
+    }
+
+    /// Brings one leaf in sync with one peer, both ways.
+    async fn sync_leaf(
+        self: &Arc<Self>,
+        peer: &str,
+        lo: u64,
+        hi: u64,
+        report: &mut RepairResponse,
+    ) -> Result<(), String> {
+        let theirs: HashMap<Bytes, Record> =
+            self.fetch_all(peer, lo, hi).await?.into_iter().collect();
+        let ours = self.scan_all(lo, hi).await?;
+        let mut to_send = Vec::new();
+        let mut to_apply = Vec::new();
+        let mut ours_keys = std::collections::HashSet::new();
+        for (k, r) in ours {
+            match theirs.get(&k) {
+                Some(t) if !r.supersedes(t) => {
+                    if t.supersedes(&r) {
+                        to_apply.push((k.clone(), t.clone()));
+                    }
+                }
+                _ => to_send.push((k.clone(), r)),
+            }
+            ours_keys.insert(k);
+        }
+        for (k, t) in theirs {
+            if !ours_keys.contains(&k) {
+                to_apply.push((k, t));
+            }
+        }
+        let (sent, received) = (to_send.len() as u64, to_apply.len() as u64);
+        report.keys_sent += sent;
+        report.keys_received += received;
+        let sent_bytes = if to_send.is_empty() {
+            0
+        } else {
+            self.push_all(peer, to_send).await?
+        };
+        let recv_bytes: u64 = to_apply
+            .iter()
+            .map(|(k, r)| (k.len() + r.approx_size()) as u64)
+            .sum();
+        if !to_apply.is_empty() {
+            let ops = to_apply
+                .into_iter()
+                .map(|(key, record)| WriteOp::Put { key, record })
+                .collect();
+            self.store.write(ops).await.map_err(|e| e.to_string())?;
+        }
+        report.bytes_moved += sent_bytes + recv_bytes;
+        self.metrics.repair_keys.inc_by(sent + received);
+        self.metrics.repair_bytes.inc_by(sent_bytes + recv_bytes);
+        Ok(())
+    }
+
+    /// Purges tombstones older than the grace period in `r`.
+    async fn purge_tombstones(self: &Arc<Self>, r: &TokenRange) -> Result<u64, String> {
+        let grace = u64::try_from(self.config.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
+        let cutoff = wall_micros().saturating_sub(grace);
+        let ops: Vec<WriteOp> = self
+            .scan_all(r.start, r.end)
+            .await?
+            .into_iter()
+            .filter(|(_, rec)| rec.tombstone && rec.timestamp < cutoff)
+            .map(|(key, record)| WriteOp::Purge { key, record })
+            .collect();
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let done = self.store.write(ops).await.map_err(|e| e.to_string())?;
+        Ok(done.iter().filter(|d| **d).count() as u64)
+    }
+
+    /// One anti-entropy round over every range this node replicates.
+    pub async fn anti_entropy_round(self: &Arc<Self>) -> Result<RepairResponse, String> {
+        let ring = self.membership.read_ring();
+        let mut report = RepairResponse::default();
+        let mut peers_seen = std::collections::HashSet::new();
+        for range in ring.ranges_of(&self.id) {
+            let ours = self.local_digest(&range).await?;
+            let mut all_agree = true;
+            for peer in range.replicas.iter().filter(|p| **p != self.id) {
+                report.ranges_compared += 1;
+                let theirs = match self.remote_digest(peer, &range).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::debug!(peer, error = %e, "anti-entropy: peer digest failed");
+                        all_agree = false;
+                        continue;
+                    }
+                };
+                peers_seen.insert(peer.clone());
+                let differing: Vec<u32> = (0..LEAVES)
+                    .filter(|&i| ours[i as usize] != theirs[i as usize])
+                    .collect();
+                if differing.is_empty() {
+                    continue;
+                }
+                all_agree = false;
+                report.ranges_differing += differing.len() as u64;
+                for i in differing {
+                    let (lo, hi) = leaf_bounds(range.start, range.end, LEAVES, i);
+                    if let Err(e) = self.sync_leaf(peer, lo, hi, &mut report).await {
+                        tracing::warn!(peer, error = %e, "anti-entropy: leaf sync failed");
+                    }
+                }
+            }
+            if all_agree {
+                report.tombstones_purged += self.purge_tombstones(&range).await?;
+            }
+        }
+        report.peers_compared = peers_seen.len() as u32;
+        if report.keys_sent + report.keys_received > 0 {
+            tracing::info!(
+                sent = report.keys_sent,
+                received = report.keys_received,
+                differing = report.ranges_differing,
+                "anti-entropy round moved data"
+            );
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,207 @@
+//! Coordinating client requests: any node sends a request to all N replicas
+//! of the key in parallel and answers once W (or R) of them have.
+//!
+//! Writes use a sloppy quorum: a replica that fails (or is known down) is
+//! replaced by the next healthy node clockwise, which stores the version as a
+//! hint for the owner and, unless the request is strict, counts toward W.
+//! Every failed replica write also leaves a hint on the coordinator, so the
+//! owner gets the version once it is back. Reads merge the answers by LWW and
+//! repair stale or missing replicas in the background.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::node::Node;
+use crate::quorum::{Quorum, QuorumError};
+use crate::ring::key_token;
+use crate::version::{merge, Record};
+
+/// Why a coordinated request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Not enough replicas answered.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// The cluster has fewer live ring members than the request needs.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How a write ended.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteOutcome {
+    /// Acknowledgements received before answering (hinted ones included
+    /// unless strict).
+    pub acks: usize,
+}
+
+/// How a read ended.
+#[derive(Clone, Debug)]
+pub struct ReadOutcome {
+    /// The winning version (may be a tombstone), or none if no replica had one.
+    pub winner: Option<Record>,
+    /// Replica answers merged.
+    pub answered: usize,
+}
+
+impl Node {
+    /// Replicates `record` for `key` and waits for `w` acknowledgements.
+    pub async fn coordinate_write(
+        self: &Arc<Self>,
+        key: Bytes,
+        record: Record,
+        w: usize,
+        strict: bool,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, RequestError> {
+        let ring = self.membership.write_ring();
+        let walk: Vec<String> = ring
+            .walk(key_token(&key))
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let n = ring.replicas_per_key();
+        if w > n {
+            return Err(RequestError::Unavailable(format!(
+                "write needs {w} acks but the ring has only {n} replicas for this key"
+            )));
+        }
+        let (primaries, fallbacks) = walk.split_at(n);
+        let mut fallbacks = fallbacks
+            .iter()
+            .filter(|f| !self.detector.is_down(f))
+            .cloned();
+        let hinting = self.config.hinted_handoff;
+        let sloppy = hinting && self.config.sloppy_quorum && !strict;
+
+        let mut q = Quorum::new(w, deadline);
+        let mut hinted_for: HashSet<String> = HashSet::new();
+        for owner in primaries {
+            if sloppy && self.detector.is_down(owner) {
+                if let Some(fb) = fallbacks.next() {
+                    self.spawn_hinted(&mut q, fb, owner, &key, &record, deadline);
+                    hinted_for.insert(owner.clone());
+                    continue;
+                }
+            }
+            let (node, k, r) = (self.clone(), key.clone(), record.clone());
+            let owner_id = owner.clone();
+            q.spawn(owner.clone(), async move {
+                let res = node
+                    .replica_write(&owner_id, k.clone(), r.clone(), None, deadline)
+                    .await;
+                if res.is_err() && hinting && owner_id != node.id {
+                    // Keep the version for the owner whatever the quorum's fate.
+                    let _ = node.store_hint(&owner_id, k, r).await;
+                }
+                res
+            });
+        }
+        while !q.reached() {
+            match q.next().await {
+                None => break,
+                Some((failed, Some(_)))
+                    if sloppy && !hinted_for.contains(&failed) && primaries.contains(&failed) =>
+                {
+                    if let Some(fb) = fallbacks.next() {
+                        self.spawn_hinted(&mut q, fb, &failed, &key, &record, deadline);
+                        hinted_for.insert(failed);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        if !q.reached() {
+            self.metrics
+                .quorum_failures
+                .with_label_values(&["write"])
+                .inc();
+            return Err(q.error("write").into());
+        }
+        Ok(WriteOutcome { acks: q.ok.len() })
+    }
+
+    fn spawn_hinted(
+        self: &Arc<Self>,
+        q: &mut Quorum<()>,
+        fallback: String,
+        owner: &str,
+        key: &Bytes,
+        record: &Record,
+        deadline: Instant,
+    ) {
+        let (node, k, r, owner) = (self.clone(), key.clone(), record.clone(), owner.to_string());
+        let label = format!("{fallback} (hint for {owner})");
+        q.spawn(label, async move {
+            node.replica_write(&fallback, k, r, Some(&owner), deadline)
+                .await
+        });
+    }
+
+    /// Reads `key` from its replicas and waits for `r` answers.
+    pub async fn coordinate_read(
+        self: &Arc<Self>,
+        key: Bytes,
+        r: usize,
+        deadline: Instant,
+    ) -> Result<ReadOutcome, RequestError> {
+        let ring = self.membership.read_ring();
+        let replicas: Vec<String> = ring
+            .preference_list(&key)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if r > replicas.len() {
+            return Err(RequestError::Unavailable(format!(
+                "read needs {r} replies but the ring has only {} replicas for this key",
+                replicas.len()
+            )));
+        }
+        let mut q = Quorum::new(r, deadline);
+        for rep in &replicas {
+            let (node, k, rep) = (self.clone(), key.clone(), rep.clone());
+            q.spawn(rep.clone(), async move {
+                node.replica_read(&rep, k, deadline).await
+            });
+        }
+        if !q.wait().await {
+            self.metrics
+                .quorum_failures
+                .with_label_values(&["read"])
+                .inc();
+            return Err(q.error("read").into());
+        }
+        let winner = merge(q.ok.iter().filter_map(|(_, v)| v.as_ref())).cloned();
+        let answered = q.ok.len();
+        // Read repair in the background, over every answer that arrives in time.
+        let node = self.clone();
+        tokio::spawn(async move { node.read_repair(key, q).await });
+        Ok(ReadOutcome { winner, answered })
+    }
+
+    async fn read_repair(self: Arc<Self>, key: Bytes, q: Quorum<Option<Record>>) {
+        let (answers, _) = q.finish().await;
+        let Some(winner) = merge(answers.iter().filter_map(|(_, v)| v.as_ref())).cloned() else {
+            return;
+        };
+        let deadline = Instant::now() + self.config.request_timeout;
+        for (replica, version) in answers {
+            let stale = match &version {
+                None => true,
+                Some(v) => winner.supersedes(v),
+            };
+            if stale {
+                self.metrics.read_repairs.inc();
+                if let Err(e) = self
+                    .replica_write(&replica, key.clone(), winner.clone(), None, deadline)
+                    .await
+                {
+                    tracing::debug!(replica, error = %e, "read repair failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Members, their ring states, and the ring they make.
+//!
+//! The member table is gossiped with heartbeats: each entry carries a version
+//! and the highest version of an entry wins when tables merge, so every node
+//! converges on the same table and therefore the same ring. Health (up,
+//! suspect, down) is each node's own view, kept in [`crate::detector`], and
+//! never changes the ring: a down node keeps its ranges.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use tinykv_proto::internal::MemberInfo;
+
+use crate::ring::Ring;
+
+/// A member's place in the ring's lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MemberState {
+    /// Taking its ring positions; streaming its ranges in; not yet read from.
+    Joining,
+    /// A full replica.
+    Normal,
+    /// Streaming its ranges to the nodes that take them over.
+    Leaving,
+    /// Gone after a decommission; owns nothing.
+    Left,
+    /// Removed for good by `removenode`; owns nothing.
+    Removed,
+}
+
+impl MemberState {
+    /// Whether the node holds ring positions for writes.
+    pub fn in_write_ring(self) -> bool {
+        matches!(
+            self,
+            MemberState::Joining | MemberState::Normal | MemberState::Leaving
+        )
+    }
+
+    /// Whether the node serves reads for its ranges.
+    pub fn in_read_ring(self) -> bool {
+        matches!(self, MemberState::Normal | MemberState::Leaving)
+    }
+}
+
+impl fmt::Display for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberState::Joining => "joining",
+            MemberState::Normal => "normal",
+            MemberState::Leaving => "leaving",
+            MemberState::Left => "left",
+            MemberState::Removed => "removed",
+        })
+    }
+}
+
+impl FromStr for MemberState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "joining" => MemberState::Joining,
+            "normal" => MemberState::Normal,
+            "leaving" => MemberState::Leaving,
+            "left" => MemberState::Left,
+            "removed" => MemberState::Removed,
+            _ => return Err(format!("unknown member state {s:?}")),
+        })
+    }
+}
+
+/// One row of the member table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Stable node id.
+    pub id: String,
+    /// Current `host:port`.
+    pub addr: String,
+    /// Ring lifecycle state.
+    pub state: MemberState,
+    /// Version of this row; the highest wins on merge.
+    pub version: u64,
+}
+
+impl Member {
+    /// The gossip form.
+    pub fn to_info(&self) -> MemberInfo {
+        MemberInfo {
+            node_id: self.id.clone(),
+            address: self.addr.clone(),
+            state: self.state.to_string(),
+            version: self.version,
+        }
+    }
+
+    /// Parses the gossip form; `None` for malformed rows.
+    pub fn from_info(i: &MemberInfo) -> Option<Member> {
+        if i.node_id.is_empty() || i.address.is_empty() {
+            return None;
+        }
+        Some(Member {
+            id: i.node_id.clone(),
+            addr: i.address.clone(),
+            state: i.state.parse().ok()?,
+            version: i.version,
+        })
+    }
+}
+
+struct Table {
+    members: BTreeMap<String, Member>,
+    read_ring: Arc<Ring>,
+    write_ring: Arc<Ring>,
+}
+
+/// The member table and the rings derived from it.
+pub struct Membership {
+    self_id: String,
+    rf: usize,
+    vnodes: u32,
+    table: RwLock<Table>,
+}
+
+impl Membership {
+    /// A table holding `members` (this node must be among them).
+    pub fn new(self_id: &str, members: Vec<Member>, rf: usize, vnodes: u32) -> Membership {
+        let members: BTreeMap<_, _> = members.into_iter().map(|m| (m.id.clone(), m)).collect();
+        let (read_ring, write_ring) = rings(&members, rf, vnodes);
+        Membership {
+            self_id: self_id.to_string(),
+            rf,
+            vnodes,
+            table: RwLock::new(Table {
+                members,
+                read_ring,
+                write_ring,
+            }),
+        }
+    }
+
+    /// This node's id.
+    pub fn self_id(&self) -> &str {
+        &self.self_id
+    }
+
+    /// The ring used to choose the replicas that answer reads.
+    pub fn read_ring(&self) -> Arc<Ring> {
+        match self.table.read() {
+            Ok(t) => t.read_ring.clone(),
+            Err(p) => p.into_inner().read_ring.clone(),
+        }
+    }
+
+    /// The ring used to choose the replicas that receive writes (includes
+    /// joining nodes, so they get new writes while they stream old ones).
+    pub fn write_ring(&self) -> Arc<Ring> {
+        match self.table.read() {
+            Ok(t) => t.write_ring.clone(),
+            Err(p) => p.into_inner().write_ring.clone(),
+        }
+    }
+
+    /// Every row, sorted by id.
+    pub fn members(&self) -> Vec<Member> {
+        match self.table.read() {
+            Ok(t) => t.members.values().cloned().collect(),
+            Err(p) => p.into_inner().members.values().cloned().collect(),
+        }
+    }
+
+    /// One row.
+    pub fn get(&self, id: &str) -> Option<Member> {
+        match self.table.read() {
+            Ok(t) => t.members.get(id).cloned(),
+            Err(p) => p.into_inner().members.get(id).cloned(),
+        }
+    }
+
+    /// The address of member `id`.
+    pub fn address_of(&self, id: &str) -> Option<String> {
+        self.get(id).map(|m| m.addr)
+    }
+
+    /// Merges gossiped rows: a row replaces ours when its version is higher
+    /// (or equal with a later lifecycle state, which makes merge commutative).
+    /// Returns true when the table changed.
+    pub fn merge(&self, rows: impl IntoIterator<Item = Member>) -> bool {
+        let mut t = match self.table.write() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        let mut changed = false;
+        for row in rows {
+            let replace = match t.members.get(&row.id) {
+                None => true,
+                Some(cur) => {
+                    (row.version, row.state, &row.addr) > (cur.version, cur.state, &cur.addr)
+                }
+            };
+            if replace {
+                t.members.insert(row.id.clone(), row);
+                changed = true;
+            }
+        }
+        if changed {
+            let (r, w) = rings(&t.members, self.rf, self.vnodes);
+            t.read_ring = r;
+            t.write_ring = w;
+        }
+        changed
+    }
+
+    /// Sets a member's state (and address), bumping its version so the change
+    /// wins everywhere it is gossiped. `version` is a clock reading.
+    pub fn set(&self, id: &str, addr: &str, state: MemberState, version: u64) {
+        let cur = self.get(id).map(|m| m.version).unwrap_or(0);
+        self.merge([Member {
+            id: id.to_string(),
+            addr: addr.to_string(),
+            state,
+            version: version.max(cur + 1),
+        }]);
+    }
+}
+
+fn rings(members: &BTreeMap<String, Member>, rf: usize, vnodes: u32) -> (Arc<Ring>, Arc<Ring>) {
+    let read = members
+        .values()
+        .filter(|m| m.state.in_read_ring())
+        .map(|m| m.id.clone());
+    let write = members
+        .values()
+        .filter(|m| m.state.in_write_ring())
+        .map(|m| m.id.clone());
+    (
+        Arc::new(Ring::new(read, vnodes, rf)),
+        Arc::new(Ring::new(write, vnodes, rf)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: &str, state: MemberState, version: u64) -> Member {
+        Member {
+            id: id.into(),
+            addr: format!("{id}:1"),
+            state,
+            version,
+        }
+    }
+
+    #[test]
+    fn merge_keeps_highest_version_in_any_order() {
+        let rows = vec![
+            m("a", MemberState::Normal, 1),
+            m("a", MemberState::Leaving, 5),
+            m("a", MemberState::Left, 7),
+            m("b", MemberState::Normal, 1),
+        ];
+        let x = Membership::new("a", vec![], 3, 8);
+        let y = Membership::new("a", vec![], 3, 8);
+        x.merge(rows.clone());
+        y.merge(rows.into_iter().rev());
+        assert_eq!(x.members(), y.members());
+        assert_eq!(x.get("a").map(|r| r.state), Some(MemberState::Left));
+        assert_eq!(x.read_ring().nodes(), ["b".to_string()]);
+    }
+
+    #[test]
+    fn joining_nodes_take_writes_not_reads() {
+        let t = Membership::new(
+            "a",
+            vec![
+                m("a", MemberState::Normal, 1),
+                m("j", MemberState::Joining, 1),
+            ],
+            3,
+            8,
+        );
+        assert!(t.write_ring().contains_node("j"));
+        assert!(!t.read_ring().contains_node("j"));
+        t.set("j", "j:1", MemberState::Normal, 0);
+        assert!(t.read_ring().contains_node("j"));
+        assert!(
+            !t.merge([m("j", MemberState::Joining, 1)]),
+            "stale row must not win"
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The node's shared state and its replica-level operations.
+//!
+//! A [`Node`] is shared (`Arc`) by the gRPC services and the background
+//! loops. Calls to one replica, local or remote, go through
+//! [`Node::replica_write`] and [`Node::replica_read`], so the coordinator
+//! never cares whether a replica is itself.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tinykv_proto::internal as pb;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::detector::Detector;
+use crate::hlc::{wall_micros, Hlc, Observed};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::peers::{describe, Peers};
+use crate::quorum::CallResult;
+use crate::storage::{Store, WriteOp};
+use crate::version::Record;
+
+/// Everything a running node shares between its services and loops.
+pub struct Node {
+    /// This node's id.
+    pub id: String,
+    /// This node's advertised address.
+    pub addr: String,
+    /// Its configuration.
+    pub config: Config,
+    /// The hybrid logical clock that stamps versions.
+    pub clock: Hlc,
+    /// Local storage.
+    pub store: Store,
+    /// Member table and rings.
+    pub membership: Membership,
+    /// Peer health.
+    pub detector: Detector,
+    /// Peer connections.
+    pub peers: Peers,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+    /// Progress of this node's own decommission.
+    pub leave_progress: std::sync::Mutex<crate::lifecycle::LeaveProgress>,
+    /// Test-only fault switches.
+    #[cfg(feature = "fault-injection")]
+    pub faults: crate::faults::Faults,
+}
+
+impl Node {
+    /// Moves the clock past a timestamp seen from outside, recording skew.
+    pub fn observe(&self, ts: u64, from: &str) {
+        if let Observed::TooFarAhead(ahead) = self.clock.observe(ts) {
+            self.metrics.clock_skew_refused.inc();
+            tracing::warn!(
+                from,
+                ahead_us = ahead,
+                "timestamp too far ahead of our clock; not absorbed"
+            );
+        }
+    }
+
+    /// True when a message to or from `peer` must be dropped (fault injection).
+    pub fn partitioned_from(&self, _peer: &str) -> bool {
+        #[cfg(feature = "fault-injection")]
+        {
+            return self.faults.blocks(_peer);
+        }
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// Applies a version to this node's own replica.
+    pub async fn apply_local(&self, key: Bytes, record: Record) -> Result<bool, String> {
+        let applied = self
+            .store
+            .write(vec![WriteOp::Put { key, record }])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(applied.first().copied().unwrap_or(false))
+    }
+
+    /// Stores a hint on this node for `target`.
+    pub async fn store_hint(&self, target: &str, key: Bytes, record: Record) -> Result<(), String> {
+        let stats = self
+            .store
+            .engine()
+            .hint_stats()
+            .map_err(|e| e.to_string())?;
+        if stats.count >= self.config.max_hints {
+            self.metrics.hints_dropped.inc();
+            tracing::warn!(
+                target,
+                hints = stats.count,
+                "hint limit reached; dropping hint (anti-entropy will repair)"
+            );
+            return Err("hint limit reached".into());
+        }
+        self.store
+            .write(vec![WriteOp::Hint {
+                target: target.to_string(),
+                key,
+                record,
+                stored_at_us: wall_micros(),
+            }])
+            .await
+            .map_err(|e| e.to_string())?;
+        self.metrics.hints_stored.inc();
+        Ok(())
+    }
+
+    /// Writes a version to replica `node` (or stores it there as a hint for
+    /// `hint_for`), by the deadline.
+    pub async fn replica_write(
+        self: &Arc<Self>,
+        node: &str,
+        key: Bytes,
+        record: Record,
+        hint_for: Option<&str>,
+        deadline: Instant,
+    ) -> CallResult<()> {
+        if node == self.id {
+            return match hint_for {
+                Some(t) => self.store_hint(t, key, record).await,
+                None => self.apply_local(key, record).await.map(|_| ()),
+            };
+        }
+        if self.partitioned_from(node) {
+            return Err("unreachable (fault injected)".into());
+        }
+        let addr = self
+            .membership
+            .address_of(node)
+            .ok_or_else(|| format!("unknown member {node}"))?;
+        let mut client = self.peers.client(&addr)?;
+        let mut req = tonic::Request::new(pb::ReplicaWrite {
+            key,
+            record: Some(record.into()),
+            hint_for: hint_for.unwrap_or_default().to_string(),
+            from: self.id.clone(),
+        });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        client
+            .write(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| describe(&s))
+    }
+
+    /// Reads replica `node`'s version of `key`, by the deadline.
+    pub async fn replica_read(
+        self: &Arc<Self>,
+        node: &str,
+        key: Bytes,
+        deadline: Instant,
+    ) -> CallResult<Option<Record>> {
+        if node == self.id {
+            return self.store.get(&key).map_err(|e| e.to_string());
+        }
+        if self.partitioned_from(node) {
+            return Err("unreachable (fault injected)".into());
+        }
+        let addr = self
+            .membership
+            .address_of(node)
+            .ok_or_else(|| format!("unknown member {node}"))?;
+        let mut client = self.peers.client(&addr)?;
+        let mut req = tonic::Request::new(pb::ReplicaRead { key });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        let resp = client
+            .read(req)
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        let rec = resp.record.map(Record::from);
+        if let Some(r) = &rec {
+            self.observe(r.timestamp, node);
+        }
+        Ok(rec)
+    }
+}

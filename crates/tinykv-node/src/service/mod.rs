@@ -1,0 +1,145 @@
+//! The gRPC services a node serves: the client-facing `tinykv.TinyKV`, the
+//! operator-facing `tinykv.Admin`, and the node-to-node `tinykv.internal.Peer`.
+
+pub mod admin;
+pub mod client;
+pub mod peer;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::{DefaultConsistency, MAX_KEY_BYTES};
+use crate::coordinator::RequestError;
+use crate::node::Node;
+use tinykv_proto::tinykv::Consistency;
+
+/// Longest deadline a request may ask for.
+const MAX_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The deadline of a request: the smallest of its `timeout_ms` field, its
+/// `grpc-timeout` header and the node's default.
+pub(crate) fn deadline<T>(node: &Node, req: &tonic::Request<T>, timeout_ms: u32) -> Instant {
+    let mut d = node.config.request_timeout;
+    if timeout_ms > 0 {
+        d = Duration::from_millis(u64::from(timeout_ms)).min(MAX_DEADLINE);
+    }
+    if let Some(h) = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+    {
+        d = d.min(h);
+    }
+    Instant::now() + d
+}
+
+/// Parses a `grpc-timeout` header value (`<digits><unit>`).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 {
+        return None;
+    }
+    let (num, unit) = v.split_at(v.len() - 1);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Rejects empty and oversize keys.
+pub(crate) fn check_key(key: &[u8]) -> Result<(), tonic::Status> {
+    if key.is_empty() {
+        return Err(tonic::Status::invalid_argument("key must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(tonic::Status::invalid_argument(format!(
+            "key is {} bytes; the limit is {MAX_KEY_BYTES} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The number of replicas a request needs: an explicit legacy count if given
+/// (`field` names it in errors), else the named level, else the node default.
+pub(crate) fn replicas_needed(
+    node: &Node,
+    explicit: i32,
+    field: &str,
+    level: i32,
+) -> Result<(usize, &'static str), tonic::Status> {
+    let n = node.config.replication_factor as usize;
+    let quorum = n / 2 + 1;
+    if explicit < 0 {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field} must not be negative (got {explicit})"
+        )));
+    }
+    if explicit > 0 {
+        let e = explicit as usize;
+        if e > n {
+            return Err(tonic::Status::invalid_argument(format!(
+                "{field} {e} exceeds the replication factor {n}"
+            )));
+        }
+        return Ok((e, "count"));
+    }
+    let level = Consistency::try_from(level).map_err(|_| {
+        tonic::Status::invalid_argument(format!("unknown consistency level {level}"))
+    })?;
+    Ok(match level {
+        Consistency::One => (1, "one"),
+        Consistency::Two if n < 2 => {
+            return Err(tonic::Status::invalid_argument(format!(
+                "consistency TWO exceeds the replication factor {n}"
+            )))
+        }
+        Consistency::Two => (2, "two"),
+        Consistency::Quorum => (quorum, "quorum"),
+        Consistency::All => (n, "all"),
+        Consistency::Default => match node.config.default_consistency {
+            DefaultConsistency::One => (1, "one"),
+            DefaultConsistency::Quorum => (quorum, "quorum"),
+            DefaultConsistency::All => (n, "all"),
+        },
+    })
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(e: RequestError) -> Self {
+        tonic::Status::unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_header() {
+        assert_eq!(
+            parse_grpc_timeout("5000m"),
+            Some(Duration::from_millis(5000))
+        );
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout("12q"), None);
+    }
+
+    #[test]
+    fn key_limits() {
+        assert!(check_key(b"").is_err());
+        assert!(check_key(&vec![b'k'; MAX_KEY_BYTES]).is_ok());
+        let e = check_key(&vec![b'k'; MAX_KEY_BYTES + 1])
+            .err()
+            .map(|s| s.code());
+        assert_eq!(e, Some(tonic::Code::InvalidArgument));
+    }
+}

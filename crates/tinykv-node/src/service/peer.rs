@@ -1,0 +1,189 @@
+//! `tinykv.internal.Peer`: replica reads and writes, hints, heartbeats and
+//! the range exchange used by anti-entropy and streaming.
+
+use std::sync::Arc;
+
+use tinykv_proto::internal as pb;
+use tinykv_proto::internal::peer_server::Peer;
+use tonic::{Request, Response, Status};
+
+use crate::hlc::wall_micros;
+use crate::membership::Member;
+use crate::node::Node;
+use crate::storage::WriteOp;
+use crate::version::Record;
+
+/// Most records one `FetchRange` page returns.
+const MAX_PAGE: usize = 2048;
+
+/// The peer service.
+pub struct PeerService {
+    node: Arc<Node>,
+}
+
+impl PeerService {
+    /// A service answering peers on behalf of `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        PeerService { node }
+    }
+
+    fn refuse_if_partitioned(&self, from: &str) -> Result<(), Status> {
+        if self.node.partitioned_from(from) {
+            return Err(Status::unavailable("unreachable (fault injected)"));
+        }
+        Ok(())
+    }
+}
+
+fn storage_status(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("storage: {e}"))
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn write(
+        &self,
+        req: Request<pb::ReplicaWrite>,
+    ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
+        let w = req.into_inner();
+        self.refuse_if_partitioned(&w.from)?;
+        let record: Record = w
+            .record
+            .ok_or_else(|| Status::invalid_argument("record missing"))?
+            .into();
+        if w.key.is_empty() {
+            return Err(Status::invalid_argument("key must not be empty"));
+        }
+        self.node.observe(record.timestamp, &w.from);
+        let applied = if w.hint_for.is_empty() {
+            self.node
+                .apply_local(w.key, record)
+                .await
+                .map_err(storage_status)?
+        } else {
+            self.node
+                .store_hint(&w.hint_for, w.key, record)
+                .await
+                .map_err(Status::resource_exhausted)?;
+            true
+        };
+        Ok(Response::new(pb::ReplicaWriteAck {
+            applied: u32::from(applied),
+        }))
+    }
+
+    async fn write_batch(
+        &self,
+        req: Request<pb::ReplicaWriteBatch>,
+    ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
+        let b = req.into_inner();
+        self.refuse_if_partitioned(&b.from)?;
+        let mut ops = Vec::with_capacity(b.records.len());
+        for kr in b.records {
+            let rec: Record = kr
+                .record
+                .ok_or_else(|| Status::invalid_argument("record missing"))?
+                .into();
+            self.node.observe(rec.timestamp, &b.from);
+            ops.push(WriteOp::Put {
+                key: kr.key,
+                record: rec,
+            });
+        }
+        let applied = self.node.store.write(ops).await.map_err(storage_status)?;
+        let n = applied.iter().filter(|a| **a).count();
+        Ok(Response::new(pb::ReplicaWriteAck { applied: n as u32 }))
+    }
+
+    async fn read(
+        &self,
+        req: Request<pb::ReplicaRead>,
+    ) -> Result<Response<pb::ReplicaReadResult>, Status> {
+        let r = req.into_inner();
+        let rec = self.node.store.get(&r.key).map_err(storage_status)?;
+        Ok(Response::new(pb::ReplicaReadResult {
+            record: rec.map(Into::into),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let hb = req.into_inner();
+        self.refuse_if_partitioned(&hb.from)?;
+        self.node
+            .membership
+            .merge(hb.members.iter().filter_map(Member::from_info));
+        if !hb.from.is_empty() {
+            self.node.detector.heartbeat(&hb.from);
+        }
+        Ok(Response::new(pb::HeartbeatResponse {
+            from: self.node.id.clone(),
+            now_us: wall_micros(),
+            members: self
+                .node
+                .membership
+                .members()
+                .iter()
+                .map(Member::to_info)
+                .collect(),
+        }))
+    }
+
+    async fn range_digest(
+        &self,
+        req: Request<pb::RangeDigestRequest>,
+    ) -> Result<Response<pb::RangeDigestResponse>, Status> {
+        let r = req.into_inner();
+        if r.leaves == 0 || r.leaves > 1 << 16 {
+            return Err(Status::invalid_argument("leaves must be in 1..=65536"));
+        }
+        let node = self.node.clone();
+        let digest = tokio::task::spawn_blocking(move || {
+            crate::merkle::digest_range(node.store.engine().as_ref(), r.start, r.end, r.leaves)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(storage_status)?;
+        Ok(Response::new(pb::RangeDigestResponse {
+            leaf_hashes: digest
+                .iter()
+                .map(|l| l.hash.to_be_bytes().to_vec().into())
+                .collect(),
+            leaf_counts: digest.iter().map(|l| l.count).collect(),
+        }))
+    }
+
+    async fn fetch_range(
+        &self,
+        req: Request<pb::FetchRangeRequest>,
+    ) -> Result<Response<pb::FetchRangeResponse>, Status> {
+        let r = req.into_inner();
+        let limit = (r.limit as usize).clamp(1, MAX_PAGE);
+        let node = self.node.clone();
+        let after = if r.after_key.is_empty() {
+            None
+        } else {
+            Some(r.after_key)
+        };
+        let page = tokio::task::spawn_blocking(move || {
+            node.store
+                .engine()
+                .scan(r.start, r.end, after.as_deref(), limit + 1)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(storage_status)?;
+        let more = page.len() > limit;
+        let records = page
+            .into_iter()
+            .take(limit)
+            .map(|(key, rec)| pb::KeyedRecord {
+                key,
+                record: Some(rec.into()),
+            })
+            .collect();
+        Ok(Response::new(pb::FetchRangeResponse { records, more }))
+    }
+}

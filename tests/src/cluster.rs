@@ -1,0 +1,336 @@
+//! `Cluster`: start(n), kill(i), restart(i), pause(i), client().
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tinykv_client::{Client, ClientOptions};
+
+/// How to start a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Replication factor.
+    pub rf: u32,
+    /// `always` or `periodic`.
+    pub sync: &'static str,
+    /// Extra flags for every node.
+    pub args: Vec<String>,
+    /// Client deadline.
+    pub client_timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            rf: 3,
+            sync: "periodic",
+            args: vec!["--heartbeat-interval".into(), "200ms".into()],
+            client_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One node process.
+pub struct NodeProc {
+    /// Node id (`node1`, ...).
+    pub id: String,
+    /// gRPC port on 127.0.0.1.
+    pub port: u16,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// File of peer ids this node must not talk to (fault injection).
+    pub block_file: PathBuf,
+    /// Flags beyond the common ones (e.g. `--peers` for a joining node).
+    pub peers: String,
+    child: Option<Child>,
+}
+
+/// A running test cluster. Dropping it kills every node.
+pub struct Cluster {
+    /// The nodes, index 0-based; ids are `node{index+1}`.
+    pub nodes: Vec<NodeProc>,
+    opts: ClusterOptions,
+    dir: tempfile::TempDir,
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `tinykv-node` binary built next to the test executable.
+fn node_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("TINYKV_NODE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let bin = dir.join("tinykv-node");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p tinykv-node --features fault-injection` first",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl Cluster {
+    /// Starts `n` nodes with default options and waits until all serve.
+    pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, ClusterOptions::default()).await
+    }
+
+    /// Starts `n` nodes with `opts` and waits until all serve.
+    pub async fn start_with(n: usize, opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let nodes: Vec<NodeProc> = (0..n)
+            .map(|i| NodeProc {
+                id: format!("node{}", i + 1),
+                port: free_port(),
+                data_dir: dir.path().join(format!("node{}", i + 1)),
+                block_file: dir.path().join(format!("node{}.blocked", i + 1)),
+                peers: String::new(),
+                child: None,
+            })
+            .collect();
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster { nodes, opts, dir };
+        for node in &mut c.nodes {
+            node.peers = peers.clone();
+        }
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i).await;
+        }
+        c
+    }
+
+    /// Adds a node that knows the given members (by index) as seeds and starts it.
+    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
+        let i = self.nodes.len();
+        let id = format!("node{}", i + 1);
+        let port = free_port();
+        let mut peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
+            .collect();
+        peers.push(format!("{id}=127.0.0.1:{port}"));
+        self.nodes.push(NodeProc {
+            data_dir: self.dir.path().join(&id),
+            block_file: self.dir.path().join(format!("{id}.blocked")),
+            id,
+            port,
+            peers: peers.join(","),
+            child: None,
+        });
+        self.opts.args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(i);
+        for _ in extra {
+            self.opts.args.pop();
+        }
+        self.wait_ready(i).await;
+        i
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let opts = self.opts.clone();
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(self.dir.path().join(format!("{}.log", node.id))).ok();
+        let mut cmd = Command::new(node_binary());
+        cmd.arg("--node-id")
+            .arg(&node.id)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", node.port))
+            .arg("--peers")
+            .arg(&node.peers)
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--replication-factor")
+            .arg(opts.rf.to_string())
+            .arg("--sync")
+            .arg(opts.sync)
+            .arg("--metrics-listen")
+            .arg("off")
+            .args(&opts.args)
+            .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
+            .env("TINYKV_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        match log {
+            Some(f) => cmd.stderr(f),
+            None => cmd.stderr(Stdio::null()),
+        };
+        node.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("spawning {}: {e}", node.id)),
+        );
+    }
+
+    /// Waits until node `i` answers health checks with SERVING.
+    pub async fn wait_ready(&self, i: usize) {
+        let c = self.client_for(i);
+        wait_until(
+            &format!("{} to serve", self.nodes[i].id),
+            Duration::from_secs(30),
+            || {
+                let c = c.clone();
+                async move { c.health().await.unwrap_or(false) }
+            },
+        )
+        .await;
+    }
+
+    /// `127.0.0.1:port` of node `i`.
+    pub fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// Index of the node with id `id`.
+    pub fn index_of(&self, id: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// A client talking only to node `i`.
+    pub fn client_for(&self, i: usize) -> Client {
+        let opts = ClientOptions {
+            timeout: self.opts.client_timeout,
+            ..ClientOptions::default()
+        };
+        Client::connect_many([self.addr(i).as_str()], opts)
+            .unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
+    /// A client spreading requests over every running node.
+    pub fn client(&self) -> Client {
+        let addrs: Vec<String> = (0..self.nodes.len())
+            .filter(|&i| self.is_running(i))
+            .map(|i| self.addr(i))
+            .collect();
+        let opts = ClientOptions {
+            timeout: self.opts.client_timeout,
+            ..ClientOptions::default()
+        };
+        Client::connect_many(addrs.iter().map(String::as_str), opts)
+            .unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
+    /// True while node `i`'s process runs (not killed or stopped).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].child.is_some()
+    }
+
+    fn signal(&self, i: usize, sig: i32) {
+        if let Some(c) = &self.nodes[i].child {
+            // SAFETY: kill(2) on a pid we spawned and still own.
+            unsafe {
+                libc::kill(c.id() as i32, sig);
+            }
+        }
+    }
+
+    /// SIGKILLs node `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERMs node `i` and waits for it to exit (graceful shutdown).
+    pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.signal(i, libc::SIGTERM);
+        self.nodes[i].child.take().and_then(|mut c| c.wait().ok())
+    }
+
+    /// Restarts node `i` on the same port and data directory.
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
+    /// SIGSTOPs node `i` (a paused process: connections stay open, nothing answers).
+    pub fn pause(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// SIGCONTs node `i`.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    /// Makes node `i` drop all traffic with the given node ids (both ways
+    /// when set on both sides).
+    pub fn block(&self, i: usize, peers: &[&str]) {
+        std::fs::write(&self.nodes[i].block_file, peers.join("\n"))
+            .unwrap_or_else(|e| panic!("block file: {e}"));
+    }
+
+    /// The replicas of `key`, primary first, per node `via`'s ring.
+    pub async fn owners(&self, via: usize, key: &str) -> Vec<String> {
+        self.client_for(via)
+            .key_owners(key.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("owners: {e}"))
+            .node_ids
+    }
+
+    /// Node `i`'s own replica of `key`: Some(value), or None if absent/deleted.
+    pub async fn local(&self, i: usize, key: &str) -> Option<String> {
+        let r = self.client_for(i).local_get(key.to_string()).await.ok()?;
+        (r.present && !r.tombstone).then(|| String::from_utf8_lossy(&r.val).into_owned())
+    }
+
+    /// The log of node `i` so far (for failure messages).
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].id)))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.resume(i);
+            self.kill(i);
+        }
+    }
+}

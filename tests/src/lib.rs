@@ -1,0 +1,11 @@
+//! The shared test-cluster helper: real `tinykv-node` processes on
+//! ephemeral 127.0.0.1 ports, with start/kill/restart/pause and clients.
+
+pub mod cluster;
+
+/// A client generated from the legacy C++ TinyKV proto.
+pub mod legacy {
+    tonic::include_proto!("tinykv");
+}
+
+pub use cluster::{wait_until, Cluster, ClusterOptions};

@@ -1,0 +1,293 @@
+//! Core behaviour on real node processes: consistency levels, read-your-
+//! writes, replica failures, read repair, durability, convergence.
+
+use std::time::Duration;
+
+use tinykv_client::{ClientError, Consistency};
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_get_delete_at_every_level() {
+    let c = Cluster::start(5).await;
+    let client = c.client();
+    for (i, level) in [Consistency::One, Consistency::Quorum, Consistency::All]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("k-{i}");
+        let out = client
+            .put(key.clone(), format!("v-{i}"), level)
+            .await
+            .expect("put");
+        assert!(out.acks >= 1);
+        let got = client
+            .get(key.clone(), level)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.val, format!("v-{i}").as_bytes());
+        assert_eq!(got.timestamp, out.timestamp);
+        client.delete(key.clone(), level).await.expect("delete");
+        assert_eq!(
+            client
+                .get(key.clone(), Consistency::All)
+                .await
+                .expect("get after delete"),
+            None
+        );
+    }
+    // A key never written is not found at every level, with an OK status.
+    for level in [Consistency::One, Consistency::Quorum, Consistency::All] {
+        assert_eq!(client.get("never-written", level).await.expect("get"), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_your_writes_through_every_coordinator() {
+    let c = Cluster::start(5).await;
+    // W=2, R=2, N=3: every read through any node sees the latest write through any other.
+    for round in 0..20 {
+        let writer = c.client_for(round % 5);
+        let reader = c.client_for((round + 2) % 5);
+        writer
+            .put("ryw", format!("v{round}"), Consistency::Quorum)
+            .await
+            .expect("put");
+        let got = reader
+            .get("ryw", Consistency::Quorum)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.val, format!("v{round}").as_bytes(), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quorum_survives_one_replica_down_but_not_two() {
+    let mut c = Cluster::start(5).await;
+    let key = "fragile";
+    let owners = c.owners(0, key).await;
+    assert_eq!(owners.len(), 3);
+    let client = c.client();
+    client
+        .put(key, "before", Consistency::All)
+        .await
+        .expect("put at ALL");
+
+    // One replica down: QUORUM reads and writes still succeed.
+    c.kill(c.index_of(&owners[0]));
+    let coord = c.client_for(c.index_of(&owners[1]));
+    coord
+        .put(key, "after-one", Consistency::Quorum)
+        .await
+        .expect("QUORUM put with one replica down");
+    let got = coord
+        .get(key, Consistency::Quorum)
+        .await
+        .expect("QUORUM get")
+        .expect("found");
+    assert_eq!(got.val, "after-one".as_bytes());
+
+    // Two replicas down: QUORUM fails with UNAVAILABLE naming the shortfall; ONE works.
+    c.kill(c.index_of(&owners[1]));
+    let survivor = c.client_for(c.index_of(&owners[2]));
+    match survivor.get(key, Consistency::Quorum).await {
+        Err(ClientError::Unavailable(msg)) => {
+            assert!(msg.contains("read quorum not reached: 1 of 2"), "{msg}");
+            assert!(
+                msg.contains(&owners[0]) && msg.contains(&owners[1]),
+                "{msg}"
+            );
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    let got = survivor
+        .get(key, Consistency::One)
+        .await
+        .expect("ONE get")
+        .expect("found");
+    assert_eq!(got.val, "after-one".as_bytes());
+    survivor
+        .put(key, "one-write", Consistency::One)
+        .await
+        .expect("ONE put");
+    // A strict QUORUM write (hinted fallbacks not counted) fails the same way.
+    let err = tonic_strict_put(&c.addr(c.index_of(&owners[2])), key).await;
+    assert!(err.contains("write quorum not reached: 1 of 2"), "{err}");
+}
+
+/// A strict-quorum put through the raw protocol; returns the error message.
+async fn tonic_strict_put(addr: &str, key: &str) -> String {
+    use tinykv_proto::tinykv::{tiny_kv_client::TinyKvClient, Consistency as C, PutRequest};
+    let mut client = TinyKvClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    let req = PutRequest {
+        key: key.as_bytes().to_vec().into(),
+        val: "strict".as_bytes().to_vec().into(),
+        consistency: C::Quorum as i32,
+        strict_quorum: true,
+        timeout_ms: 2000,
+        ..Default::default()
+    };
+    match client.put(req).await {
+        Ok(_) => panic!("strict QUORUM put succeeded with two replicas down"),
+        Err(s) => {
+            assert_eq!(s.code(), tonic::Code::Unavailable);
+            s.message().to_string()
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_replica_is_repaired_by_a_read() {
+    let opts = ClusterOptions {
+        args: vec![
+            "--hinted-handoff".into(),
+            "false".into(),
+            "--heartbeat-interval".into(),
+            "200ms".into(),
+        ],
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start_with(3, opts).await;
+    let key = "repair-me";
+    c.client()
+        .put(key, "old", Consistency::All)
+        .await
+        .expect("put");
+    let owners = c.owners(0, key).await;
+    let stale = c.index_of(&owners[2]);
+    c.kill(stale);
+    let others: Vec<usize> = (0..3).filter(|&i| i != stale).collect();
+    c.client_for(others[0])
+        .put(key, "new", Consistency::Quorum)
+        .await
+        .expect("put while down");
+    c.restart(stale).await;
+    assert_eq!(
+        c.local(stale, key).await.as_deref(),
+        Some("old"),
+        "replica should be stale before the read"
+    );
+    let got = c
+        .client_for(others[1])
+        .get(key, Consistency::All)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(got.val, "new".as_bytes());
+    wait_until(
+        "read repair of the stale replica",
+        Duration::from_secs(10),
+        || async { c.local(stale, key).await.as_deref() == Some("new") },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_sigkill_with_sync_always() {
+    let opts = ClusterOptions {
+        sync: "always",
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start_with(3, opts).await;
+    let client = c.client();
+    for i in 0..200 {
+        client
+            .put(format!("durable-{i}"), format!("v{i}"), Consistency::All)
+            .await
+            .expect("put");
+    }
+    for i in 0..3 {
+        c.kill(i);
+    }
+    for i in 0..3 {
+        c.restart(i).await;
+    }
+    // Every node's own replica holds every acknowledged write after SIGKILL.
+    for node in 0..3 {
+        for i in (0..200).step_by(7) {
+            assert_eq!(
+                c.local(node, &format!("durable-{i}")).await,
+                Some(format!("v{i}")),
+                "node {node} key {i}"
+            );
+        }
+    }
+    let client = c.client();
+    for i in 0..200 {
+        let got = client
+            .get(format!("durable-{i}"), Consistency::Quorum)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.val, format!("v{i}").as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_flushes_periodic_writes() {
+    let mut c = Cluster::start_with(
+        1,
+        ClusterOptions {
+            rf: 1,
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let client = c.client();
+    for i in 0..100 {
+        client
+            .put(format!("g{i}"), "x", Consistency::One)
+            .await
+            .expect("put");
+    }
+    let status = c.stop(0).expect("exit status");
+    assert!(status.success(), "SIGTERM exit: {status:?}");
+    c.restart(0).await;
+    for i in 0..100 {
+        assert_eq!(c.local(0, &format!("g{i}")).await.as_deref(), Some("x"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_converge_on_every_replica() {
+    let c = Cluster::start(5).await;
+    let key = "contended";
+    let mut tasks = Vec::new();
+    for w in 0..5 {
+        let client = c.client_for(w);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                client
+                    .put(key, format!("w{w}-{i}"), Consistency::Quorum)
+                    .await
+                    .expect("put");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let final_value = c
+        .client()
+        .get(key, Consistency::All)
+        .await
+        .expect("get")
+        .expect("found");
+    let owners = c.owners(0, key).await;
+    wait_until(
+        "every replica to hold the same version",
+        Duration::from_secs(10),
+        || async {
+            let mut vals = Vec::new();
+            for o in &owners {
+                vals.push(c.local(c.index_of(o), key).await);
+            }
+            vals.iter()
+                .all(|v| v.as_deref().map(str::as_bytes) == Some(&final_value.val[..]))
+        },
+    )
+    .await;
+}
