@@ -8,6 +8,8 @@
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
+# Workspace packages whose binaries go into the image.
+ARG TINYKV_PACKAGES="tinykv-node tinykv-client tinykv-bench"
 
 # ---------------------------------------------------------------------------
 # planner: reduce the workspace to a "recipe" (manifests, lock file, build
@@ -37,18 +39,23 @@ RUN set -eux; \
 # builder: compile the dependencies from the recipe (cached layer), then the
 # real sources.
 FROM ${RUST_IMAGE} AS builder
+ARG TINYKV_PACKAGES
 WORKDIR /src
 ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 COPY --from=planner /recipe/ ./
-RUN cargo build --release --locked --bins
+RUN set -eux; \
+    pkgs=""; for p in $TINYKV_PACKAGES; do pkgs="$pkgs -p $p"; done; \
+    cargo build --release --locked --bins $pkgs
 COPY . .
 # COPY keeps the files' old mtimes; touch them so cargo rebuilds our crates
 # instead of trusting the stub builds above.
 RUN set -eux; \
     find . -path ./target -prune -o -name '*.rs' -type f -exec touch {} +; \
-    cargo build --release --locked --bins; \
+    pkgs=""; for p in $TINYKV_PACKAGES; do pkgs="$pkgs -p $p"; done; \
+    cargo build --release --locked --bins $pkgs --message-format=json-render-diagnostics > /tmp/cargo.json; \
     mkdir -p /out; \
-    find target/release -maxdepth 1 -type f -perm -u+x -exec cp {} /out/ \; ; \
+    grep -o '"executable":"[^"]*"' /tmp/cargo.json | sed 's/^"executable":"//; s/"$//' | sort -u \
+      | while read -r exe; do cp "$exe" /out/; done; \
     strip /out/* || true; \
     ls -l /out; \
     test -x /out/tinykv-node

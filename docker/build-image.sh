@@ -16,6 +16,8 @@
 #   CARGO               cargo command (default cargo)
 #   CARGO_TARGET_DIR    honoured for the host build (default ./target)
 #   TINYKV_CARGO_FLAGS  extra flags for `cargo build` (e.g. --features ...)
+#   TINYKV_PACKAGES     workspace packages whose binaries go into the image
+#                       (default "tinykv-node tinykv-client tinykv-bench"; "all" = --workspace)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +28,7 @@ MODE="${TINYKV_IMAGE_PATH:-auto}"
 CARGO="${CARGO:-cargo}"
 RUST_IMAGE="${TINYKV_RUST_IMAGE:-rust:1-bookworm}"
 RUNTIME_IMAGE="${TINYKV_RUNTIME_IMAGE:-debian:bookworm-slim}"
+PACKAGES="${TINYKV_PACKAGES:-tinykv-node tinykv-client tinykv-bench}"
 
 log() { printf '[build-image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -55,7 +58,8 @@ esac
 
 t0=$(now)
 if [ "$MODE" = registry ]; then
-  docker build --build-arg RUST_IMAGE="$RUST_IMAGE" --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" -t "$IMAGE" . \
+  docker build --build-arg RUST_IMAGE="$RUST_IMAGE" --build-arg RUNTIME_IMAGE="$RUNTIME_IMAGE" \
+    --build-arg TINYKV_PACKAGES="$PACKAGES" -t "$IMAGE" . \
     || die "docker build failed"
 else
   # 1. base image (skipped when it exists)
@@ -65,18 +69,23 @@ else
   # 2. binaries on the host
   command -v "$CARGO" >/dev/null || die "cargo not found: the local path builds the binaries on the host (install Rust >= 1.85)"
   TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-  log "cargo build --release --locked --bins (target dir $TARGET_DIR)"
-  # shellcheck disable=SC2086
-  "$CARGO" build --release --locked --bins ${TINYKV_CARGO_FLAGS:-} || die "cargo build failed"
-  t2=$(now)
-
-  # 3. a tiny build context: the Dockerfile and the executables only
+  if [ "$PACKAGES" = all ]; then pkg_flags=(--workspace); else
+    pkg_flags=(); for p in $PACKAGES; do pkg_flags+=(-p "$p"); done
+  fi
   CTX="$(mktemp -d /tmp/tinykv-image-ctx.XXXXXX)"
   trap 'rm -rf "$CTX"' EXIT
   mkdir -p "$CTX/bin"
+  log "cargo build --release --locked --bins ${pkg_flags[*]} (target dir $TARGET_DIR)"
+  # The JSON messages name exactly the executables this build produced.
+  # shellcheck disable=SC2086
+  "$CARGO" build --release --locked --bins "${pkg_flags[@]}" ${TINYKV_CARGO_FLAGS:-} \
+      --message-format=json-render-diagnostics >"$CTX/cargo.json" || die "cargo build failed"
+  t2=$(now)
+
+  # 3. a tiny build context: the Dockerfile and the executables only
   cp "$ROOT/docker/Dockerfile.local" "$CTX/Dockerfile"
-  # Every executable the workspace produced (tinykv-node, tinykv_client, tinykv-bench, ...).
-  find "$TARGET_DIR/release" -maxdepth 1 -type f -perm -u+x ! -name '*.so' ! -name '*.d' -exec cp {} "$CTX/bin/" \;
+  grep -o '"executable":"[^"]*"' "$CTX/cargo.json" | sed 's/^"executable":"//; s/"$//' | sort -u \
+    | while read -r exe; do cp "$exe" "$CTX/bin/"; done
   [ -x "$CTX/bin/tinykv-node" ] || die "no tinykv-node binary in $TARGET_DIR/release"
   strip "$CTX"/bin/* 2>/dev/null || true
   log "binaries: $(cd "$CTX/bin" && ls | tr '\n' ' ')"
