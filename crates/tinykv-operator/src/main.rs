@@ -1,1 +1,235 @@
-fn main() {}
+//! The TinyKV operator process: leader election, the controller, and a small
+//! HTTP server with `/metrics` and `/healthz`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::{routing::get, Router};
+use clap::Parser;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use tinykv_operator::leader::LeaderElector;
+use tinykv_operator::metrics::Metrics;
+use tinykv_operator::node_admin::GrpcNodeAdmin;
+use tinykv_operator::reconciler::{self, Context};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tinykv-operator",
+    about = "Kubernetes operator for TinyKV clusters"
+)]
+struct Args {
+    /// Address of the /metrics and /healthz server.
+    #[arg(
+        long,
+        env = "TINYKV_OPERATOR_HTTP_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    http_listen: SocketAddr,
+    /// Log as JSON lines.
+    #[arg(long, env = "TINYKV_OPERATOR_LOG_JSON")]
+    log_json: bool,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "TINYKV_OPERATOR_NAMESPACE")]
+    namespace: Option<String>,
+    /// Disable Lease-based leader election (only for a single replica).
+    #[arg(long, env = "TINYKV_OPERATOR_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "TINYKV_OPERATOR_LEASE_NAME",
+        default_value = "tinykv-operator-leader"
+    )]
+    lease_name: String,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tinykv-system")]
+    lease_namespace: String,
+    /// Identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds.
+    #[arg(long, env = "TINYKV_OPERATOR_LEASE_SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
+    /// Deadline of each node admin RPC, in seconds.
+    #[arg(
+        long,
+        env = "TINYKV_OPERATOR_NODE_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
+    node_timeout_seconds: u64,
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                futures::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => info!("interrupt received"),
+        _ = term => info!("SIGTERM received"),
+    }
+    let _ = tx.send(true);
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve_http(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    info!(%addr, "serving /metrics and /healthz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(wait_for(stop))
+        .await
+        .context("http server")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(shutdown_signal(stop_tx.clone()));
+    let http = tokio::spawn(serve_http(
+        args.http_listen,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+
+    let client = kube::Client::try_default()
+        .await
+        .context("creating the Kubernetes client")?;
+
+    let elector = if args.no_leader_election {
+        None
+    } else {
+        let identity = args
+            .identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "tinykv-operator".to_string());
+        Some(LeaderElector::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(args.lease_seconds.max(3)),
+        ))
+    };
+
+    if let Some(elector) = &elector {
+        info!(lease = %args.lease_name, "waiting for leadership");
+        let mut ticker = tokio::time::interval(elector.renew_interval());
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = wait_for(stop_rx.clone()) => {
+                    info!("stopped before becoming leader");
+                    return Ok(());
+                }
+            }
+            match elector.try_acquire().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "lease acquisition failed"),
+            }
+        }
+        metrics.set_leader(true);
+        info!("became leader");
+        // Keep renewing; a replica that cannot renew within the lease
+        // duration has lost leadership and stops reconciling.
+        let renewer = elector.clone();
+        let lost_tx = stop_tx.clone();
+        let lease = Duration::from_secs(args.lease_seconds.max(3));
+        let mut renew_stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut last_ok = tokio::time::Instant::now();
+            let mut ticker = tokio::time::interval(renewer.renew_interval());
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = renew_stop.wait_for(|s| *s) => return,
+                }
+                match renewer.try_acquire().await {
+                    Ok(true) => last_ok = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        error!("leadership lost to another replica");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "lease renewal failed");
+                        if last_ok.elapsed() >= lease {
+                            error!("could not renew the lease in time; stopping");
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    let node_admin = Arc::new(GrpcNodeAdmin::new(Duration::from_secs(
+        args.node_timeout_seconds.max(1),
+    )));
+    let ctx = Arc::new(Context::new(client, node_admin, metrics.clone()));
+    info!(namespace = ?args.namespace, "starting controller");
+    reconciler::run(ctx, args.namespace.clone(), wait_for(stop_rx.clone())).await;
+    info!("controller stopped");
+
+    if let Some(elector) = &elector {
+        metrics.set_leader(false);
+        if let Err(e) = elector.release().await {
+            warn!(error = %e, "could not release the lease");
+        }
+    }
+    let _ = stop_tx.send(true);
+    match http.await {
+        Ok(res) => res?,
+        Err(e) => warn!(error = %e, "http task failed"),
+    }
+    Ok(())
+}

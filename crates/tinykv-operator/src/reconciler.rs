@@ -1,1 +1,366 @@
-//! stub
+//! The TinyKVCluster controller.
+//!
+//! One pass: read the StatefulSet, ask the nodes for their view of the ring,
+//! [`plan`](crate::plan::plan) the step, server-side apply every child
+//! object with one field manager, run the node-side step (decommission) or
+//! delete a PVC, publish events, and patch the status when it changed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::builders::{
+    self, build_client_service, build_headless_service, build_pdb, build_statefulset, pod_name,
+    FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
+};
+use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
+use crate::metrics::Metrics;
+use crate::node_admin::{NodeAdmin, NodeStatus};
+use crate::plan::{plan, ObservedStatefulSet, PlanInput, REASON_BELOW_RF};
+use crate::status::{compute_status, condition, CONDITION_DEGRADED};
+use crate::{Error, Result};
+
+/// Maps (namespace, cluster, pod, port) to the address the operator dials.
+pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
+
+/// Nodes asked for their view of the ring before giving up on this pass.
+const MAX_STATUS_ATTEMPTS: usize = 3;
+/// Longest error backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// First error backoff.
+const BASE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Shared state of the reconciler.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Event publisher.
+    pub recorder: Recorder,
+    /// Node admin RPCs.
+    pub node_admin: Arc<dyn NodeAdmin>,
+    /// How pods are addressed; the default is the headless-Service DNS name.
+    pub address: AddressFn,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context dialling pods through their headless-Service DNS names.
+    pub fn new(client: Client, node_admin: Arc<dyn NodeAdmin>, metrics: Arc<Metrics>) -> Self {
+        let recorder = Recorder::new(client.clone(), FIELD_MANAGER.into());
+        Self {
+            client,
+            recorder,
+            node_admin,
+            address: Arc::new(|ns: &str, cluster: &str, pod: &str, port: i32| {
+                builders::pod_address(ns, cluster, pod, port)
+            }),
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replace the address function (tests point it at 127.0.0.1 ports).
+    pub fn with_address(mut self, address: AddressFn) -> Self {
+        self.address = address;
+        self
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn object_key(cluster: &TinyKVCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+fn observe(sts: &StatefulSet) -> ObservedStatefulSet {
+    let status = sts.status.clone().unwrap_or_default();
+    let generation = sts.metadata.generation.unwrap_or(0);
+    ObservedStatefulSet {
+        replicas: sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        settled: status.observed_generation.unwrap_or(0) >= generation,
+    }
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingObjectKey("metadata.name"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// Ask nodes (the scale-down target first, then ordinals upwards) for their view.
+async fn fetch_view(
+    cluster: &TinyKVCluster,
+    ctx: &Context,
+    ns: &str,
+    replicas: i32,
+) -> Option<NodeStatus> {
+    let name = cluster.name_any();
+    let port = cluster.spec.service.port;
+    let mut candidates: Vec<String> = Vec::new();
+    if let Some(op) = cluster.status.as_ref().and_then(|s| s.operation.as_ref()) {
+        if op.type_ == OperationType::ScaleDown {
+            if let Some(node) = &op.node {
+                candidates.push(node.clone());
+            }
+        }
+    }
+    for i in 0..replicas {
+        let pod = pod_name(&name, i);
+        if !candidates.contains(&pod) {
+            candidates.push(pod);
+        }
+    }
+    for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
+        let addr = (ctx.address)(ns, &name, pod, port);
+        match ctx.node_admin.status(&addr).await {
+            Ok(view) => return Some(view),
+            Err(e) => {
+                ctx.metrics.node_call_failed();
+                warn!(%pod, error = %e, "node status failed");
+            }
+        }
+    }
+    None
+}
+
+/// Reconcile one TinyKVCluster.
+pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    let ns = builders::namespace(&cluster)?;
+    let name = cluster.name_any();
+    let oref = cluster.object_ref(&());
+
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references: the garbage collector removes them.
+        // Applying now would only fight it.
+        publish(
+            &ctx,
+            &oref,
+            false,
+            "Deleting",
+            "Delete",
+            format!("{name} is being deleted; children are garbage-collected"),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = sts_api.get_opt(&name).await?;
+    let observed = existing.as_ref().map(observe);
+    // The template hash does not depend on replicas or partition.
+    let template_hash = build_statefulset(&cluster, 1, 0)?
+        .metadata
+        .annotations
+        .and_then(|mut a| a.remove(TEMPLATE_HASH_ANNOTATION))
+        .ok_or(Error::MissingObjectKey("template hash"))?;
+    let status = cluster.status.clone().unwrap_or_default();
+    let view = match &observed {
+        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas).await,
+        None => None,
+    };
+    let already_refused = condition(&status, CONDITION_DEGRADED)
+        .is_some_and(|c| c.status == "True" && c.reason == REASON_BELOW_RF);
+
+    let step = plan(&PlanInput {
+        cluster: &name,
+        desired_replicas: cluster.spec.replicas,
+        replication_factor: cluster.spec.replication_factor,
+        template_hash: &template_hash,
+        when_scaled: cluster.spec.storage.when_scaled,
+        ephemeral: cluster.spec.storage.ephemeral,
+        operation: status.operation.as_ref(),
+        rolled_out_hash: status.rolled_out_template_hash.as_deref(),
+        already_refused,
+        statefulset: observed.as_ref(),
+        view: view.as_ref(),
+    });
+
+    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&svc_api, &build_headless_service(&cluster)?).await?;
+    apply(&svc_api, &build_client_service(&cluster)?).await?;
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
+    apply(&pdb_api, &build_pdb(&cluster)?).await?;
+    apply(
+        &sts_api,
+        &build_statefulset(&cluster, step.replicas, step.partition)?,
+    )
+    .await?;
+
+    if let Some(node) = &step.decommission {
+        let addr = (ctx.address)(&ns, &name, node, cluster.spec.service.port);
+        info!(%node, %addr, "decommissioning node");
+        let progress = ctx
+            .node_admin
+            .decommission(&addr, node)
+            .await
+            .inspect_err(|_| {
+                ctx.metrics.node_call_failed();
+            })?;
+        info!(%node, state = %progress.state, "decommission accepted");
+    }
+    if let Some(ordinal) = step.delete_pvc {
+        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+        let pvc = builders::pvc_name(&name, ordinal);
+        match pvc_api.delete(&pvc, &DeleteParams::background()).await {
+            Ok(_) => info!(%pvc, "deleted data volume claim"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for ev in &step.events {
+        publish(
+            &ctx,
+            &oref,
+            ev.warning,
+            ev.reason,
+            ev.action,
+            ev.note.clone(),
+        )
+        .await?;
+    }
+
+    let now = Time(Timestamp::now());
+    let new_status = compute_status(&cluster, &step, observed.as_ref(), view.as_ref(), &now);
+    if cluster.status.as_ref() != Some(&new_status) {
+        patch_status(&ctx, &ns, &name, &new_status).await?;
+    }
+    ctx.failures().remove(&object_key(&cluster));
+    Ok(Action::requeue(step.requeue))
+}
+
+async fn patch_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    status: &TinyKVClusterStatus,
+) -> Result<()> {
+    let api: Api<TinyKVCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": TinyKVCluster::api_version(&()),
+        "kind": TinyKVCluster::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &params, &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    oref: &k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) -> Result<()> {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&event, oref).await?;
+    Ok(())
+}
+
+/// Backoff after `failures` consecutive failures: 2s, 4s, 8s, ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    BASE_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
+}
+
+/// On error: count it, log it, requeue with exponential backoff.
+pub fn error_policy(cluster: Arc<TinyKVCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.metric_label());
+    let n = {
+        let mut map = ctx.failures();
+        let n = map.entry(object_key(&cluster)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(n);
+    warn!(cluster = %object_key(&cluster), %error, failures = n, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Run the controller until `shutdown` resolves. Watches TinyKVClusters and
+/// the objects they own; `namespace` limits it to one namespace.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let selector =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    Controller::new(
+        api::<TinyKVCluster>(&client, &namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<StatefulSet>(&client, &namespace), selector.clone())
+    .owns(api::<Service>(&client, &namespace), selector.clone())
+    .owns(api::<PodDisruptionBudget>(&client, &namespace), selector)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+#[path = "reconciler_tests.rs"]
+mod tests;

@@ -170,9 +170,11 @@ mod tests {
 
     #[test]
     fn pdb_object() {
-        let mut spec = TinyKVClusterSpec::default();
-        spec.replication_factor = 5;
-        spec.replicas = 7;
+        let spec = TinyKVClusterSpec {
+            replication_factor: 5,
+            replicas: 7,
+            ..TinyKVClusterSpec::default()
+        };
         let pdb = build_pdb(&cluster(spec)).expect("pdb");
         let s = pdb.spec.as_ref().expect("spec");
         assert_eq!(s.max_unavailable, Some(IntOrString::Int(2)));

@@ -1,0 +1,290 @@
+//! Tests of `statefulset.rs`.
+use super::*;
+use crate::builders::test_support::cluster;
+use crate::crd::{ConsistencyLevel, ImagePullPolicy, PvcRetention, SyncPolicy, TinyKVClusterSpec};
+use k8s_openapi::api::core::v1::{NodeAffinity, Toleration};
+
+fn container(sts: &StatefulSet) -> &Container {
+    &sts.spec
+        .as_ref()
+        .expect("spec")
+        .template
+        .spec
+        .as_ref()
+        .expect("pod spec")
+        .containers[0]
+}
+
+#[test]
+fn defaults() {
+    let c = cluster(TinyKVClusterSpec::default());
+    let sts = build_statefulset(&c, 3, 0).expect("sts");
+    assert_eq!(sts.metadata.name.as_deref(), Some("demo"));
+    assert_eq!(sts.metadata.namespace.as_deref(), Some("db"));
+    let owners = sts.metadata.owner_references.as_ref().expect("owners");
+    assert_eq!(owners[0].uid, "uid-1234");
+    assert!(sts
+        .metadata
+        .annotations
+        .as_ref()
+        .expect("annotations")
+        .contains_key(TEMPLATE_HASH_ANNOTATION));
+
+    let spec = sts.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-headless"));
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    let strategy = spec.update_strategy.as_ref().expect("strategy");
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(
+        strategy.rolling_update.as_ref().and_then(|r| r.partition),
+        Some(0)
+    );
+    let claims = spec.volume_claim_templates.as_ref().expect("claims");
+    assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+    let req = claims[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .expect("requests");
+    assert_eq!(req["storage"], Quantity("1Gi".into()));
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
+    assert_eq!(retention.when_scaled.as_deref(), Some("Retain"));
+    assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+
+    let pod = spec.template.spec.as_ref().expect("pod");
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .expect("anti");
+    let preferred = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .as_ref()
+        .expect("preferred");
+    assert_eq!(
+        preferred[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert!(pod.volumes.is_none());
+    assert_eq!(
+        pod.security_context.as_ref().and_then(|s| s.fs_group),
+        Some(10001)
+    );
+
+    let ctr = container(&sts);
+    assert_eq!(ctr.image.as_deref(), Some("tinykv:latest"));
+    assert_eq!(ctr.image_pull_policy, None);
+    let args = ctr.args.as_ref().expect("args");
+    assert_eq!(
+        args,
+        &vec![
+            "--node-id=$(POD_NAME)".to_string(),
+            "--listen=0.0.0.0:50051".into(),
+            "--advertise=$(POD_NAME).demo-headless.db.svc.cluster.local:50051".into(),
+            "--peers-dns=demo-headless.db.svc.cluster.local:50051".into(),
+            "--data-dir=/var/lib/tinykv".into(),
+            "--replication-factor=3".into(),
+            "--metrics-listen=0.0.0.0:9090".into(),
+        ]
+    );
+    let env = ctr.env.as_ref().expect("env");
+    assert_eq!(env[0].name, "POD_NAME");
+    assert_eq!(
+        env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str()),
+        Some("metadata.name")
+    );
+    for probe in [&ctr.readiness_probe, &ctr.liveness_probe] {
+        let grpc = probe
+            .as_ref()
+            .and_then(|p| p.grpc.as_ref())
+            .expect("grpc probe");
+        assert_eq!(grpc.port, 50051);
+    }
+    assert_eq!(
+        ctr.volume_mounts.as_ref().expect("mounts")[0].mount_path,
+        DATA_DIR
+    );
+}
+
+#[test]
+fn overrides() {
+    let mut spec = TinyKVClusterSpec {
+        replicas: 5,
+        replication_factor: 5,
+        image: "registry.example/tinykv:1.2".into(),
+        image_pull_policy: Some(ImagePullPolicy::Always),
+        vnodes: Some(64),
+        default_consistency: Some(ConsistencyLevel::All),
+        sync: Some(SyncPolicy::Periodic),
+        extra_args: vec!["--foo=bar".into()],
+        env: vec![EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some("debug".into()),
+            ..EnvVar::default()
+        }],
+        ..TinyKVClusterSpec::default()
+    };
+    spec.storage.size = "20Gi".into();
+    spec.storage.storage_class_name = Some("fast".into());
+    spec.storage.when_deleted = PvcRetention::Delete;
+    spec.service.port = 6000;
+    spec.pod_template.termination_grace_period_seconds = Some(120);
+    spec.pod_template.tolerations = vec![Toleration {
+        key: Some("dedicated".into()),
+        operator: Some("Exists".into()),
+        ..Toleration::default()
+    }];
+    spec.pod_template
+        .node_selector
+        .insert("disk".into(), "ssd".into());
+    spec.pod_template.affinity = Some(Affinity {
+        node_affinity: Some(NodeAffinity::default()),
+        ..Affinity::default()
+    });
+    let c = cluster(spec);
+    let sts = build_statefulset(&c, 5, 4).expect("sts");
+    let s = sts.spec.as_ref().expect("spec");
+    assert_eq!(s.replicas, Some(5));
+    assert_eq!(
+        s.update_strategy
+            .as_ref()
+            .and_then(|u| u.rolling_update.as_ref())
+            .and_then(|r| r.partition),
+        Some(4)
+    );
+    let claim = &s.volume_claim_templates.as_ref().expect("claims")[0];
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .and_then(|c| c.storage_class_name.as_deref()),
+        Some("fast")
+    );
+    assert_eq!(
+        s.persistent_volume_claim_retention_policy
+            .as_ref()
+            .and_then(|r| r.when_deleted.as_deref()),
+        Some("Delete")
+    );
+    let pod = s.template.spec.as_ref().expect("pod");
+    assert_eq!(pod.termination_grace_period_seconds, Some(120));
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        pod.node_selector
+            .as_ref()
+            .and_then(|n| n.get("disk"))
+            .map(String::as_str),
+        Some("ssd")
+    );
+    let affinity = pod.affinity.as_ref().expect("affinity");
+    assert!(affinity.node_affinity.is_some());
+    assert!(
+        affinity.pod_anti_affinity.is_none(),
+        "user affinity replaces the default"
+    );
+
+    let ctr = container(&sts);
+    assert_eq!(ctr.image.as_deref(), Some("registry.example/tinykv:1.2"));
+    assert_eq!(ctr.image_pull_policy.as_deref(), Some("Always"));
+    let args = ctr.args.as_ref().expect("args");
+    for want in [
+        "--listen=0.0.0.0:6000",
+        "--replication-factor=5",
+        "--vnodes=64",
+        "--sync=periodic",
+        "--default-consistency=all",
+        "--foo=bar",
+    ] {
+        assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
+    }
+    assert_eq!(args.last().map(String::as_str), Some("--foo=bar"));
+    assert!(ctr
+        .env
+        .as_ref()
+        .expect("env")
+        .iter()
+        .any(|e| e.name == "RUST_LOG"));
+    assert_eq!(
+        ctr.readiness_probe
+            .as_ref()
+            .and_then(|p| p.grpc.as_ref())
+            .map(|g| g.port),
+        Some(6000)
+    );
+}
+
+#[test]
+fn ephemeral_storage_uses_empty_dir() {
+    let mut spec = TinyKVClusterSpec::default();
+    spec.storage.ephemeral = true;
+    let sts = build_statefulset(&cluster(spec), 3, 0).expect("sts");
+    let s = sts.spec.as_ref().expect("spec");
+    assert!(s.volume_claim_templates.is_none());
+    assert!(s.persistent_volume_claim_retention_policy.is_none());
+    let vols = s
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.volumes.as_ref())
+        .expect("volumes");
+    assert_eq!(vols[0].name, DATA_VOLUME);
+    assert!(vols[0].empty_dir.is_some());
+}
+
+#[test]
+fn required_anti_affinity() {
+    let mut spec = TinyKVClusterSpec::default();
+    spec.pod_template.required_anti_affinity = true;
+    let sts = build_statefulset(&cluster(spec), 3, 0).expect("sts");
+    let pod = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let anti = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .expect("anti");
+    assert!(anti
+        .required_during_scheduling_ignored_during_execution
+        .is_some());
+    assert!(anti
+        .preferred_during_scheduling_ignored_during_execution
+        .is_none());
+}
+
+#[test]
+fn template_hash_tracks_template_not_replicas() {
+    let c = cluster(TinyKVClusterSpec::default());
+    let hash = |sts: &StatefulSet| {
+        sts.metadata
+            .annotations
+            .as_ref()
+            .map(|a| a[TEMPLATE_HASH_ANNOTATION].clone())
+    };
+    let a = build_statefulset(&c, 3, 0).expect("sts");
+    let b = build_statefulset(&c, 5, 2).expect("sts");
+    assert_eq!(hash(&a), hash(&b));
+    let mut upgraded = c.clone();
+    upgraded.spec.image = "tinykv:v2".into();
+    let u = build_statefulset(&upgraded, 3, 0).expect("sts");
+    assert_ne!(hash(&a), hash(&u));
+}
+
+#[test]
+fn missing_namespace_is_an_error() {
+    let mut c = cluster(TinyKVClusterSpec::default());
+    c.metadata.namespace = None;
+    assert!(build_statefulset(&c, 3, 0).is_err());
+}

@@ -1,0 +1,466 @@
+//! Reconciler tests against a mocked API server that asserts each call.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+
+use super::*;
+use crate::builders::test_support::cluster;
+use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
+use crate::fixtures::{paths, test_context, Expect};
+use crate::node_admin::{MockNodeAdmin, NodeCall, NodeMember, NodeStatus, STATE_LEFT};
+
+fn spec(replicas: i32) -> TinyKVClusterSpec {
+    TinyKVClusterSpec {
+        replicas,
+        ..TinyKVClusterSpec::default()
+    }
+}
+
+fn template_hash(c: &TinyKVCluster) -> String {
+    build_statefulset(c, 1, 0)
+        .expect("sts")
+        .metadata
+        .annotations
+        .expect("annotations")[TEMPLATE_HASH_ANNOTATION]
+        .clone()
+}
+
+/// The StatefulSet as the API server would return it.
+fn sts_json(c: &TinyKVCluster, replicas: i32, ready: i32, updated: i32) -> Value {
+    let mut sts: StatefulSet = build_statefulset(c, replicas, 0).expect("sts");
+    sts.metadata.generation = Some(2);
+    sts.status = Some(StatefulSetStatus {
+        replicas,
+        ready_replicas: Some(ready),
+        updated_replicas: Some(updated),
+        observed_generation: Some(2),
+        ..StatefulSetStatus::default()
+    });
+    serde_json::to_value(sts).expect("json")
+}
+
+/// Every pod `demo-i:50051` answers Status with `n` members in these states.
+fn script_nodes(nodes: &MockNodeAdmin, n: i32, state_of: impl Fn(i32) -> &'static str) {
+    let view = NodeStatus {
+        node_id: "demo-0".into(),
+        replication_factor: 3,
+        version: "test".into(),
+        members: (0..n)
+            .map(|i| NodeMember {
+                node_id: format!("demo-{i}"),
+                address: format!("demo-{i}:50051"),
+                health: "up".into(),
+                state: state_of(i).into(),
+                replica_ownership: 0.6,
+            })
+            .collect(),
+    };
+    for i in 0..n {
+        nodes.set_status(&format!("demo-{i}:50051"), Ok(view.clone()));
+    }
+}
+
+fn sts_replicas_is(want: i32, partition: i32) -> Box<dyn FnOnce(&Value) + Send> {
+    Box::new(move |v: &Value| {
+        assert_eq!(v["kind"], "StatefulSet");
+        assert_eq!(v["spec"]["replicas"], want, "replicas");
+        assert_eq!(
+            v["spec"]["updateStrategy"]["rollingUpdate"]["partition"], partition,
+            "partition"
+        );
+        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "TinyKVCluster");
+    })
+}
+
+fn any() -> Box<dyn FnOnce(&Value) + Send> {
+    Box::new(|_| {})
+}
+
+/// Headless Service, client Service, PDB, then the StatefulSet.
+fn children(sts_check: Box<dyn FnOnce(&Value) + Send>) -> Vec<Expect> {
+    vec![
+        Expect::Apply(
+            paths::HEADLESS.into(),
+            Box::new(|v| assert_eq!(v["spec"]["publishNotReadyAddresses"], true)),
+        ),
+        Expect::Apply(paths::CLIENT.into(), any()),
+        Expect::Apply(
+            paths::PDB.into(),
+            Box::new(|v| assert_eq!(v["spec"]["maxUnavailable"], 1)),
+        ),
+        Expect::Apply(paths::STS.into(), sts_check),
+    ]
+}
+
+fn status_apply() -> Expect {
+    Expect::Apply(paths::STATUS.into(), any())
+}
+
+fn status_of(applied: &[Value]) -> TinyKVClusterStatus {
+    let last = applied.last().expect("a status patch");
+    assert_eq!(last["kind"], "TinyKVCluster");
+    serde_json::from_value(last["status"].clone()).expect("status parses")
+}
+
+fn script(parts: Vec<Vec<Expect>>) -> Vec<Expect> {
+    parts.into_iter().flatten().collect()
+}
+
+fn cond<'a>(s: &'a TinyKVClusterStatus, t: &str) -> (&'a str, &'a str) {
+    let c = condition(s, t).expect("condition");
+    (c.status.as_str(), c.reason.as_str())
+}
+
+/// A cluster whose status says it runs `replicas` nodes on the current template.
+fn settled_cluster(replicas: i32, desired: i32) -> TinyKVCluster {
+    let mut c = cluster(spec(desired));
+    c.status = Some(TinyKVClusterStatus {
+        replicas,
+        ready_replicas: replicas,
+        phase: Some(Phase::Running),
+        rolled_out_template_hash: Some(template_hash(&c)),
+        ..TinyKVClusterStatus::default()
+    });
+    c
+}
+
+#[tokio::test]
+async fn first_creation_applies_children_and_records_status() {
+    let c = cluster(spec(3));
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), None)],
+        children(sts_replicas_is(3, 0)),
+        vec![Expect::Event("Created", "Normal"), status_apply()],
+    ]));
+    let action = reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(crate::plan::STEP_REQUEUE));
+    let applied = verifier.done().await;
+    let status = status_of(&applied);
+    assert_eq!(status.phase, Some(Phase::Creating));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.rolled_out_template_hash, Some(template_hash(&c)));
+    assert_eq!(
+        status.selector,
+        "app.kubernetes.io/instance=demo,app.kubernetes.io/name=tinykv"
+    );
+    assert_eq!(cond(&status, "Available"), ("False", "Creating"));
+    assert!(nodes.calls().is_empty(), "no node exists yet");
+}
+
+#[tokio::test]
+async fn steady_cluster_reconciles_without_writes_beyond_apply() {
+    // First pass computes the status; a second pass with that status must be a no-op.
+    let mut c = settled_cluster(3, 3);
+    let sts = sts_json(&c, 3, 3, 3);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts.clone()))],
+        children(sts_replicas_is(3, 0)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    c.status = Some(status_of(&verifier.done().await));
+    assert_eq!(
+        c.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Running)
+    );
+
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts))],
+        children(sts_replicas_is(3, 0)),
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    let action = reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::requeue(crate::plan::IDLE_REQUEUE));
+    verifier.done().await;
+    assert_eq!(nodes.calls(), vec![NodeCall::Status("demo-0:50051".into())]);
+    assert!(nodes.decommissions().is_empty());
+}
+
+#[tokio::test]
+async fn scale_up_raises_replicas_and_reports_progressing() {
+    let c = settled_cluster(3, 5);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+        children(sts_replicas_is(5, 0)),
+        vec![Expect::Event("ScaleUpStarted", "Normal"), status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.phase, Some(Phase::Scaling));
+    assert_eq!(status.replicas, 5);
+    assert_eq!(cond(&status, "Progressing"), ("True", "ScalingUp"));
+    assert_eq!(
+        status.operation.map(|o| (o.from_replicas, o.to_replicas)),
+        Some((3, 5))
+    );
+}
+
+fn scale_down_op() -> Operation {
+    Operation {
+        type_: OperationType::ScaleDown,
+        from_replicas: 5,
+        to_replicas: 3,
+        node: Some("demo-4".into()),
+        ordinal: Some(4),
+        partition: None,
+        template_hash: None,
+        message: "decommissioning demo-4".into(),
+    }
+}
+
+#[tokio::test]
+async fn scale_down_records_intent_before_any_decommission() {
+    let c = settled_cluster(5, 3);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 5, 5, 5)))],
+        children(sts_replicas_is(5, 0)),
+        vec![Expect::Event("ScaleDownStarted", "Normal"), status_apply()],
+    ]));
+    script_nodes(&nodes, 5, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.operation, Some(scale_down_op()));
+    assert_eq!(cond(&status, "Progressing"), ("True", "ScalingDown"));
+    assert!(
+        nodes.decommissions().is_empty(),
+        "intent first, RPC on the next pass"
+    );
+}
+
+#[tokio::test]
+async fn scale_down_decommissions_then_resumes_after_restart_and_shrinks() {
+    // Pass 2 (a fresh operator reading the recorded intent): demo-4 is normal -> decommission.
+    let mut c = settled_cluster(5, 3);
+    if let Some(s) = c.status.as_mut() {
+        s.operation = Some(scale_down_op());
+    }
+    let sts5 = sts_json(&c, 5, 5, 5);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts5.clone()))],
+        children(sts_replicas_is(5, 0)),
+        vec![Expect::Event("Decommissioning", "Normal"), status_apply()],
+    ]));
+    script_nodes(&nodes, 5, |_| "normal");
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    c.status = Some(status_of(&verifier.done().await));
+    assert_eq!(
+        nodes.decommissions(),
+        vec![("demo-4:50051".to_string(), "demo-4".to_string())]
+    );
+    assert_eq!(
+        nodes.calls()[0],
+        NodeCall::Status("demo-4:50051".into()),
+        "asks the target first"
+    );
+
+    // Operator restarts while demo-4 is leaving: no second decommission, replicas stay.
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts5.clone()))],
+        children(sts_replicas_is(5, 0)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 5, |i| if i == 4 { "leaving" } else { "normal" });
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    c.status = Some(status_of(&verifier.done().await));
+    assert!(nodes.decommissions().is_empty());
+    let op = c
+        .status
+        .as_ref()
+        .and_then(|s| s.operation.clone())
+        .expect("still scaling");
+    assert!(op.message.contains("leaving"), "{}", op.message);
+
+    // demo-4 reports left: lower replicas to 4, delete its PVC, clear the operation.
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts5))],
+        children(sts_replicas_is(4, 0)),
+        vec![
+            Expect::Delete(paths::pvc(4)),
+            Expect::Event("NodeDecommissioned", "Normal"),
+            status_apply(),
+        ],
+    ]));
+    script_nodes(&nodes, 5, |i| if i == 4 { STATE_LEFT } else { "normal" });
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.operation, None);
+    assert_eq!(status.replicas, 4);
+    assert!(nodes.decommissions().is_empty());
+}
+
+#[tokio::test]
+async fn scale_down_finishes_when_restart_happened_after_shrinking() {
+    // The StatefulSet already has 4 replicas but the status still records the operation.
+    let mut c = settled_cluster(5, 3);
+    if let Some(s) = c.status.as_mut() {
+        s.operation = Some(scale_down_op());
+    }
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 4, 4, 4)))],
+        children(sts_replicas_is(4, 0)),
+        vec![
+            Expect::Delete(paths::pvc(4)),
+            Expect::Event("ScaledDown", "Normal"),
+            status_apply(),
+        ],
+    ]));
+    script_nodes(&nodes, 4, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    assert_eq!(status_of(&verifier.done().await).operation, None);
+    assert!(nodes.decommissions().is_empty());
+}
+
+#[tokio::test]
+async fn refuses_to_scale_below_replication_factor() {
+    let c = settled_cluster(3, 2);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+        children(sts_replicas_is(3, 0)),
+        vec![
+            Expect::Event("BelowReplicationFactor", "Warning"),
+            status_apply(),
+        ],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(
+        cond(&status, "Degraded"),
+        ("True", "BelowReplicationFactor")
+    );
+    assert_eq!(status.phase, Some(Phase::Degraded));
+    assert_eq!(status.replicas, 3);
+    assert!(status.operation.is_none());
+    assert!(nodes.decommissions().is_empty());
+}
+
+#[tokio::test]
+async fn image_upgrade_moves_partition_one_pod_at_a_time() {
+    let mut c = settled_cluster(3, 3);
+    c.spec.image = "tinykv:v2".into();
+    // Start: partition 2 (only demo-2 rolls).
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 0)))],
+        children(Box::new(|v: &Value| {
+            assert_eq!(v["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 2);
+            assert_eq!(
+                v["spec"]["template"]["spec"]["containers"][0]["image"],
+                "tinykv:v2"
+            );
+        })),
+        vec![Expect::Event("UpgradeStarted", "Normal"), status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    c.status = Some(status_of(&verifier.done().await));
+    let status = c.status.clone().expect("status");
+    assert_eq!(status.phase, Some(Phase::Upgrading));
+    assert_eq!(cond(&status, "Progressing"), ("True", "RollingUpdate"));
+
+    // demo-2 updated and ready, every member normal: partition 1.
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 1)))],
+        children(sts_replicas_is(3, 1)),
+        vec![Expect::Event("UpgradeStep", "Normal"), status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c.clone()), ctx)
+        .await
+        .expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.operation.and_then(|o| o.partition), Some(1));
+
+    // Same step while demo-2 is still joining: hold at partition 2.
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 1)))],
+        children(sts_replicas_is(3, 2)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |i| if i == 2 { "joining" } else { "normal" });
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.operation.and_then(|o| o.partition), Some(2));
+}
+
+#[tokio::test]
+async fn status_follows_ready_pods_and_node_views() {
+    let mut c = settled_cluster(3, 3);
+    if let Some(s) = c.status.as_mut() {
+        s.ready_replicas = 1;
+        s.phase = Some(Phase::Creating);
+    }
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+        children(sts_replicas_is(3, 0)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    // demo-0 is unreachable: the operator asks demo-1 instead.
+    nodes.set_status(
+        "demo-0:50051",
+        Err(crate::node_admin::NodeError::Timeout("demo-0:50051".into())),
+    );
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    let status = status_of(&verifier.done().await);
+    assert_eq!(status.ready_replicas, 3);
+    assert_eq!(status.phase, Some(Phase::Running));
+    assert_eq!(cond(&status, "Available"), ("True", "QuorumAvailable"));
+    assert_eq!(cond(&status, "Degraded"), ("False", "AsExpected"));
+    assert_eq!(status.members.len(), 3);
+    assert_eq!(status.members[2].node_id, "demo-2");
+    assert_eq!(status.members[2].state, "normal");
+    assert_eq!(nodes.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn deletion_only_publishes_an_event() {
+    let mut c = settled_cluster(3, 3);
+    c.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    let (ctx, nodes, verifier) = test_context(vec![Expect::Event("Deleting", "Normal")]);
+    let action = reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    verifier.done().await;
+    assert!(nodes.calls().is_empty());
+}
+
+#[tokio::test]
+async fn api_failure_fails_the_pass_and_backs_off() {
+    let c = Arc::new(cluster(spec(3)));
+    // The mock answers nothing: the client sees the service closed.
+    let (ctx, _nodes, verifier) = test_context(Vec::new());
+    verifier.done().await;
+    let err = reconcile(c.clone(), ctx.clone())
+        .await
+        .expect_err("no API server");
+    assert_eq!(err.metric_label(), "kube");
+    assert_eq!(
+        error_policy(c.clone(), &err, ctx.clone()),
+        Action::requeue(backoff(1))
+    );
+    assert_eq!(
+        error_policy(c, &err, ctx.clone()),
+        Action::requeue(backoff(2))
+    );
+    assert_eq!(ctx.metrics.failure_count("kube"), 2);
+    assert_eq!(backoff(1), std::time::Duration::from_secs(2));
+    assert_eq!(backoff(3), std::time::Duration::from_secs(8));
+    assert_eq!(backoff(40), std::time::Duration::from_secs(300));
+}
