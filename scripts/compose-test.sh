@@ -40,6 +40,7 @@ export TINYKV_IMAGE_PATH="${TINYKV_IMAGE_PATH:-local}"
 LOGDIR="${TINYKV_COMPOSE_TEST_LOGS:-${CARGO_TARGET_DIR:-$ROOT/target}/compose-test}"
 mkdir -p "$LOGDIR"
 T_START=$(date +%s)
+exec 3>&1   # fd 3: progress notes from inside checks (whose output is captured)
 PASSED=0; FAILED=0; FAILED_NAMES=()
 
 ts() { printf '[%4ss]' "$(( $(date +%s) - T_START ))"; }
@@ -52,8 +53,9 @@ check() {
   if out="$("$@" 2>&1)"; then pass "$name"; return 0; fi
   fail "$name"; printf '%s\n' "$out" | tail -n 40 | sed 's/^/    | /'; return 1
 }
-# kv <container> <args...>: tinykv_client inside <container>, talking to it
-kv() { local c=$1; shift; docker exec "$c" timeout 30 tinykv_client "$c:50051" "$@"; }
+# kv <container> <args...>: tinykv_client inside <container>, talking to that node
+# on loopback (works even while the container is cut off its network)
+kv() { local c=$1; shift; docker exec "$c" timeout 30 tinykv_client 127.0.0.1:50051 "$@"; }
 
 summary() {
   echo
@@ -135,7 +137,7 @@ resilience() {
   local out rc
   out="$(scripts/resilience.sh 2>&1)"; rc=$?
   printf '%s\n' "$out" >"$LOGDIR/resilience.out"
-  printf '%s\n' "$out" | grep -E 'SUCCESS!|primary owner:|caught up|RESILIENCE' | sed 's/^/    /' >&2
+  printf '%s\n' "$out" | grep -E 'SUCCESS!|primary owner:|caught up|RESILIENCE' | sed 's/^/    /' >&3
   [ "$rc" = 0 ] || { printf '%s\n' "$out" | tail -n 25; return 1; }
   printf '%s\n' "$out" | grep -qx 'SUCCESS! Retrieved: I_WILL_SURVIVE' || { echo "no SUCCESS line"; return 1; }
 }
@@ -166,13 +168,15 @@ partition_rw() { # QUORUM writes and reads through each remaining node
 }
 check "QUORUM writes/reads through the other 4 during the cut" partition_rw
 check "$CUT still holds the old value of $PKEY while cut" bash -c \
-  "[ \"\$(docker exec $CUT tinykv_client $CUT:50051 local-get $PKEY)\" = before-cut ]"
+  "[ \"\$(docker exec $CUT tinykv_client 127.0.0.1:50051 local-get $PKEY)\" = before-cut ]"
 check "docker network connect tinykv-net $CUT" docker network connect tinykv-net "$CUT"
 catch_up() { # poll the reconnected node's own replica, with a deadline
   local end=$(( $(date +%s) + ${TINYKV_CATCHUP_TIMEOUT:-60} )) n=0 v
   while :; do
-    v="$(docker exec "$CUT" tinykv_client "$CUT:50051" local-get "$PKEY" 2>/dev/null || true)"
-    if [ "$v" = after-cut ]; then echo "caught up after $n polls"; return 0; fi
+    v="$(kv "$CUT" local-get "$PKEY" 2>/dev/null || true)"
+    if [ "$v" = after-cut ]; then
+      echo "    $CUT caught up after $n polls$( [ "$n" -ge 5 ] && echo ' (read-repair reads were issued)' )" >&3; return 0
+    fi
     [ "$(date +%s)" -ge "$end" ] && { echo "still '$v' at the deadline"; return 1; }
     n=$((n + 1))
     [ $((n % 5)) = 0 ] && kv "$CUT" get "$PKEY" --consistency quorum >/dev/null 2>&1
@@ -181,7 +185,7 @@ catch_up() { # poll the reconnected node's own replica, with a deadline
 }
 check "$CUT catches up after reconnect (local-get $PKEY = after-cut)" catch_up
 check "$CUT serves QUORUM reads after reconnect" bash -c \
-  "[ \"\$(docker exec $CUT timeout 30 tinykv_client $CUT:50051 get cut-${OTHERS[0]}-$$ --consistency quorum)\" = written-during-cut ]"
+  "[ \"\$(docker exec $CUT timeout 30 tinykv_client 127.0.0.1:50051 get cut-${OTHERS[0]}-$$ --consistency quorum)\" = written-during-cut ]"
 check "all 5 nodes healthy after reconnect" tinykv_wait_healthy 60 "${NODES[@]}"
 
 # --- 6. down -v ------------------------------------------------------------
