@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Offline checks of everything Kubernetes-facing:
+#   1. crdgen output equals manifests/crd.yaml and the operator chart's copy;
+#   2. helm lint and helm template for both charts (default and overridden values);
+#   3. kubernetes-validate --strict for Kubernetes $K8S_VERSION on every plain
+#      and rendered manifest;
+#   4. the example and chart-rendered TinyKVClusters against the CRD's own schema.
+# Installs its tools into ./.tools first (scripts/k8s/install-tools.sh).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+K8S_VERSION="${K8S_VERSION:-1.35.0}"
+CARGO="${CARGO:-cargo}"
+BIN="$ROOT/.tools/bin"
+PY="$ROOT/.tools/venv/bin/python"
+
+scripts/k8s/install-tools.sh >/dev/null
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fail=0
+
+echo "== crdgen is up to date"
+"$CARGO" run --quiet -p tinykv-operator --bin crdgen -- "$work/crd.yaml"
+for copy in manifests/crd.yaml charts/tinykv-operator/crds/tinykvclusters.yaml; do
+  if diff -u "$copy" "$work/crd.yaml"; then
+    echo "ok   $copy"
+  else
+    echo "FAIL $copy is stale: run 'make crdgen'"
+    fail=1
+  fi
+done
+
+echo "== helm lint and template"
+mkdir -p "$work/rendered"
+"$BIN/helm" lint --strict charts/tinykv-operator charts/tinykv-cluster
+"$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system --include-crds \
+  > "$work/rendered/operator.yaml"
+"$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system \
+  --set watchNamespace=tinykv --set leaderElection.enabled=false --set replicaCount=1 \
+  --set metrics.service.enabled=false > "$work/rendered/operator-scoped.yaml"
+"$BIN/helm" template demo charts/tinykv-cluster --namespace tinykv > "$work/rendered/cluster.yaml"
+"$BIN/helm" template big charts/tinykv-cluster --namespace tinykv \
+  --set replicas=7 --set replicationFactor=5 --set vnodes=128 --set storage.ephemeral=true \
+  --set storage.storageClassName=fast --set service.type=LoadBalancer \
+  --set 'extraArgs[0]=--foo=bar' --set podTemplate.requiredAntiAffinity=true \
+  --set 'podTemplate.tolerations[0].key=dedicated' --set 'podTemplate.tolerations[0].operator=Exists' \
+  > "$work/rendered/cluster-overrides.yaml"
+for f in "$work"/rendered/*.yaml; do
+  [ -s "$f" ] || { echo "FAIL helm rendered nothing into $(basename "$f")"; fail=1; }
+done
+
+echo "== TinyKVClusters against the CRD schema"
+mapfile -t plain < <(find manifests -name '*.yaml' | sort)
+"$PY" scripts/k8s/validate_cr.py manifests/crd.yaml "$work/split" \
+  "${plain[@]}" "$work"/rendered/*.yaml || fail=1
+
+echo "== kubernetes-validate --strict (Kubernetes $K8S_VERSION)"
+if "$BIN/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work"/split/*.yaml; then
+  echo "ok   $(ls "$work"/split | wc -l) objects valid"
+else
+  echo "FAIL kubernetes-validate"
+  fail=1
+fi
+
+if [ "$fail" -ne 0 ]; then
+  echo "check-manifests: FAILED"
+  exit 1
+fi
+echo "check-manifests: all passed"

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Validate TinyKVCluster objects against the CRD's own openAPIV3Schema, and
+split the other objects into one file each for kubernetes-validate.
+
+usage: validate_cr.py CRD_YAML OUT_DIR MANIFEST...
+
+Every document of every MANIFEST is either
+  * a tinykv.io object: validated here with jsonschema against the CRD's
+    schema, made strict (additionalProperties: false wherever the schema
+    lists properties and does not preserve unknown fields) so that a typo in
+    a field name fails instead of being pruned silently by the API server;
+  * anything else: written to OUT_DIR/NNN-<kind>-<name>.yaml for
+    kubernetes-validate.
+Exit status 1 on any schema violation or when no TinyKVCluster was seen.
+"""
+import copy
+import os
+import sys
+
+import jsonschema
+import yaml
+
+
+def strict(schema):
+    """Copy of an OpenAPI v3 schema turned into a strict JSON schema."""
+    s = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.pop("nullable", False) and "type" in node:
+                node["type"] = [node["type"], "null"]
+            if node.get("x-kubernetes-int-or-string"):
+                node.pop("type", None)
+                node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(s)
+    # The API server adds these to every custom resource's root.
+    s.setdefault("properties", {}).update(
+        {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+        }
+    )
+    return s
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    crd_path, out_dir, manifests = sys.argv[1], sys.argv[2], sys.argv[3:]
+    with open(crd_path) as f:
+        crd = yaml.safe_load(f)
+    group = crd["spec"]["group"]
+    kind = crd["spec"]["names"]["kind"]
+    schemas = {
+        f"{group}/{v['name']}": strict(v["schema"]["openAPIV3Schema"])
+        for v in crd["spec"]["versions"]
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    failures, seen, n = 0, 0, 0
+    for path in manifests:
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+        for doc in docs:
+            api = doc.get("apiVersion", "")
+            name = doc.get("metadata", {}).get("name", "?")
+            if api.split("/")[0] == group:
+                if doc.get("kind") != kind or api not in schemas:
+                    print(f"FAIL {path}: unknown {api} {doc.get('kind')}")
+                    failures += 1
+                    continue
+                seen += 1
+                errors = sorted(
+                    jsonschema.Draft7Validator(schemas[api]).iter_errors(doc),
+                    key=lambda e: list(e.path),
+                )
+                for e in errors:
+                    where = ".".join(str(p) for p in e.path) or "(root)"
+                    print(f"FAIL {path}: {kind}/{name} {where}: {e.message}")
+                failures += len(errors)
+                if not errors:
+                    print(f"ok   {path}: {kind}/{name} matches the CRD schema")
+                continue
+            n += 1
+            out = os.path.join(out_dir, f"{n:03d}-{doc.get('kind', 'x')}-{name}.yaml")
+            with open(out, "w") as f:
+                f.write(f"# from {path}\n")
+                yaml.safe_dump(doc, f, sort_keys=False)
+    if seen == 0:
+        print(f"FAIL no {kind} object was validated")
+        failures += 1
+    print(f"{seen} {kind} object(s) checked against the CRD schema, {n} other object(s) split out")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
