@@ -119,3 +119,61 @@ pub trait Engine: Send + Sync + 'static {
     /// Totals over all hints.
     fn hint_stats(&self) -> Result<HintStats, StorageError>;
 }
+
+pub mod memory;
+pub mod redb_engine;
+#[cfg(test)]
+mod tests;
+pub mod writer;
+
+pub use memory::MemoryEngine;
+pub use redb_engine::RedbEngine;
+pub use writer::{Store, SyncPolicy};
+
+/// One contiguous token interval `[lo, hi]` (both inclusive) of a scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ScanSegment {
+    /// Lowest token of the interval.
+    pub lo: u64,
+    /// Highest token of the interval.
+    pub hi: u64,
+    /// Whether the scan resumes strictly after the `after` key in this
+    /// interval (instead of at `lo`).
+    pub resume: bool,
+}
+
+/// Splits the ring range `(start, end]` (wrapping when `start >= end`) into
+/// inclusive token intervals in scan order, dropping those before the
+/// interval that holds `after_token`. Shared by every engine so they agree
+/// on the wrap-around rule. `None` when `after_token` is outside the range
+/// (nothing is left to return after a key that is not in it).
+pub(crate) fn token_segments(
+    start: u64,
+    end: u64,
+    after_token: Option<u64>,
+) -> Option<Vec<ScanSegment>> {
+    let mut segs = Vec::with_capacity(2);
+    if start < end {
+        segs.push((start + 1, end));
+    } else {
+        if start < u64::MAX {
+            segs.push((start + 1, u64::MAX));
+        }
+        segs.push((0, end));
+    }
+    let skip = match after_token {
+        None => 0,
+        Some(t) => segs.iter().position(|&(lo, hi)| lo <= t && t <= hi)?,
+    };
+    Some(
+        segs.into_iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, (lo, hi))| ScanSegment {
+                lo,
+                hi,
+                resume: after_token.is_some() && i == skip,
+            })
+            .collect(),
+    )
+}

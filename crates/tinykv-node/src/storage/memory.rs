@@ -1,0 +1,190 @@
+//! An in-memory engine with the same contract as [`RedbEngine`], for unit
+//! tests of the layers above storage (fast, no temp dirs, no fsync).
+//!
+//! It is **only for tests**: nothing survives the process, and `durable` /
+//! `flush` are no-ops. The contract tests in `storage::tests` run against
+//! both engines, so code tested on this one behaves the same on disk.
+//!
+//! [`RedbEngine`]: super::RedbEngine
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use bytes::Bytes;
+
+use super::redb_engine::encode_hint;
+use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use crate::ring::key_token;
+use crate::version::Record;
+
+/// A stored hint: key, version, stored-at time, and its size for stats.
+type HintEntry = (Bytes, Record, u64, u64);
+
+#[derive(Default)]
+struct State {
+    data: BTreeMap<(u64, Bytes), Record>,
+    /// `(target, id)` -> hint, so one target's hints are contiguous and ordered by id.
+    hints: BTreeMap<(String, u64), HintEntry>,
+    next_hint_id: u64,
+    hint_bytes: u64,
+}
+
+/// A `BTreeMap` engine behind a lock; see the module docs (tests only).
+#[derive(Default)]
+pub struct MemoryEngine {
+    state: RwLock<State>,
+}
+
+impl std::fmt::Debug for MemoryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryEngine").finish_non_exhaustive()
+    }
+}
+
+impl MemoryEngine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, State>, StorageError> {
+        self.state
+            .read()
+            .map_err(|_| StorageError::Engine("memory engine lock poisoned".into()))
+    }
+}
+
+impl Engine for MemoryEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        let st = self.read()?;
+        let k = (key_token(key), Bytes::copy_from_slice(key));
+        Ok(st.data.get(&k).cloned())
+    }
+
+    fn apply(&self, ops: &[WriteOp], _durable: bool) -> Result<Vec<bool>, StorageError> {
+        let mut st = self
+            .state
+            .write()
+            .map_err(|_| StorageError::Engine("memory engine lock poisoned".into()))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let changed = match op {
+                WriteOp::Put { key, record } => {
+                    let k = (key_token(key), key.clone());
+                    let write = st.data.get(&k).is_none_or(|old| record.supersedes(old));
+                    if write {
+                        st.data.insert(k, record.clone());
+                    }
+                    write
+                }
+                WriteOp::Purge { key, record } => {
+                    let k = (key_token(key), key.clone());
+                    let equal = st.data.get(&k) == Some(record);
+                    if equal {
+                        st.data.remove(&k);
+                    }
+                    equal
+                }
+                WriteOp::Hint {
+                    target,
+                    key,
+                    record,
+                    stored_at_us,
+                } => {
+                    let id = st.next_hint_id;
+                    st.next_hint_id += 1;
+                    let size = encode_hint(key, record, *stored_at_us).len() as u64;
+                    st.hint_bytes += size;
+                    st.hints.insert(
+                        (target.clone(), id),
+                        (key.clone(), record.clone(), *stored_at_us, size),
+                    );
+                    true
+                }
+                WriteOp::DeleteHints { target, ids } => {
+                    let mut any = false;
+                    for id in ids {
+                        if let Some((_, _, _, size)) = st.hints.remove(&(target.clone(), *id)) {
+                            st.hint_bytes -= size;
+                            any = true;
+                        }
+                    }
+                    any
+                }
+            };
+            out.push(changed);
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
+        let mut out = Vec::new();
+        let Some(segments) = token_segments(start, end, after.map(key_token)) else {
+            return Ok(out);
+        };
+        let st = self.read()?;
+        let resume = after.map(|a| (key_token(a), Bytes::copy_from_slice(a)));
+        for seg in segments {
+            let lower = match (&resume, seg.resume) {
+                (Some(r), true) => Bound::Excluded(r.clone()),
+                _ => Bound::Included((seg.lo, Bytes::new())),
+            };
+            let upper = if seg.hi == u64::MAX {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded((seg.hi + 1, Bytes::new()))
+            };
+            let room = limit.saturating_sub(out.len());
+            out.extend(
+                st.data
+                    .range((lower, upper))
+                    .take(room)
+                    .map(|((_, k), r)| (k.clone(), r.clone())),
+            );
+        }
+        Ok(out)
+    }
+
+    fn key_count(&self) -> Result<u64, StorageError> {
+        Ok(self.read()?.data.len() as u64)
+    }
+
+    fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
+        let st = self.read()?;
+        let range = (target.to_string(), 0)..=(target.to_string(), u64::MAX);
+        Ok(st
+            .hints
+            .range(range)
+            .take(limit)
+            .map(|((t, id), (key, record, at, _))| Hint {
+                id: *id,
+                target: t.clone(),
+                key: key.clone(),
+                record: record.clone(),
+                stored_at_us: *at,
+            })
+            .collect())
+    }
+
+    fn hint_stats(&self) -> Result<HintStats, StorageError> {
+        let st = self.read()?;
+        let mut targets: Vec<String> = st.hints.keys().map(|(t, _)| t.clone()).collect();
+        targets.dedup();
+        Ok(HintStats {
+            count: st.hints.len() as u64,
+            bytes: st.hint_bytes,
+            targets,
+        })
+    }
+}

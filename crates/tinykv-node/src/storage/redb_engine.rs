@@ -1,0 +1,391 @@
+//! The on-disk engine: one redb 4 database file, `dir/data.redb`.
+//!
+//! Tables (all keys compare bytewise):
+//! - `data`:  `token (8 bytes BE) ++ key` -> `Record::encode()`, so a scan
+//!   of a token range is one B-tree range read in ring order;
+//! - `hints`: `target length (2 bytes BE) ++ target ++ id (8 bytes BE)` ->
+//!   [`encode_hint`], so one target's hints are contiguous and oldest first;
+//! - `hint_targets`: target -> number of hints, for [`HintStats::targets`];
+//! - `meta`: counters (`key_count`, `hint_count`, `hint_bytes`,
+//!   `next_hint_id`) updated inside the same write transaction as the data,
+//!   so they can never drift from it and reading them is O(1).
+
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::Path;
+
+use bytes::Bytes;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+
+use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use crate::ring::key_token;
+use crate::version::Record;
+
+const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+const HINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hints");
+const HINT_TARGETS: TableDefinition<&str, u64> = TableDefinition::new("hint_targets");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const KEY_COUNT: &str = "key_count";
+const HINT_COUNT: &str = "hint_count";
+const HINT_BYTES: &str = "hint_bytes";
+const NEXT_HINT_ID: &str = "next_hint_id";
+
+/// Maps any redb error to [`StorageError::Engine`]; redb has one error type
+/// per operation and the callers only need the message.
+fn eng<E: Display>(e: E) -> StorageError {
+    StorageError::Engine(e.to_string())
+}
+
+/// The `data` table key of `key`: its ring token, big-endian, then the key.
+pub(crate) fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&key_token(key).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The common prefix of every `hints` key of `target`.
+fn hint_prefix(target: &str) -> Result<Vec<u8>, StorageError> {
+    let len = u16::try_from(target.len())
+        .map_err(|_| StorageError::Engine(format!("hint target id too long: {target:?}")))?;
+    let mut k = Vec::with_capacity(2 + target.len() + 8);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(target.as_bytes());
+    Ok(k)
+}
+
+fn hint_key(target: &str, id: u64) -> Result<Vec<u8>, StorageError> {
+    let mut k = hint_prefix(target)?;
+    k.extend_from_slice(&id.to_be_bytes());
+    Ok(k)
+}
+
+/// Stored form of a hint: `stored_at_us (8 BE) ++ key length (4 BE) ++ key
+/// ++ Record::encode()`. Its length is what [`HintStats::bytes`] counts, in
+/// every engine, so the stats agree across engines.
+pub(crate) fn encode_hint(key: &[u8], record: &Record, stored_at_us: u64) -> Vec<u8> {
+    let rec = record.encode();
+    let mut v = Vec::with_capacity(12 + key.len() + rec.len());
+    v.extend_from_slice(&stored_at_us.to_be_bytes());
+    v.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    v.extend_from_slice(key);
+    v.extend_from_slice(&rec);
+    v
+}
+
+/// Parses [`encode_hint`]'s output; `None` when the bytes are malformed.
+fn decode_hint(v: &[u8]) -> Option<(Bytes, Record, u64)> {
+    let stored_at = u64::from_be_bytes(v.get(0..8)?.try_into().ok()?);
+    let klen = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?) as usize;
+    let key = v.get(12..12usize.checked_add(klen)?)?;
+    let record = Record::decode(v.get(12 + klen..)?).ok()?;
+    Some((Bytes::copy_from_slice(key), record, stored_at))
+}
+
+fn corrupt(key: &[u8], reason: impl Display) -> StorageError {
+    StorageError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn decode_record(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
+    Record::decode(bytes).map_err(|e| corrupt(key, e))
+}
+
+/// The counters of the `meta` table, loaded once per write transaction.
+struct Counters {
+    key_count: u64,
+    hint_count: u64,
+    hint_bytes: u64,
+    next_hint_id: u64,
+}
+
+impl Counters {
+    fn load(meta: &Table<&str, u64>) -> Result<Self, StorageError> {
+        let get = |name: &str| -> Result<u64, StorageError> {
+            Ok(meta.get(name).map_err(eng)?.map(|g| g.value()).unwrap_or(0))
+        };
+        Ok(Counters {
+            key_count: get(KEY_COUNT)?,
+            hint_count: get(HINT_COUNT)?,
+            hint_bytes: get(HINT_BYTES)?,
+            next_hint_id: get(NEXT_HINT_ID)?,
+        })
+    }
+
+    fn store(&self, meta: &mut Table<&str, u64>) -> Result<(), StorageError> {
+        meta.insert(KEY_COUNT, self.key_count).map_err(eng)?;
+        meta.insert(HINT_COUNT, self.hint_count).map_err(eng)?;
+        meta.insert(HINT_BYTES, self.hint_bytes).map_err(eng)?;
+        meta.insert(NEXT_HINT_ID, self.next_hint_id).map_err(eng)?;
+        Ok(())
+    }
+}
+
+/// The production engine: crash-safe copy-on-write B-trees (redb), MVCC
+/// reads that never block on the single writer.
+pub struct RedbEngine {
+    db: Database,
+}
+
+impl std::fmt::Debug for RedbEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbEngine").finish_non_exhaustive()
+    }
+}
+
+impl RedbEngine {
+    /// Opens (or creates) `dir/data.redb`, creating `dir` and the tables if
+    /// needed, so a fresh data directory and a restart take the same path.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::Engine(format!("create {}: {e}", dir.display())))?;
+        let db = Database::create(dir.join("data.redb")).map_err(eng)?;
+        let tx = db.begin_write().map_err(eng)?;
+        {
+            tx.open_table(DATA).map_err(eng)?;
+            tx.open_table(HINTS).map_err(eng)?;
+            tx.open_table(HINT_TARGETS).map_err(eng)?;
+            tx.open_table(META).map_err(eng)?;
+        }
+        tx.commit().map_err(eng)?;
+        Ok(RedbEngine { db })
+    }
+
+    fn write_ops(tx: &WriteTransaction, ops: &[WriteOp]) -> Result<Vec<bool>, StorageError> {
+        let mut data = tx.open_table(DATA).map_err(eng)?;
+        let mut hints = tx.open_table(HINTS).map_err(eng)?;
+        let mut targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
+        let mut meta = tx.open_table(META).map_err(eng)?;
+        let mut c = Counters::load(&meta)?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let changed = match op {
+                WriteOp::Put { key, record } => {
+                    let dk = data_key(key);
+                    let existing = data
+                        .get(dk.as_slice())
+                        .map_err(eng)?
+                        .map(|g| Record::decode(g.value()));
+                    let write = match &existing {
+                        None => {
+                            c.key_count += 1;
+                            true
+                        }
+                        Some(Ok(old)) => record.supersedes(old),
+                        Some(Err(e)) => {
+                            // Overwriting is the only way to repair the key.
+                            tracing::warn!(key = ?key, error = %e, "overwriting corrupt record");
+                            true
+                        }
+                    };
+                    if write {
+                        data.insert(dk.as_slice(), record.encode().as_slice())
+                            .map_err(eng)?;
+                    }
+                    write
+                }
+                WriteOp::Purge { key, record } => {
+                    let dk = data_key(key);
+                    let equal = match data.get(dk.as_slice()).map_err(eng)? {
+                        Some(g) => Record::decode(g.value()).is_ok_and(|old| old == *record),
+                        None => false,
+                    };
+                    if equal {
+                        data.remove(dk.as_slice()).map_err(eng)?;
+                        c.key_count = c.key_count.saturating_sub(1);
+                    }
+                    equal
+                }
+                WriteOp::Hint {
+                    target,
+                    key,
+                    record,
+                    stored_at_us,
+                } => {
+                    let hk = hint_key(target, c.next_hint_id)?;
+                    let v = encode_hint(key, record, *stored_at_us);
+                    hints.insert(hk.as_slice(), v.as_slice()).map_err(eng)?;
+                    c.next_hint_id += 1;
+                    c.hint_count += 1;
+                    c.hint_bytes += v.len() as u64;
+                    let n = targets
+                        .get(target.as_str())
+                        .map_err(eng)?
+                        .map(|g| g.value())
+                        .unwrap_or(0);
+                    targets.insert(target.as_str(), n + 1).map_err(eng)?;
+                    true
+                }
+                WriteOp::DeleteHints { target, ids } => {
+                    let mut removed = 0u64;
+                    for id in ids {
+                        let hk = hint_key(target, *id)?;
+                        if let Some(g) = hints.remove(hk.as_slice()).map_err(eng)? {
+                            removed += 1;
+                            c.hint_bytes = c.hint_bytes.saturating_sub(g.value().len() as u64);
+                        }
+                    }
+                    if removed > 0 {
+                        c.hint_count = c.hint_count.saturating_sub(removed);
+                        let n = targets
+                            .get(target.as_str())
+                            .map_err(eng)?
+                            .map(|g| g.value())
+                            .unwrap_or(0)
+                            .saturating_sub(removed);
+                        if n == 0 {
+                            targets.remove(target.as_str()).map_err(eng)?;
+                        } else {
+                            targets.insert(target.as_str(), n).map_err(eng)?;
+                        }
+                    }
+                    removed > 0
+                }
+            };
+            out.push(changed);
+        }
+        c.store(&mut meta)?;
+        Ok(out)
+    }
+}
+
+impl Engine for RedbEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        let tx = self.db.begin_read().map_err(eng)?;
+        let data = tx.open_table(DATA).map_err(eng)?;
+        let dk = data_key(key);
+        match data.get(dk.as_slice()).map_err(eng)? {
+            Some(g) => decode_record(key, g.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
+        let mut tx = self.db.begin_write().map_err(eng)?;
+        if !durable {
+            // Committed and visible to readers, but only written out by the
+            // next durable commit (see `flush`).
+            tx.set_durability(Durability::None).map_err(eng)?;
+        }
+        // On error the transaction is dropped, which aborts it: all or nothing.
+        let out = Self::write_ops(&tx, ops)?;
+        tx.commit().map_err(eng)?;
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        // redb: commits with `Durability::None` are persisted by the next
+        // commit with `Durability::Immediate` (the default), even an empty one.
+        let tx = self.db.begin_write().map_err(eng)?;
+        tx.commit().map_err(eng)
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
+        let mut out = Vec::new();
+        let Some(segments) = token_segments(start, end, after.map(key_token)) else {
+            return Ok(out);
+        };
+        let tx = self.db.begin_read().map_err(eng)?;
+        let data = tx.open_table(DATA).map_err(eng)?;
+        let resume = after.map(data_key).unwrap_or_default();
+        for seg in segments {
+            if out.len() >= limit {
+                break;
+            }
+            let lo_key = seg.lo.to_be_bytes();
+            let lower: Bound<&[u8]> = if seg.resume {
+                Bound::Excluded(resume.as_slice())
+            } else {
+                Bound::Included(&lo_key[..])
+            };
+            let hi_key = seg.hi.wrapping_add(1).to_be_bytes();
+            let upper: Bound<&[u8]> = if seg.hi == u64::MAX {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(&hi_key[..])
+            };
+            for entry in data.range::<&[u8]>((lower, upper)).map_err(eng)? {
+                let (k, v) = entry.map_err(eng)?;
+                let key = k.value().get(8..).unwrap_or_default();
+                out.push((Bytes::copy_from_slice(key), decode_record(key, v.value())?));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_count(&self) -> Result<u64, StorageError> {
+        let tx = self.db.begin_read().map_err(eng)?;
+        let meta = tx.open_table(META).map_err(eng)?;
+        Ok(meta
+            .get(KEY_COUNT)
+            .map_err(eng)?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
+        let tx = self.db.begin_read().map_err(eng)?;
+        let hints = tx.open_table(HINTS).map_err(eng)?;
+        let lo = hint_key(target, 0)?;
+        let hi = hint_key(target, u64::MAX)?;
+        let mut out = Vec::new();
+        for entry in hints
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+            .map_err(eng)?
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.map_err(eng)?;
+            let k = k.value();
+            let id = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| corrupt(k, "short hint key"))?;
+            let (key, record, stored_at_us) =
+                decode_hint(v.value()).ok_or_else(|| corrupt(k, "malformed hint"))?;
+            out.push(Hint {
+                id,
+                target: target.to_string(),
+                key,
+                record,
+                stored_at_us,
+            });
+        }
+        Ok(out)
+    }
+
+    fn hint_stats(&self) -> Result<HintStats, StorageError> {
+        let tx = self.db.begin_read().map_err(eng)?;
+        let meta = tx.open_table(META).map_err(eng)?;
+        let targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
+        let get = |name: &str| -> Result<u64, StorageError> {
+            Ok(meta.get(name).map_err(eng)?.map(|g| g.value()).unwrap_or(0))
+        };
+        let mut names = Vec::new();
+        for entry in targets.iter().map_err(eng)? {
+            let (k, _) = entry.map_err(eng)?;
+            names.push(k.value().to_string());
+        }
+        Ok(HintStats {
+            count: get(HINT_COUNT)?,
+            bytes: get(HINT_BYTES)?,
+            targets: names,
+        })
+    }
+}
