@@ -129,6 +129,14 @@ async fn serve_http(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_json);
+    // One TLS crypto provider for the process, whatever features other
+    // workspace crates enable on rustls.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        warn!("a TLS crypto provider was already installed");
+    }
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(shutdown_signal(stop_tx.clone()));
