@@ -207,10 +207,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 out.requeue = START_REQUEUE;
                 return out;
             }
+            // A normal peer that does not list the node at all: it has left
+            // and been forgotten (or never joined, so it holds no data).
+            let forgotten = input.view.is_some_and(|v| {
+                v.node_id != node && v.member(&node).is_none() && member_healthy(v, &v.node_id)
+            });
             let state = input
                 .view
                 .and_then(|v| v.member(&node))
-                .map(|m| m.state.as_str());
+                .map(|m| m.state.as_str())
+                .or(forgotten.then_some(STATE_LEFT));
             let mut op = op.clone();
             match state {
                 Some(STATE_LEFT) => {

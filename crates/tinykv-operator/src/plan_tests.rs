@@ -250,3 +250,28 @@ fn quorum_check_assumes_worst_case() {
     assert!(!every_range_at_quorum(&two_down, 3));
     assert!(every_range_at_quorum(&two_down, 5), "rf=5 tolerates two");
 }
+
+#[test]
+fn scale_down_target_forgotten_by_a_normal_peer_counts_as_left() {
+    let op = Operation {
+        type_: OperationType::ScaleDown,
+        from_replicas: 4,
+        to_replicas: 3,
+        node: Some("demo-3".into()),
+        ordinal: Some(3),
+        partition: None,
+        template_hash: None,
+        message: String::new(),
+    };
+    let s = sts(4);
+    // demo-0 answers (demo-3 already exited) and no longer lists demo-3.
+    let v = healthy(3);
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert_eq!(p.replicas, 3);
+    assert!(p.operation.is_none());
+    // But a view from a peer that is itself not normal proves nothing.
+    let shaky = view(&[("demo-0", "joining", "up"), ("demo-1", "normal", "up")]);
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&shaky)));
+    assert_eq!(p.replicas, 4);
+    assert!(p.operation.is_some());
+}
