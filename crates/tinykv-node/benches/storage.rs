@@ -44,7 +44,6 @@ async fn write_load(store: &Store) -> Duration {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +56,8 @@ fn main() {
         let took = rt.block_on(write_load(&store));
         rt.block_on(store.close());
         println!(
-            "store write  sync={policy:<15} {WRITERS} writers x {WRITES_PER_WRITER} puts (100 B): {:>8.0} writes/s ({took:.2?})",
+            "store write  sync={:<17} {WRITERS} writers x {WRITES_PER_WRITER} puts (100 B): {:>8.0} writes/s ({took:.2?})",
+            policy.to_string(),
             total as f64 / took.as_secs_f64()
         );
         if policy == SyncPolicy::Always {
