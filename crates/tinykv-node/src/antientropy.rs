@@ -13,15 +13,14 @@ use tinykv_proto::internal as pb;
 use tinykv_proto::tinykv::RepairResponse;
 
 use crate::hlc::wall_micros;
-use crate::merkle::{digest_range, leaf_bounds, Leaf};
+use crate::merkle::{digest_spans, Leaf};
 use crate::node::Node;
 use crate::peers::describe;
-use crate::ring::TokenRange;
 use crate::storage::WriteOp;
 use crate::version::Record;
 
-/// Leaves per range digest.
-const LEAVES: u32 = 64;
+/// Spans digested per request.
+const SPANS_PER_REQUEST: usize = 4096;
 /// Records per fetched page.
 const PAGE: u32 = 1024;
 /// Deadline of one anti-entropy RPC.
@@ -134,36 +133,34 @@ impl Node {
         .map_err(|e| e.to_string())?
     }
 
-    async fn local_digest(self: &Arc<Self>, r: &TokenRange) -> Result<Vec<Leaf>, String> {
-        let (node, start, end) = (self.clone(), r.start, r.end);
-        tokio::task::spawn_blocking(move || {
-            digest_range(node.store.engine().as_ref(), start, end, LEAVES)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    async fn local_digest(self: &Arc<Self>, spans: Vec<(u64, u64)>) -> Result<Vec<Leaf>, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || digest_spans(node.store.engine().as_ref(), &spans))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
-    async fn remote_digest(&self, peer: &str, r: &TokenRange) -> Result<Vec<Leaf>, String> {
+    async fn remote_digest(&self, peer: &str, spans: &[(u64, u64)]) -> Result<Vec<Leaf>, String> {
         let mut client = self.peer(peer)?;
-        let mut req = tonic::Request::new(pb::RangeDigestRequest {
-            start: r.start,
-            end: r.end,
-            leaves: LEAVES,
-        });
-        req.set_timeout(RPC_TIMEOUT);
-        let d = client
-            .range_digest(req)
-            .await
-            .map_err(|s| describe(&s))?
-            .into_inner();
-        if d.leaf_hashes.len() != LEAVES as usize || d.leaf_counts.len() != LEAVES as usize {
-            return Err("malformed digest".into());
-        }
-        Ok(d.leaf_hashes
-            .iter()
-            .zip(d.leaf_counts)
-            .map(|(h, count)| {
+        let mut out = Vec::with_capacity(spans.len());
+        for chunk in spans.chunks(SPANS_PER_REQUEST) {
+            let mut req = tonic::Request::new(pb::RangeDigestRequest {
+                spans: chunk
+                    .iter()
+                    .map(|&(start, end)| pb::TokenSpan { start, end })
+                    .collect(),
+            });
+            req.set_timeout(RPC_TIMEOUT);
+            let d = client
+                .range_digest(req)
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            if d.leaf_hashes.len() != chunk.len() || d.leaf_counts.len() != chunk.len() {
+                return Err("malformed digest".into());
+            }
+            out.extend(d.leaf_hashes.iter().zip(d.leaf_counts).map(|(h, count)| {
                 let mut b = [0u8; 8];
                 let n = h.len().min(8);
                 b[..n].copy_from_slice(&h[..n]);
@@ -171,8 +168,9 @@ impl Node {
                     hash: u64::from_be_bytes(b),
                     count,
                 }
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
     /// Brings one leaf in sync with one peer, both ways.
@@ -230,12 +228,12 @@ impl Node {
         Ok(())
     }
 
-    /// Purges tombstones older than the grace period in `r`.
-    async fn purge_tombstones(self: &Arc<Self>, r: &TokenRange) -> Result<u64, String> {
+    /// Purges tombstones older than the grace period in `(start, end]`.
+    async fn purge_tombstones(self: &Arc<Self>, start: u64, end: u64) -> Result<u64, String> {
         let grace = u64::try_from(self.config.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
         let cutoff = wall_micros().saturating_sub(grace);
         let ops: Vec<WriteOp> = self
-            .scan_all(r.start, r.end)
+            .scan_all(start, end)
             .await?
             .into_iter()
             .filter(|(_, rec)| rec.tombstone && rec.timestamp < cutoff)
@@ -248,45 +246,60 @@ impl Node {
         Ok(done.iter().filter(|d| **d).count() as u64)
     }
 
-    /// One anti-entropy round over every range this node replicates.
+    /// One anti-entropy round: with each peer, compare the digests of every
+    /// range both replicate (one request) and sync the ranges that differ.
+    /// A range's old tombstones are purged only when every other replica of
+    /// it answered with an identical digest.
     pub async fn anti_entropy_round(self: &Arc<Self>) -> Result<RepairResponse, String> {
         let ring = self.membership.read_ring();
+        let mine: Vec<_> = ring.ranges_of(&self.id);
+        let mut agree: HashMap<(u64, u64), bool> =
+            mine.iter().map(|r| ((r.start, r.end), true)).collect();
         let mut report = RepairResponse::default();
-        let mut peers_seen = std::collections::HashSet::new();
-        for range in ring.ranges_of(&self.id) {
-            let ours = self.local_digest(&range).await?;
-            let mut all_agree = true;
-            for peer in range.replicas.iter().filter(|p| **p != self.id) {
-                report.ranges_compared += 1;
-                let theirs = match self.remote_digest(peer, &range).await {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::debug!(peer, error = %e, "anti-entropy: peer digest failed");
-                        all_agree = false;
-                        continue;
+        let peers: Vec<String> = ring
+            .nodes()
+            .iter()
+            .filter(|n| **n != self.id)
+            .cloned()
+            .collect();
+        for peer in peers {
+            let spans: Vec<(u64, u64)> = mine
+                .iter()
+                .filter(|r| r.replicas.contains(&peer))
+                .map(|r| (r.start, r.end))
+                .collect();
+            if spans.is_empty() {
+                continue;
+            }
+            report.ranges_compared += spans.len() as u64;
+            let theirs = match self.remote_digest(&peer, &spans).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::debug!(peer, error = %e, "anti-entropy: peer digest failed");
+                    for s in &spans {
+                        agree.insert(*s, false);
                     }
-                };
-                peers_seen.insert(peer.clone());
-                let differing: Vec<u32> = (0..LEAVES)
-                    .filter(|&i| ours[i as usize] != theirs[i as usize])
-                    .collect();
-                if differing.is_empty() {
                     continue;
                 }
-                all_agree = false;
-                report.ranges_differing += differing.len() as u64;
-                for i in differing {
-                    let (lo, hi) = leaf_bounds(range.start, range.end, LEAVES, i);
-                    if let Err(e) = self.sync_leaf(peer, lo, hi, &mut report).await {
-                        tracing::warn!(peer, error = %e, "anti-entropy: leaf sync failed");
-                    }
+            };
+            report.peers_compared += 1;
+            let ours = self.local_digest(spans.clone()).await?;
+            for ((span, a), b) in spans.iter().zip(&ours).zip(&theirs) {
+                if a == b {
+                    continue;
+                }
+                agree.insert(*span, false);
+                report.ranges_differing += 1;
+                if let Err(e) = self.sync_leaf(&peer, span.0, span.1, &mut report).await {
+                    tracing::warn!(peer, error = %e, "anti-entropy: range sync failed");
                 }
             }
-            if all_agree {
-                report.tombstones_purged += self.purge_tombstones(&range).await?;
+        }
+        for ((start, end), ok) in agree {
+            if ok {
+                report.tombstones_purged += self.purge_tombstones(start, end).await?;
             }
         }
-        report.peers_compared = peers_seen.len() as u32;
         if report.keys_sent + report.keys_received > 0 {
             tracing::info!(
                 sent = report.keys_sent,

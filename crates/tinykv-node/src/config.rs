@@ -66,6 +66,12 @@ pub struct Config {
     /// Directory for the storage engine's files.
     #[arg(long, env = "TINYKV_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Join a running cluster: a node with a fresh data directory takes its
+    /// ring positions as `joining`, streams its ranges from the current
+    /// replicas, and only then serves reads. With no running cluster to join
+    /// (every member is new), it bootstraps as `normal` instead.
+    #[arg(long, env = "TINYKV_JOIN", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub join: bool,
     /// Replicas per key (N).
     #[arg(long, env = "TINYKV_REPLICATION_FACTOR", default_value_t = 3)]
     pub replication_factor: u32,

@@ -57,23 +57,24 @@ impl Node {
         strict: bool,
         deadline: Instant,
     ) -> Result<WriteOutcome, RequestError> {
-        let ring = self.membership.write_ring();
-        let walk: Vec<String> = ring
-            .walk(key_token(&key))
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let n = ring.replicas_per_key();
-        if w > n {
+        let targets = self.membership.write_targets(&key);
+        let n = self.membership.read_ring().replicas_per_key();
+        if w > n || w > targets.len() {
             return Err(RequestError::Unavailable(format!(
                 "write needs {w} acks but the ring has only {n} replicas for this key"
             )));
         }
-        let (primaries, fallbacks) = walk.split_at(n);
-        let mut fallbacks = fallbacks
-            .iter()
-            .filter(|f| !self.detector.is_down(f))
-            .cloned();
+        let walk: Vec<String> = self
+            .membership
+            .future_ring()
+            .walk(key_token(&key))
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let primaries = &targets[..];
+        let mut fallbacks = walk
+            .into_iter()
+            .filter(|f| !targets.contains(f) && !self.detector.is_down(f));
         let hinting = self.config.hinted_handoff;
         let sloppy = hinting && self.config.sloppy_quorum && !strict;
 

@@ -16,9 +16,15 @@ use crate::node::Node;
 use crate::ring::{key_token, Ring};
 use crate::version::Record;
 
-/// Progress of this node's own decommission.
+/// File in the data directory recording that this node has been a full
+/// member, so a restart never re-joins (and never re-streams).
+pub const MEMBER_MARKER: &str = "member-state";
+
+/// Progress of this node's own join or decommission.
 #[derive(Clone, Debug, Default)]
 pub struct LeaveProgress {
+    /// "joining", "leaving" or empty.
+    pub operation: String,
     /// Keys streamed so far.
     pub keys_streamed: u64,
     /// Keys to stream in all.
@@ -162,6 +168,7 @@ impl Node {
         let all = self.scan_all(0, 0).await?;
         if let Ok(mut p) = self.leave_progress.lock() {
             *p = LeaveProgress {
+                operation: "leaving".into(),
                 keys_total: all.len() as u64,
                 ..Default::default()
             };
@@ -266,5 +273,132 @@ impl Node {
             message,
             keys_rereplicated: moved.keys_sent + moved.keys_received,
         })
+    }
+}
+
+impl Node {
+    /// Records in the data directory that this node is a full member.
+    pub fn write_member_marker(&self, state: MemberState) {
+        let path = self.config.data_dir.join(MEMBER_MARKER);
+        if let Err(e) = std::fs::write(&path, state.to_string()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write member marker");
+        }
+    }
+
+    /// Joins a running cluster: waits to hear from a peer, then streams this
+    /// node's future ranges from their current replicas and becomes normal.
+    /// Bootstraps as normal when no member is normal yet (a new cluster).
+    pub async fn join_cluster(self: Arc<Self>) {
+        // Hear from someone (or give up waiting and bootstrap) before deciding.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let heard = self.membership.members().iter().any(|m| {
+                m.id != self.id && self.detector.get(&m.id).health == crate::detector::Health::Up
+            });
+            if heard {
+                break;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        loop {
+            let normals = self
+                .membership
+                .members()
+                .iter()
+                .filter(|m| m.id != self.id && m.state == MemberState::Normal)
+                .count();
+            if normals == 0 {
+                tracing::info!(id = %self.id, "no running cluster found: bootstrapping as normal");
+                break;
+            }
+            match self.stream_in().await {
+                Ok(keys) => {
+                    tracing::info!(id = %self.id, keys, "join streaming complete");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "join streaming failed; retrying");
+                    if let Ok(mut p) = self.leave_progress.lock() {
+                        p.last_error = Some(e);
+                    }
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        self.membership
+            .set(&self.id, &self.addr, MemberState::Normal, self.clock.now());
+        self.write_member_marker(MemberState::Normal);
+        if let Ok(mut p) = self.leave_progress.lock() {
+            p.operation.clear();
+            p.last_error = None;
+        }
+        crate::gossip::heartbeat_round(&self).await;
+        tracing::info!(id = %self.id, "joined: now a normal member");
+    }
+
+    /// Pulls every version of this node's future ranges from the replicas
+    /// that hold them now. Returns the keys received.
+    async fn stream_in(self: &Arc<Self>) -> Result<u64, String> {
+        let future = self.membership.future_ring();
+        let current = self.membership.read_ring();
+        let ranges = future.ranges_of(&self.id);
+        if let Ok(mut p) = self.leave_progress.lock() {
+            *p = LeaveProgress {
+                operation: "joining".into(),
+                keys_total: ranges.len() as u64,
+                ..Default::default()
+            };
+        }
+        let mut received = 0u64;
+        for r in ranges {
+            // Each future range lies inside one current range (the future
+            // ring only adds tokens), whose replicas all hold its data.
+            let sources: Vec<String> = current
+                .walk(r.end)
+                .into_iter()
+                .take(current.replicas_per_key())
+                .filter(|s| *s != self.id)
+                .map(String::from)
+                .collect();
+            let mut ok = 0;
+            let mut errors = Vec::new();
+            for src in &sources {
+                match self.fetch_all(src, r.start, r.end).await {
+                    Ok(recs) => {
+                        ok += 1;
+                        received += recs.len() as u64;
+                        if !recs.is_empty() {
+                            let ops = recs
+                                .into_iter()
+                                .map(|(key, record)| crate::storage::WriteOp::Put { key, record })
+                                .collect();
+                            self.store.write(ops).await.map_err(|e| e.to_string())?;
+                        }
+                    }
+                    Err(e) => errors.push(format!("{src}: {e}")),
+                }
+            }
+            // Every version acknowledged at QUORUM is on a majority of the
+            // sources; pulling from a majority of them (by LWW) gets it.
+            if ok < sources.len() / 2 + 1 {
+                return Err(format!(
+                    "range ({}, {}]: too few sources answered ({})",
+                    r.start,
+                    r.end,
+                    errors.join("; ")
+                ));
+            }
+            if let Ok(mut p) = self.leave_progress.lock() {
+                p.keys_streamed += 1;
+            }
+        }
+        self.metrics.repair_keys.inc_by(received);
+        Ok(received)
     }
 }

@@ -39,6 +39,11 @@ impl MemberState {
         )
     }
 
+    /// Whether the node owns ranges once pending joins and leaves complete.
+    pub fn in_future_ring(self) -> bool {
+        matches!(self, MemberState::Joining | MemberState::Normal)
+    }
+
     /// Whether the node serves reads for its ranges.
     pub fn in_read_ring(self) -> bool {
         matches!(self, MemberState::Normal | MemberState::Leaving)
@@ -112,7 +117,7 @@ impl Member {
 struct Table {
     members: BTreeMap<String, Member>,
     read_ring: Arc<Ring>,
-    write_ring: Arc<Ring>,
+    future_ring: Arc<Ring>,
 }
 
 /// The member table and the rings derived from it.
@@ -127,7 +132,7 @@ impl Membership {
     /// A table holding `members` (this node must be among them).
     pub fn new(self_id: &str, members: Vec<Member>, rf: usize, vnodes: u32) -> Membership {
         let members: BTreeMap<_, _> = members.into_iter().map(|m| (m.id.clone(), m)).collect();
-        let (read_ring, write_ring) = rings(&members, rf, vnodes);
+        let (read_ring, future_ring) = rings(&members, rf, vnodes);
         Membership {
             self_id: self_id.to_string(),
             rf,
@@ -135,7 +140,7 @@ impl Membership {
             table: RwLock::new(Table {
                 members,
                 read_ring,
-                write_ring,
+                future_ring,
             }),
         }
     }
@@ -153,13 +158,38 @@ impl Membership {
         }
     }
 
-    /// The ring used to choose the replicas that receive writes (includes
-    /// joining nodes, so they get new writes while they stream old ones).
-    pub fn write_ring(&self) -> Arc<Ring> {
+    /// The ring once pending joins and leaves complete (normal and joining
+    /// members). Writes go to the replicas of both rings, so joining nodes
+    /// get new writes while they stream old ones, and the nodes taking over
+    /// from a leaving node get them while it streams its data out.
+    pub fn future_ring(&self) -> Arc<Ring> {
         match self.table.read() {
-            Ok(t) => t.write_ring.clone(),
-            Err(p) => p.into_inner().write_ring.clone(),
+            Ok(t) => t.future_ring.clone(),
+            Err(p) => p.into_inner().future_ring.clone(),
         }
+    }
+
+    /// The nodes a write of `key` goes to: its replicas in the read ring,
+    /// then those in the future ring that are not already included.
+    pub fn write_targets(&self, key: &[u8]) -> Vec<String> {
+        let (read, future) = match self.table.read() {
+            Ok(t) => (t.read_ring.clone(), t.future_ring.clone()),
+            Err(p) => {
+                let t = p.into_inner();
+                (t.read_ring.clone(), t.future_ring.clone())
+            }
+        };
+        let mut out: Vec<String> = read
+            .preference_list(key)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        for n in future.preference_list(key) {
+            if !out.iter().any(|o| o == n) {
+                out.push(n.to_string());
+            }
+        }
+        out
     }
 
     /// Every row, sorted by id.
@@ -205,9 +235,9 @@ impl Membership {
             }
         }
         if changed {
-            let (r, w) = rings(&t.members, self.rf, self.vnodes);
+            let (r, f) = rings(&t.members, self.rf, self.vnodes);
             t.read_ring = r;
-            t.write_ring = w;
+            t.future_ring = f;
         }
         changed
     }
@@ -230,13 +260,13 @@ fn rings(members: &BTreeMap<String, Member>, rf: usize, vnodes: u32) -> (Arc<Rin
         .values()
         .filter(|m| m.state.in_read_ring())
         .map(|m| m.id.clone());
-    let write = members
+    let future = members
         .values()
-        .filter(|m| m.state.in_write_ring())
+        .filter(|m| m.state.in_future_ring())
         .map(|m| m.id.clone());
     (
         Arc::new(Ring::new(read, vnodes, rf)),
-        Arc::new(Ring::new(write, vnodes, rf)),
+        Arc::new(Ring::new(future, vnodes, rf)),
     )
 }
 
@@ -281,7 +311,8 @@ mod tests {
             3,
             8,
         );
-        assert!(t.write_ring().contains_node("j"));
+        assert!(t.future_ring().contains_node("j"));
+        assert!(t.write_targets(b"any").len() >= 2);
         assert!(!t.read_ring().contains_node("j"));
         t.set("j", "j:1", MemberState::Normal, 0);
         assert!(t.read_ring().contains_node("j"));

@@ -74,11 +74,26 @@ pub fn build(
             version: 1,
         })
         .collect();
+    // A node that has been a full member before never re-joins.
+    let was_member = config
+        .data_dir
+        .join(crate::lifecycle::MEMBER_MARKER)
+        .exists();
+    let joining = config.join && !was_member;
     members.push(Member {
         id: id.clone(),
         addr: addr.clone(),
-        state: MemberState::Normal,
-        version: 1,
+        state: if joining {
+            MemberState::Joining
+        } else {
+            MemberState::Normal
+        },
+        // A joining node's row must win over any stale row others have.
+        version: if joining {
+            crate::hlc::wall_micros()
+        } else {
+            1
+        },
     });
     let membership = Membership::new(
         &id,
@@ -128,6 +143,11 @@ pub async fn run(
         .await;
 
     let loops = crate::background::spawn_all(&node);
+    if node.membership.get(&node.id).map(|m| m.state) == Some(MemberState::Joining) {
+        tokio::spawn(node.clone().join_cluster());
+    } else {
+        node.write_member_marker(MemberState::Normal);
+    }
     let metrics_task = metrics_listener.map(|l| {
         let (node, token) = (node.clone(), shutdown.clone());
         tokio::spawn(async move {

@@ -17,7 +17,7 @@ impl Node {
 
     /// This node's view of the cluster.
     pub fn status_report(&self) -> pb::StatusResponse {
-        let ring = self.membership.write_ring();
+        let ring = self.membership.read_ring();
         let ownership = ring.ownership();
         let members = self
             .membership
@@ -50,6 +50,21 @@ impl Node {
             })
             .collect();
         let stats = self.store.engine().hint_stats().unwrap_or_default();
+        let own = self
+            .membership
+            .get(&self.id)
+            .map(|m| m.state.to_string())
+            .unwrap_or_default();
+        let p = self
+            .leave_progress
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        let progress = if p.keys_total == 0 {
+            0.0
+        } else {
+            p.keys_streamed as f64 / p.keys_total as f64
+        };
         pb::StatusResponse {
             node_id: self.id.clone(),
             replication_factor: self.config.replication_factor,
@@ -59,6 +74,9 @@ impl Node {
             sync: self.sync_description(),
             local_keys: self.store.engine().key_count().unwrap_or(0),
             pending_hints: stats.count,
+            state: own,
+            operation: p.operation,
+            operation_progress: progress,
         }
     }
 }

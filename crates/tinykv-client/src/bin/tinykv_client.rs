@@ -27,7 +27,7 @@ struct Cli {
     #[arg(short = 'r', global = true)]
     r: Option<u32>,
     /// Request deadline, e.g. 500ms, 5s.
-    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration, env = "TINYKV_TIMEOUT")]
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration, env = "TINYKV_TIMEOUT")]
     timeout: Duration,
     #[command(subcommand)]
     command: Command,
@@ -73,28 +73,11 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
         /// Give up waiting after this long.
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         wait_timeout: Duration,
     },
     /// Drop a dead node for good and re-replicate its ranges.
     Removenode { node_id: String },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
 /// A failure with its exit code.
@@ -250,7 +233,8 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
         let v = serde_json::json!({
             "node_id": s.node_id, "replication_factor": s.replication_factor, "vnodes": s.vnodes,
             "sync": s.sync, "version": s.version, "local_keys": s.local_keys,
-            "pending_hints": s.pending_hints, "members": members,
+            "pending_hints": s.pending_hints, "members": members, "state": s.state,
+            "operation": s.operation, "operation_progress": s.operation_progress,
         });
         println!("{v}");
         return;
@@ -259,6 +243,9 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
         "node {} (version {}), replication factor {}, {} vnodes, sync {}, {} local keys, {} pending hints",
         s.node_id, s.version, s.replication_factor, s.vnodes, s.sync, s.local_keys, s.pending_hints
     );
+    if !s.operation.is_empty() {
+        println!("{}: {:.0}% done", s.operation, s.operation_progress * 100.0);
+    }
     println!(
         "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10}",
         "NODE", "ADDRESS", "HEALTH", "STATE", "PRIMARY", "REPLICA", "LAST SEEN"

@@ -135,13 +135,18 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::RangeDigestRequest>,
     ) -> Result<Response<pb::RangeDigestResponse>, Status> {
-        let r = req.into_inner();
-        if r.leaves == 0 || r.leaves > 1 << 16 {
-            return Err(Status::invalid_argument("leaves must be in 1..=65536"));
+        let spans: Vec<(u64, u64)> = req
+            .into_inner()
+            .spans
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect();
+        if spans.len() > 1 << 16 {
+            return Err(Status::invalid_argument("at most 65536 spans per request"));
         }
         let node = self.node.clone();
         let digest = tokio::task::spawn_blocking(move || {
-            crate::merkle::digest_range(node.store.engine().as_ref(), r.start, r.end, r.leaves)
+            crate::merkle::digest_spans(node.store.engine().as_ref(), &spans)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

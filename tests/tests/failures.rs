@@ -1,0 +1,376 @@
+//! Failures and convergence on real node processes: owner loss, SIGKILL
+//! churn, paused nodes, hinted handoff, anti-entropy, partitions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tinykv_client::{ClientError, Consistency};
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
+
+fn opts(extra: &[&str]) -> ClusterOptions {
+    let mut o = ClusterOptions::default();
+    o.args.extend(extra.iter().map(|s| s.to_string()));
+    o
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_primary_owner_keeps_the_key_available() {
+    let mut c = Cluster::start(5).await;
+    let key = "owned";
+    let owners = c.owners(0, key).await;
+    c.client()
+        .put(key, "v1", Consistency::Quorum)
+        .await
+        .expect("put");
+    let primary = c.index_of(&owners[0]);
+    c.kill(primary);
+    for via in (0..5).filter(|&i| i != primary) {
+        let client = c.client_for(via);
+        client
+            .put(key, format!("via{via}"), Consistency::Quorum)
+            .await
+            .expect("QUORUM put without the primary");
+        let got = client
+            .get(key, Consistency::Quorum)
+            .await
+            .expect("QUORUM get")
+            .expect("found");
+        assert_eq!(got.val, format!("via{via}").as_bytes());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_kill_and_restart_churn() {
+    let mut c = Cluster::start_with(5, opts(&["--request-timeout", "1s"])).await;
+    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::new(Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let client = c.client();
+        let (acked, stop) = (acked.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let mut attempts = 0u64;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("churn-{w}-{}", seq % 50);
+                attempts += 1;
+                if client
+                    .put(key.clone(), seq.to_string(), Consistency::Quorum)
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().expect("lock").insert(key, seq);
+                }
+                seq += 1;
+            }
+            attempts
+        }));
+    }
+    // Kill and restart every node in turn while the writers run.
+    for i in 0..5 {
+        let before = acked.lock().expect("lock").len();
+        c.kill(i);
+        let t = std::time::Instant::now();
+        wait_until(
+            "writes to continue with a node down",
+            Duration::from_secs(30),
+            || {
+                let n: usize = acked.lock().map(|a| a.len()).unwrap_or(0);
+                async move { n >= before + 30 || n == 200 }
+            },
+        )
+        .await;
+        eprintln!("node {i} down: {:?}", t.elapsed());
+        c.restart(i).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut attempts = 0;
+    for w in writers {
+        attempts += w.await.expect("writer");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    let client = c.client();
+    for (key, seq) in &acked {
+        let got = client
+            .get(key.clone(), Consistency::Quorum)
+            .await
+            .expect("get")
+            .expect("acknowledged key lost");
+        let v: u64 = String::from_utf8_lossy(&got.val).parse().expect("number");
+        assert!(v >= *seq, "{key}: read {v}, last acknowledged {seq}");
+    }
+    eprintln!(
+        "churn: {attempts} writes attempted, {} keys with acknowledged writes checked",
+        acked.len()
+    );
+    assert!(
+        acked.len() >= 150,
+        "too few acknowledged keys: {}",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_node_does_not_stall_requests_and_catches_up() {
+    let c = Cluster::start_with(5, opts(&["--request-timeout", "1s"])).await;
+    let key = "paused";
+    let owners = c.owners(0, key).await;
+    let paused = c.index_of(&owners[1]);
+    let via = (0..5)
+        .find(|i| !owners.contains(&c.nodes[*i].id))
+        .expect("a non-owner");
+    let client = c.client_for(via);
+    client
+        .put(key, "before", Consistency::All)
+        .await
+        .expect("put");
+    c.pause(paused);
+    // Longer than the request deadline: requests still succeed, each within it.
+    for i in 0..15 {
+        let started = std::time::Instant::now();
+        client
+            .put(key, format!("during{i}"), Consistency::Quorum)
+            .await
+            .expect("put while paused");
+        let got = client
+            .get(key, Consistency::Quorum)
+            .await
+            .expect("get while paused")
+            .expect("found");
+        assert_eq!(got.val, format!("during{i}").as_bytes());
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "request took {:?}",
+            started.elapsed()
+        );
+    }
+    c.resume(paused);
+    wait_until(
+        "the paused replica to catch up",
+        Duration::from_secs(15),
+        || async { c.local(paused, key).await.as_deref() == Some("during14") },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hints_are_delivered_when_the_owner_returns() {
+    let mut c = Cluster::start(5).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("hinted-{i}")).collect();
+    let down = 2usize;
+    c.kill(down);
+    let client = c.client();
+    let mut owned_by_down = Vec::new();
+    for k in &keys {
+        client
+            .put(k.clone(), format!("v-{k}"), Consistency::Quorum)
+            .await
+            .expect("put with a replica down");
+        if c.owners(0, k).await.contains(&c.nodes[down].id) {
+            owned_by_down.push(k.clone());
+        }
+    }
+    assert!(!owned_by_down.is_empty());
+    c.restart(down).await;
+    wait_until(
+        "hinted handoff to the restarted replica",
+        Duration::from_secs(20),
+        || async {
+            for k in &owned_by_down {
+                if c.local(down, k).await != Some(format!("v-{k}")) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    // And the hints are gone once delivered.
+    wait_until("hints to be deleted", Duration::from_secs(10), || async {
+        let mut total = 0;
+        for i in 0..5 {
+            total += c
+                .client_for(i)
+                .status()
+                .await
+                .map(|s| s.pending_hints)
+                .unwrap_or(1);
+        }
+        total == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anti_entropy_converges_a_diverged_replica_and_deletes_stay_deleted() {
+    // No hints at all: the replica that was down can only converge by repair.
+    let mut c = Cluster::start_with(
+        3,
+        opts(&["--max-hints", "0", "--anti-entropy-interval", "0s"]),
+    )
+    .await;
+    let client = c.client();
+    for i in 0..100 {
+        client
+            .put(format!("ae-{i}"), "old", Consistency::All)
+            .await
+            .expect("put");
+    }
+    c.kill(2);
+    let client = c.client();
+    for i in 0..100 {
+        if i % 2 == 0 {
+            client
+                .delete(format!("ae-{i}"), Consistency::Quorum)
+                .await
+                .expect("delete while down");
+        } else {
+            client
+                .put(format!("ae-{i}"), "new", Consistency::Quorum)
+                .await
+                .expect("update while down");
+        }
+    }
+    for i in 100..150 {
+        client
+            .put(format!("ae-{i}"), "fresh", Consistency::Quorum)
+            .await
+            .expect("insert while down");
+    }
+    c.restart(2).await;
+    assert_eq!(
+        c.local(2, "ae-1").await.as_deref(),
+        Some("old"),
+        "replica should have diverged"
+    );
+    let report = c.client_for(2).repair().await.expect("repair");
+    assert!(
+        report.keys_received >= 150,
+        "repair moved too little: {report:?}"
+    );
+    for i in 0..150 {
+        let want = if i >= 100 {
+            Some("fresh")
+        } else if i % 2 == 0 {
+            None
+        } else {
+            Some("new")
+        };
+        assert_eq!(
+            c.local(2, &format!("ae-{i}")).await.as_deref(),
+            want,
+            "ae-{i} after one repair round"
+        );
+    }
+    // A second round finds nothing to do, and deletes stay deleted.
+    let again = c.client_for(0).repair().await.expect("repair");
+    assert_eq!((again.keys_sent, again.keys_received), (0, 0), "{again:?}");
+    for i in (0..100).step_by(2) {
+        assert_eq!(
+            c.client()
+                .get(format!("ae-{i}"), Consistency::All)
+                .await
+                .expect("get"),
+            None
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_keeps_the_majority_serving_quorum() {
+    let c = Cluster::start_with(5, opts(&["--request-timeout", "1s"])).await;
+    let (majority, minority) = (["node1", "node2", "node3"], ["node4", "node5"]);
+    // A key replicated only on the majority side, and one with one replica on the minority side.
+    let mut all_major = None;
+    let mut split = None;
+    for i in 0..500 {
+        let k = format!("part-{i}");
+        let owners = c.owners(0, &k).await;
+        let on_minority = owners
+            .iter()
+            .filter(|o| minority.contains(&o.as_str()))
+            .count();
+        if on_minority == 0 && all_major.is_none() {
+            all_major = Some(k);
+        } else if on_minority == 1 && split.is_none() {
+            split = Some((k, owners));
+        }
+    }
+    let all_major = all_major.expect("a majority-only key");
+    let (split, split_owners) = split.expect("a split key");
+    c.client()
+        .put(split.clone(), "before", Consistency::All)
+        .await
+        .expect("put");
+
+    for i in 0..3 {
+        c.block(i, &minority);
+    }
+    for i in 3..5 {
+        c.block(i, &majority);
+    }
+    let major = c.client_for(0);
+    let minor_node = c.index_of(
+        split_owners
+            .iter()
+            .find(|o| minority.contains(&o.as_str()))
+            .expect("minority owner"),
+    );
+    let minor = c.client_for(minor_node);
+
+    // Majority side: QUORUM works for both keys.
+    major
+        .put(all_major.clone(), "m", Consistency::Quorum)
+        .await
+        .expect("majority put");
+    major
+        .put(split.clone(), "majority-wins", Consistency::Quorum)
+        .await
+        .expect("majority put (split key)");
+    assert!(major
+        .get(split.clone(), Consistency::Quorum)
+        .await
+        .expect("majority get")
+        .is_some());
+    // Minority side: QUORUM reads are UNAVAILABLE, ONE still serves.
+    for k in [&all_major, &split] {
+        match minor.get(k.clone(), Consistency::Quorum).await {
+            Err(ClientError::Unavailable(m)) => {
+                assert!(m.contains("read quorum not reached"), "{m}")
+            }
+            other => panic!("minority QUORUM read of {k} should be UNAVAILABLE, got {other:?}"),
+        }
+    }
+    let one = minor
+        .get(split.clone(), Consistency::One)
+        .await
+        .expect("minority ONE read")
+        .expect("found");
+    assert_eq!(
+        one.val,
+        "before".as_bytes(),
+        "the minority replica has not seen the majority's write"
+    );
+
+    // Heal: every replica of the split key converges to the majority's write.
+    for i in 0..5 {
+        c.block(i, &[]);
+    }
+    let _ = c.client().get(split.clone(), Consistency::All).await;
+    wait_until(
+        "replicas to converge after healing",
+        Duration::from_secs(20),
+        || async {
+            for o in &split_owners {
+                if c.local(c.index_of(o), &split).await.as_deref() != Some("majority-wins") {
+                    let _ = c.client().get(split.clone(), Consistency::All).await;
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+}

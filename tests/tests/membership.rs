@@ -1,0 +1,140 @@
+//! Join, decommission and removenode on real node processes.
+
+use std::time::Duration;
+
+use tinykv_client::Consistency;
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
+
+const KEYS: usize = 300;
+
+async fn load(c: &Cluster) {
+    let client = c.client();
+    for i in 0..KEYS {
+        client
+            .put(format!("m-{i}"), format!("v{i}"), Consistency::All)
+            .await
+            .expect("load");
+    }
+}
+
+/// Every key reads back at ALL and every owner on `via`'s ring holds it.
+async fn check_every_key(c: &Cluster, via: usize) {
+    let client = c.client_for(via);
+    for i in 0..KEYS {
+        let key = format!("m-{i}");
+        let got = client
+            .get(key.clone(), Consistency::All)
+            .await
+            .unwrap_or_else(|e| panic!("{key} at ALL: {e}"));
+        assert_eq!(
+            got.map(|v| v.val),
+            Some(format!("v{i}").into_bytes().into()),
+            "{key}"
+        );
+        let owners = c.owners(via, &key).await;
+        assert_eq!(owners.len(), 3);
+        for o in owners {
+            assert_eq!(
+                c.local(c.index_of(&o), &key).await,
+                Some(format!("v{i}")),
+                "{key} missing on owner {o}"
+            );
+        }
+    }
+}
+
+async fn wait_state(c: &Cluster, via: usize, node: &str, state: &str) {
+    wait_until(
+        &format!("{node} to be {state} as seen by node{}", via + 1),
+        Duration::from_secs(60),
+        || async {
+            c.client_for(via)
+                .status()
+                .await
+                .map(|s| {
+                    s.members
+                        .iter()
+                        .any(|m| m.node_id == node && m.state == state)
+                })
+                .unwrap_or(false)
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joining_node_streams_its_ranges_before_serving() {
+    let mut c = Cluster::start(4).await;
+    load(&c).await;
+    let new = c.add_node(&["--join"]).await;
+    for via in 0..5 {
+        wait_state(&c, via, "node5", "normal").await;
+    }
+    let status = c.client_for(new).status().await.expect("status");
+    assert!(status.local_keys > 0, "the new node streamed nothing");
+    check_every_key(&c, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decommission_moves_every_range_before_leaving() {
+    let c = Cluster::start(5).await;
+    load(&c).await;
+    // Through another node: the request is forwarded to node3.
+    let r = c
+        .client_for(0)
+        .decommission("node3")
+        .await
+        .expect("decommission");
+    assert!(r.state == "leaving" || r.state == "left", "{r:?}");
+    wait_until("node3 to leave", Duration::from_secs(60), || async {
+        c.client_for(0)
+            .decommission("node3")
+            .await
+            .map(|r| r.state == "left")
+            .unwrap_or(false)
+    })
+    .await;
+    for via in [0, 1, 3, 4] {
+        wait_state(&c, via, "node3", "left").await;
+    }
+    // node3 still runs, but no key lists it as an owner, and nothing was lost.
+    for i in 0..KEYS {
+        assert!(!c
+            .owners(0, &format!("m-{i}"))
+            .await
+            .contains(&"node3".to_string()));
+    }
+    check_every_key(&c, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removenode_rereplicates_a_dead_nodes_ranges() {
+    let mut o = ClusterOptions::default();
+    o.args
+        .extend(["--phi-threshold".to_string(), "3".to_string()]);
+    let mut c = Cluster::start_with(5, o).await;
+    load(&c).await;
+    c.kill(1);
+    wait_until("node2 to be seen down", Duration::from_secs(30), || async {
+        c.client_for(0)
+            .status()
+            .await
+            .map(|s| {
+                s.members
+                    .iter()
+                    .any(|m| m.node_id == "node2" && m.health == "down")
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    let r = c
+        .client_for(0)
+        .remove_node("node2")
+        .await
+        .expect("removenode");
+    assert!(r.message.contains("removed"), "{r:?}");
+    for via in [0, 2, 3, 4] {
+        wait_state(&c, via, "node2", "removed").await;
+    }
+    check_every_key(&c, 0).await;
+}
