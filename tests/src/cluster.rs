@@ -42,8 +42,10 @@ pub struct NodeProc {
     pub data_dir: PathBuf,
     /// File of peer ids this node must not talk to (fault injection).
     pub block_file: PathBuf,
-    /// Flags beyond the common ones (e.g. `--peers` for a joining node).
+    /// The `--peers` list this node is started with.
     pub peers: String,
+    /// Flags for this node only (kept across restarts).
+    pub extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -118,6 +120,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node{}", i + 1)),
                 block_file: dir.path().join(format!("node{}.blocked", i + 1)),
                 peers: String::new(),
+                extra: Vec::new(),
                 child: None,
             })
             .collect();
@@ -139,30 +142,42 @@ impl Cluster {
         c
     }
 
-    /// Adds a node that knows the given members (by index) as seeds and starts it.
+    /// Adds a node that is given every member in `--peers`, and starts it.
     pub async fn add_node(&mut self, extra: &[&str]) -> usize {
-        let i = self.nodes.len();
-        let id = format!("node{}", i + 1);
         let port = free_port();
         let mut peers: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
             .collect();
-        peers.push(format!("{id}=127.0.0.1:{port}"));
+        peers.push(format!("node{}=127.0.0.1:{port}", self.nodes.len() + 1));
+        self.add_node_with(port, peers, extra).await
+    }
+
+    /// Adds a node that knows no member but itself and finds the others by
+    /// resolving `localhost:<port of node seed>` (`--peers-dns`).
+    pub async fn add_node_dns(&mut self, seed: usize, extra: &[&str]) -> usize {
+        let port = free_port();
+        let peers = vec![format!("node{}=127.0.0.1:{port}", self.nodes.len() + 1)];
+        let dns = format!("localhost:{}", self.nodes[seed].port);
+        let mut args = vec!["--peers-dns", dns.as_str()];
+        args.extend_from_slice(extra);
+        self.add_node_with(port, peers, &args).await
+    }
+
+    async fn add_node_with(&mut self, port: u16, peers: Vec<String>, extra: &[&str]) -> usize {
+        let i = self.nodes.len();
+        let id = format!("node{}", i + 1);
         self.nodes.push(NodeProc {
             data_dir: self.dir.path().join(&id),
             block_file: self.dir.path().join(format!("{id}.blocked")),
             id,
             port,
             peers: peers.join(","),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         });
-        self.opts.args.extend(extra.iter().map(|s| s.to_string()));
         self.spawn(i);
-        for _ in extra {
-            self.opts.args.pop();
-        }
         self.wait_ready(i).await;
         i
     }
@@ -187,6 +202,7 @@ impl Cluster {
             .arg("--metrics-listen")
             .arg("off")
             .args(&opts.args)
+            .args(&node.extra)
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
             .env("TINYKV_LOG", "info")
             .stdin(Stdio::null())

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -17,10 +17,21 @@ use crate::hlc::wall_micros;
 use crate::membership::{Member, MemberState};
 use crate::node::Node;
 
-/// Addresses found through DNS and the node id that answered there.
-fn dns_cache() -> &'static Mutex<HashMap<SocketAddr, String>> {
-    static CACHE: OnceLock<Mutex<HashMap<SocketAddr, String>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+/// Addresses found through DNS and the node id that answered at each.
+#[derive(Default)]
+pub struct DnsSeen(Mutex<HashMap<SocketAddr, String>>);
+
+impl Node {
+    /// Keeps this node's own row true: if gossip carried a stale address for
+    /// it (a restarted pod with a new IP, say), re-announce the current one
+    /// with a higher version. A row saying it left or was removed is kept.
+    pub fn assert_self(&self) {
+        if let Some(me) = self.membership.get(&self.id) {
+            if me.addr != self.addr && !matches!(me.state, MemberState::Left | MemberState::Removed) {
+                self.membership.set(&self.id, &self.addr, me.state, self.clock.now());
+            }
+        }
+    }
 }
 
 /// Addresses behind `--peers-dns` that no known member answered from yet.
@@ -43,7 +54,7 @@ async fn discover(node: &Node) -> Vec<String> {
             return Vec::new();
         }
     };
-    let cache = dns_cache().lock().map(|c| c.clone()).unwrap_or_default();
+    let cache = node.dns_seen.0.lock().map(|c| c.clone()).unwrap_or_default();
     addrs
         .into_iter()
         .filter(|a| match cache.get(a) {
@@ -92,7 +103,7 @@ pub async fn heartbeat_round(node: &Arc<Node>) {
                 return;
             }
             if id.is_none() {
-                if let (Ok(sa), Ok(mut c)) = (addr.parse::<SocketAddr>(), dns_cache().lock()) {
+                if let (Ok(sa), Ok(mut c)) = (addr.parse::<SocketAddr>(), node.dns_seen.0.lock()) {
                     c.insert(sa, resp.from.clone());
                 }
             }

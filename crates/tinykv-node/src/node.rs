@@ -44,6 +44,8 @@ pub struct Node {
     pub metrics: Metrics,
     /// Cancelled when the node shuts down.
     pub shutdown: CancellationToken,
+    /// Peers found through `--peers-dns`.
+    pub dns_seen: crate::gossip::DnsSeen,
     /// Progress of this node's own decommission.
     pub leave_progress: std::sync::Mutex<crate::lifecycle::LeaveProgress>,
     /// Test-only fault switches.

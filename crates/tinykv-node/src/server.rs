@@ -113,6 +113,7 @@ pub fn build(
         metrics,
         shutdown,
         leave_progress: Default::default(),
+        dns_seen: Default::default(),
         #[cfg(feature = "fault-injection")]
         faults: crate::faults::Faults::default(),
         config,
