@@ -142,21 +142,41 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_finds_the_cluster_through_dns_and_joins() {
     let mut c = Cluster::start(3).await;
-    c.client().put("dns-key", "v", Consistency::All).await.expect("put");
+    c.client()
+        .put("dns-key", "v", Consistency::All)
+        .await
+        .expect("put");
     let new = c.add_node_dns(0, &["--join"]).await;
     for via in 0..4 {
         wait_state(&c, via, "node4", "normal").await;
     }
-    wait_until("node4 to learn every member", Duration::from_secs(30), || async {
-        c.client_for(new)
-            .status()
-            .await
-            .map(|s| ["node1", "node2", "node3"].iter().all(|id| s.members.iter().any(|m| m.node_id == *id && m.health == "up")))
-            .unwrap_or(false)
-    })
+    wait_until(
+        "node4 to learn every member",
+        Duration::from_secs(30),
+        || async {
+            c.client_for(new)
+                .status()
+                .await
+                .map(|s| {
+                    ["node1", "node2", "node3"].iter().all(|id| {
+                        s.members
+                            .iter()
+                            .any(|m| m.node_id == *id && m.health == "up")
+                    })
+                })
+                .unwrap_or(false)
+        },
+    )
     .await;
     let through_new = c.client_for(new);
-    through_new.put("dns-key-2", "w", Consistency::All).await.expect("put through the discovered node");
-    let got = through_new.get("dns-key", Consistency::All).await.expect("get").expect("found");
+    through_new
+        .put("dns-key-2", "w", Consistency::All)
+        .await
+        .expect("put through the discovered node");
+    let got = through_new
+        .get("dns-key", Consistency::All)
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(got.val, "v".as_bytes());
 }

@@ -117,6 +117,18 @@ impl Detector {
         t / mean * std::f64::consts::LOG10_E
     }
 
+    /// Starts tracking `id` before it ever answers, so a peer that is dead
+    /// from the start is eventually classified down rather than unknown.
+    pub fn expect(&self, id: &str) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.entry(id.to_string()).or_insert_with(|| PeerHistory {
+            last: Instant::now(),
+            intervals: VecDeque::new(),
+            health: Health::Unknown,
+            since_us: wall_micros(),
+        });
+    }
+
     /// Re-evaluates every peer and returns the ones whose health changed.
     pub fn evaluate(&self) -> Vec<(String, Health)> {
         let now = Instant::now();
@@ -128,6 +140,8 @@ impl Detector {
             let phi = self.phi_of(h, now);
             let health = if phi >= self.threshold {
                 Health::Down
+            } else if h.health == Health::Unknown {
+                Health::Unknown
             } else if phi >= self.threshold / 2.0 {
                 Health::Suspect
             } else {
@@ -181,6 +195,19 @@ impl Detector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_that_never_answers_goes_down() {
+        let d = Detector::new(1.0, Duration::from_millis(5));
+        d.expect("p");
+        assert_eq!(d.get("p").health, Health::Unknown);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !d.is_down("p") {
+            d.evaluate();
+            assert!(Instant::now() < deadline, "never went down");
+            std::thread::yield_now();
+        }
+    }
 
     #[test]
     fn unknown_then_up_then_down_without_heartbeats() {

@@ -27,8 +27,10 @@ impl Node {
     /// with a higher version. A row saying it left or was removed is kept.
     pub fn assert_self(&self) {
         if let Some(me) = self.membership.get(&self.id) {
-            if me.addr != self.addr && !matches!(me.state, MemberState::Left | MemberState::Removed) {
-                self.membership.set(&self.id, &self.addr, me.state, self.clock.now());
+            if me.addr != self.addr && !matches!(me.state, MemberState::Left | MemberState::Removed)
+            {
+                self.membership
+                    .set(&self.id, &self.addr, me.state, self.clock.now());
             }
         }
     }
@@ -54,7 +56,12 @@ async fn discover(node: &Node) -> Vec<String> {
             return Vec::new();
         }
     };
-    let cache = node.dns_seen.0.lock().map(|c| c.clone()).unwrap_or_default();
+    let cache = node
+        .dns_seen
+        .0
+        .lock()
+        .map(|c| c.clone())
+        .unwrap_or_default();
     addrs
         .into_iter()
         .filter(|a| match cache.get(a) {
@@ -74,6 +81,11 @@ pub async fn heartbeat_round(node: &Arc<Node>) {
         .filter(|m| m.id != node.id && !matches!(m.state, MemberState::Left | MemberState::Removed))
         .map(|m| (Some(m.id.clone()), m.addr.clone()))
         .collect();
+    for (id, _) in &targets {
+        if let Some(id) = id {
+            node.detector.expect(id);
+        }
+    }
     targets.extend(discover(node).await.into_iter().map(|a| (None, a)));
     let timeout = node
         .config

@@ -1,0 +1,81 @@
+//! The Prometheus endpoint and the status RPC report what happened.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tinykv_client::Consistency;
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
+
+fn scrape(port: u16) -> String {
+    let mut s = match TcpStream::connect(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(_) => return String::new(),
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_and_status_report_requests_hints_and_members() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let mut o = ClusterOptions::default();
+    o.args
+        .extend(["--phi-threshold".to_string(), "3".to_string()]);
+    let mut c = Cluster::start_with(3, o).await;
+    c.kill(2);
+    // node1 serves metrics on `port` from now on.
+    c.nodes[0].extra = vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")];
+    c.restart(0).await;
+    let client = c.client_for(0);
+    for i in 0..20 {
+        client
+            .put(format!("obs-{i}"), "v", Consistency::Quorum)
+            .await
+            .expect("put");
+        client
+            .get(format!("obs-{i}"), Consistency::Quorum)
+            .await
+            .expect("get");
+    }
+    let _ = client.get("obs-0", Consistency::All).await;
+    wait_until(
+        "node3 to be reported down",
+        Duration::from_secs(30),
+        || async {
+            client
+                .status()
+                .await
+                .map(|s| {
+                    s.members
+                        .iter()
+                        .any(|m| m.node_id == "node3" && m.health == "down")
+                })
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let status = client.status().await.expect("status");
+    assert!(
+        status.pending_hints > 0,
+        "hints for the dead node: {status:?}"
+    );
+    let m = scrape(port);
+    for needle in [
+        "tinykv_requests_total{consistency=\"quorum\",op=\"put\"} 20",
+        "tinykv_requests_total{consistency=\"quorum\",op=\"get\"} 20",
+        "tinykv_request_duration_seconds_bucket",
+        "tinykv_quorum_failures_total{op=\"read\"} 1",
+        "tinykv_hints_stored_total",
+        "tinykv_member_health{health=\"down\",member=\"node3\"} 1",
+        "tinykv_clock_skew_seconds",
+    ] {
+        assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
+    }
+}
