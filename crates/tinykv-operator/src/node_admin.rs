@@ -4,8 +4,9 @@
 //! `tinykv.TinyKV/Status` and `tinykv.Admin/Decommission` RPCs (every call
 //! bounded by a deadline), [`MockNodeAdmin`] answers from a script and records
 //! the calls for reconciler tests. A test that runs real nodes on 127.0.0.1
-//! passes a `GrpcNodeAdmin` and an address function mapping pod names to
-//! local ports (see [`crate::reconciler::Context`]).
+//! passes a `GrpcNodeAdmin`, an address function mapping pod names to local
+//! ports, and a node-id function when its nodes are not named after the pods
+//! (see [`crate::reconciler::Context`] and `tests/real_nodes.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,12 +82,30 @@ pub struct NodeStatus {
     pub version: String,
     /// Every member the node knows, itself included.
     pub members: Vec<NodeMember>,
+    /// The answering node's own ring state (`normal`, `joining`, `leaving`,
+    /// `left`); empty from nodes that predate the field.
+    pub state: String,
+    /// Streaming operation in progress on the answering node (`joining`,
+    /// `leaving`) or empty.
+    pub operation: String,
+    /// Progress of that operation in 0..1.
+    pub operation_progress: f64,
 }
 
 impl NodeStatus {
     /// The answering node's view of member `node_id`.
     pub fn member(&self, node_id: &str) -> Option<&NodeMember> {
         self.members.iter().find(|m| m.node_id == node_id)
+    }
+
+    /// Ring state of `node_id`: the answering node's own `state` when it is
+    /// `node_id` (the direct signal of "has left" / "has finished joining"),
+    /// otherwise its member list's row (the fallback, and for older nodes).
+    pub fn state_of(&self, node_id: &str) -> Option<&str> {
+        if self.node_id == node_id && !self.state.is_empty() {
+            return Some(self.state.as_str());
+        }
+        self.member(node_id).map(|m| m.state.as_str())
     }
 }
 
@@ -186,6 +205,9 @@ impl NodeAdmin for GrpcNodeAdmin {
                 node_id: resp.node_id,
                 replication_factor: resp.replication_factor,
                 version: resp.version,
+                state: resp.state,
+                operation: resp.operation,
+                operation_progress: resp.operation_progress,
                 members: resp
                     .members
                     .into_iter()
@@ -261,9 +283,13 @@ impl MockNodeAdmin {
         self.lock().statuses.insert(addr.to_string(), status);
     }
 
-    /// Set member `node_id`'s state in every scripted view.
+    /// Set member `node_id`'s state in every scripted view (and its own
+    /// `state` in the view it answers itself).
     pub fn set_state(&self, node_id: &str, state: &str) {
         for status in self.lock().statuses.values_mut().flatten() {
+            if status.node_id == node_id {
+                status.state = state.to_string();
+            }
             for m in status.members.iter_mut().filter(|m| m.node_id == node_id) {
                 m.state = state.to_string();
             }

@@ -118,10 +118,11 @@ fn event(warning: bool, reason: &'static str, action: &'static str, note: String
     }
 }
 
-/// Whether the node `node_id` is a `normal`, `up` member in `view`.
+/// Whether the node `node_id` is a `normal`, `up` member in `view` (its own
+/// `state` decides when `view` is its own answer).
 pub fn member_healthy(view: &NodeStatus, node_id: &str) -> bool {
-    view.member(node_id)
-        .is_some_and(|m| m.state == STATE_NORMAL && m.health == HEALTH_UP)
+    view.state_of(node_id) == Some(STATE_NORMAL)
+        && view.member(node_id).is_some_and(|m| m.health == HEALTH_UP)
 }
 
 /// Whether pods `0..replicas` are all healthy members in `view`.
@@ -212,10 +213,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             let forgotten = input.view.is_some_and(|v| {
                 v.node_id != node && v.member(&node).is_none() && member_healthy(v, &v.node_id)
             });
+            // The target's own answer (`state`) first, then a peer's row.
             let state = input
                 .view
-                .and_then(|v| v.member(&node))
-                .map(|m| m.state.as_str())
+                .and_then(|v| v.state_of(&node))
                 .or(forgotten.then_some(STATE_LEFT));
             let mut op = op.clone();
             match state {

@@ -18,6 +18,7 @@ fn view(states: &[(&str, &str, &str)]) -> NodeStatus {
                 replica_ownership: 0.5,
             })
             .collect(),
+        ..NodeStatus::default()
     }
 }
 
@@ -274,4 +275,64 @@ fn scale_down_target_forgotten_by_a_normal_peer_counts_as_left() {
     let p = plan(&input(3, Some(&s), Some(&op), Some(&shaky)));
     assert_eq!(p.replicas, 4);
     assert!(p.operation.is_some());
+}
+
+#[test]
+fn scale_down_trusts_the_targets_own_state() {
+    let op = Operation {
+        type_: OperationType::ScaleDown,
+        from_replicas: 5,
+        to_replicas: 4,
+        node: Some("demo-4".into()),
+        ordinal: Some(4),
+        partition: None,
+        template_hash: None,
+        message: String::new(),
+    };
+    let s = sts(5);
+    // The target answers itself: its member row still says leaving (not yet
+    // refreshed), but its own state is left. That is the direct signal.
+    let mut own = healthy(5);
+    own.node_id = "demo-4".into();
+    own.members[4].state = STATE_LEAVING.into();
+    own.state = STATE_LEFT.into();
+    let p = plan(&input(4, Some(&s), Some(&op), Some(&own)));
+    assert_eq!(p.replicas, 4);
+    assert_eq!(p.operation, None);
+    assert_eq!(p.decommission, None);
+    // Own state leaving: wait, and never ask again.
+    own.state = STATE_LEAVING.into();
+    let p = plan(&input(4, Some(&s), Some(&op), Some(&own)));
+    assert_eq!((p.replicas, p.decommission.clone()), (5, None));
+    assert!(p.operation.is_some());
+    // An older node without the field: its member row decides.
+    own.state = String::new();
+    own.members[4].state = STATE_LEFT.into();
+    let p = plan(&input(4, Some(&s), Some(&op), Some(&own)));
+    assert_eq!(p.replicas, 4);
+}
+
+#[test]
+fn scale_up_waits_for_the_new_nodes_own_state() {
+    let op = Operation {
+        type_: OperationType::ScaleUp,
+        from_replicas: 4,
+        to_replicas: 5,
+        node: None,
+        ordinal: None,
+        partition: None,
+        template_hash: None,
+        message: String::new(),
+    };
+    let s = sts(5);
+    // The joining node answers: every row (its own included, not yet
+    // refreshed) says normal and up, but it is still streaming.
+    let mut own = healthy(5);
+    own.node_id = "demo-4".into();
+    own.state = "joining".into();
+    let p = plan(&input(5, Some(&s), Some(&op), Some(&own)));
+    assert!(p.operation.is_some(), "still joining: {p:?}");
+    own.state = STATE_NORMAL.into();
+    let p = plan(&input(5, Some(&s), Some(&op), Some(&own)));
+    assert_eq!(p.operation, None);
 }

@@ -37,6 +37,11 @@ use crate::{Error, Result};
 /// Maps (namespace, cluster, pod, port) to the address the operator dials.
 pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
 
+/// Maps a pod name to the id its node goes by in the ring. In Kubernetes the
+/// two are the same (`--node-id=$(POD_NAME)`); tests that run nodes with
+/// other ids (`node1`, ...) map them here.
+pub type NodeIdFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// Nodes asked for their view of the ring before giving up on this pass.
 const MAX_STATUS_ATTEMPTS: usize = 3;
 /// Longest error backoff.
@@ -54,6 +59,8 @@ pub struct Context {
     pub node_admin: Arc<dyn NodeAdmin>,
     /// How pods are addressed; the default is the headless-Service DNS name.
     pub address: AddressFn,
+    /// Node id of a pod; the default is the pod name.
+    pub node_id: NodeIdFn,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential backoff.
@@ -71,6 +78,7 @@ impl Context {
             address: Arc::new(|ns: &str, cluster: &str, pod: &str, port: i32| {
                 builders::pod_address(ns, cluster, pod, port)
             }),
+            node_id: Arc::new(str::to_string),
             metrics,
             failures: Mutex::new(HashMap::new()),
         }
@@ -79,6 +87,13 @@ impl Context {
     /// Replace the address function (tests point it at 127.0.0.1 ports).
     pub fn with_address(mut self, address: AddressFn) -> Self {
         self.address = address;
+        self
+    }
+
+    /// Replace the pod-name-to-node-id mapping (tests whose nodes have
+    /// other ids than the pod names).
+    pub fn with_node_ids(mut self, node_id: NodeIdFn) -> Self {
+        self.node_id = node_id;
         self
     }
 
@@ -120,7 +135,9 @@ where
     Ok(())
 }
 
-/// Ask nodes (the scale-down target first, then ordinals upwards) for their view.
+/// Ask nodes for their view: the node an operation is about first (the
+/// scale-down target, or the newest pod of a scale-up, whose own `state`
+/// says whether it has left or finished joining), then ordinals upwards.
 async fn fetch_view(
     cluster: &TinyKVCluster,
     ctx: &Context,
@@ -131,10 +148,16 @@ async fn fetch_view(
     let port = cluster.spec.service.port;
     let mut candidates: Vec<String> = Vec::new();
     if let Some(op) = cluster.status.as_ref().and_then(|s| s.operation.as_ref()) {
-        if op.type_ == OperationType::ScaleDown {
-            if let Some(node) = &op.node {
-                candidates.push(node.clone());
+        match op.type_ {
+            OperationType::ScaleDown => {
+                if let Some(node) = &op.node {
+                    candidates.push(node.clone());
+                }
             }
+            OperationType::ScaleUp if op.to_replicas > op.from_replicas => {
+                candidates.push(pod_name(&name, op.to_replicas.max(replicas) - 1));
+            }
+            _ => {}
         }
     }
     for i in 0..replicas {
@@ -146,7 +169,7 @@ async fn fetch_view(
     for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
         let addr = (ctx.address)(ns, &name, pod, port);
         match ctx.node_admin.status(&addr).await {
-            Ok(view) => return Some(view),
+            Ok(view) => return Some(view_by_pod_names(cluster, ctx, replicas, view)),
             Err(e) => {
                 ctx.metrics.node_call_failed();
                 warn!(%pod, error = %e, "node status failed");
@@ -154,6 +177,46 @@ async fn fetch_view(
         }
     }
     None
+}
+
+/// Renames the node ids of `view` to pod names through [`Context::node_id`]
+/// (the state machine speaks pod names); ids of no known pod stay as they are.
+fn view_by_pod_names(
+    cluster: &TinyKVCluster,
+    ctx: &Context,
+    replicas: i32,
+    mut view: NodeStatus,
+) -> NodeStatus {
+    let name = cluster.name_any();
+    let op = cluster.status.as_ref().and_then(|s| s.operation.as_ref());
+    let highest = [
+        replicas,
+        cluster.spec.replicas,
+        op.map_or(0, |o| o.from_replicas),
+        op.map_or(0, |o| o.to_replicas),
+        op.and_then(|o| o.ordinal).map_or(0, |o| o + 1),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    let pods: HashMap<String, String> = (0..highest)
+        .map(|i| pod_name(&name, i))
+        .map(|pod| ((ctx.node_id)(&pod), pod))
+        .filter(|(id, pod)| id != pod)
+        .collect();
+    if pods.is_empty() {
+        return view;
+    }
+    let rename = |id: &mut String| {
+        if let Some(pod) = pods.get(id.as_str()) {
+            *id = pod.clone();
+        }
+    };
+    rename(&mut view.node_id);
+    for m in &mut view.members {
+        rename(&mut m.node_id);
+    }
+    view
 }
 
 /// Reconcile one TinyKVCluster.
@@ -222,10 +285,11 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
 
     if let Some(node) = &step.decommission {
         let addr = (ctx.address)(&ns, &name, node, cluster.spec.service.port);
-        info!(%node, %addr, "decommissioning node");
+        let node_id = (ctx.node_id)(node);
+        info!(%node, %node_id, %addr, "decommissioning node");
         let progress = ctx
             .node_admin
-            .decommission(&addr, node)
+            .decommission(&addr, &node_id)
             .await
             .inspect_err(|_| {
                 ctx.metrics.node_call_failed();

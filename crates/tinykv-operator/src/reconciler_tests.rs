@@ -58,6 +58,7 @@ fn script_nodes(nodes: &MockNodeAdmin, n: i32, state_of: impl Fn(i32) -> &'stati
                 replica_ownership: 0.6,
             })
             .collect(),
+        ..NodeStatus::default()
     };
     for i in 0..n {
         nodes.set_status(&format!("demo-{i}:50051"), Ok(view.clone()));
@@ -463,4 +464,48 @@ async fn api_failure_fails_the_pass_and_backs_off() {
     assert_eq!(backoff(1), std::time::Duration::from_secs(2));
     assert_eq!(backoff(3), std::time::Duration::from_secs(8));
     assert_eq!(backoff(40), std::time::Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn node_id_seam_maps_views_to_pod_names() {
+    let (service, _handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let ctx = Context::new(
+        Client::new(service, "default"),
+        Arc::new(MockNodeAdmin::default()),
+        Arc::new(Metrics::default()),
+    )
+    .with_node_ids(Arc::new(|pod: &str| {
+        let n: i32 = pod
+            .rsplit('-')
+            .next()
+            .and_then(|o| o.parse().ok())
+            .expect("ordinal");
+        format!("node{}", n + 1)
+    }));
+    let mut c = settled_cluster(3, 3);
+    if let Some(s) = c.status.as_mut() {
+        s.operation = Some(scale_down_op());
+    }
+    let view = NodeStatus {
+        node_id: "node2".into(),
+        members: ["node1", "node2", "node3", "node5", "stranger"]
+            .into_iter()
+            .map(|id| NodeMember {
+                node_id: id.into(),
+                ..NodeMember::default()
+            })
+            .collect(),
+        ..NodeStatus::default()
+    };
+    // Pods up to the highest ordinal anything refers to (here the recorded
+    // scale-down of demo-4, beyond the 3 observed replicas) are mapped; ids
+    // of no pod stay as they are.
+    let v = view_by_pod_names(&c, &ctx, 3, view);
+    assert_eq!(v.node_id, "demo-1");
+    let ids: Vec<&str> = v.members.iter().map(|m| m.node_id.as_str()).collect();
+    assert_eq!(ids, ["demo-0", "demo-1", "demo-2", "demo-4", "stranger"]);
+    assert_eq!((ctx.node_id)("demo-4"), "node5");
 }

@@ -27,6 +27,8 @@ use crate::Result;
 pub const DATA_VOLUME: &str = "data";
 /// Where the node keeps its data inside the container.
 pub const DATA_DIR: &str = "/var/lib/tinykv";
+/// Environment variable that makes a node join with streaming (`--join`).
+pub const JOIN_ENV: &str = "TINYKV_JOIN";
 /// User id the image runs as.
 const NODE_UID: i64 = 10001;
 /// Default SIGTERM grace: time to hand off hints and flush.
@@ -209,6 +211,17 @@ fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
     ];
+    // Every pod starts with `--join` semantics: a fresh data dir streams its
+    // ranges before serving (a scale-up), a brand-new cluster bootstraps at
+    // once, and a restarted member never re-joins (marker in the data dir).
+    // A user-set TINYKV_JOIN wins (and a duplicate name would break the apply).
+    if !spec.env.iter().any(|e| e.name == JOIN_ENV) {
+        env.push(EnvVar {
+            name: JOIN_ENV.to_string(),
+            value: Some("true".to_string()),
+            ..EnvVar::default()
+        });
+    }
     env.extend(spec.env.iter().cloned());
 
     let grpc_probe = |period: i32, failures: i32, initial: i32| Probe {

@@ -103,6 +103,11 @@ fn defaults() {
             .map(|f| f.field_path.as_str()),
         Some("metadata.name")
     );
+    // Every pod joins with streaming (safe for a brand-new cluster too).
+    let join: Vec<_> = env.iter().filter(|e| e.name == JOIN_ENV).collect();
+    assert_eq!(join.len(), 1, "{env:?}");
+    assert_eq!(join[0].value.as_deref(), Some("true"));
+    assert!(join[0].value_from.is_none());
     for probe in [&ctr.readiness_probe, &ctr.liveness_probe] {
         let grpc = probe
             .as_ref()
@@ -287,4 +292,22 @@ fn missing_namespace_is_an_error() {
     let mut c = cluster(TinyKVClusterSpec::default());
     c.metadata.namespace = None;
     assert!(build_statefulset(&c, 3, 0).is_err());
+}
+
+#[test]
+fn user_join_env_overrides_the_default() {
+    let spec = TinyKVClusterSpec {
+        env: vec![EnvVar {
+            name: JOIN_ENV.into(),
+            value: Some("false".into()),
+            ..EnvVar::default()
+        }],
+        ..TinyKVClusterSpec::default()
+    };
+    let sts = build_statefulset(&cluster(spec), 3, 0).expect("sts");
+    let env = container(&sts).env.as_ref().expect("env");
+    let join: Vec<_> = env.iter().filter(|e| e.name == JOIN_ENV).collect();
+    // Exactly one entry (a duplicate name would make the apply fail): the user's.
+    assert_eq!(join.len(), 1, "{env:?}");
+    assert_eq!(join[0].value.as_deref(), Some("false"));
 }
