@@ -83,7 +83,15 @@ trap 'echo "$(ts) interrupted" >&2; exit 130' INT
 trap 'echo "$(ts) terminated (timeout ${LIMIT}s?)" >&2; exit 143' TERM
 abort() { echo "$(ts) aborting: $*"; exit 1; }
 
-echo "=== compose-test (limit ${LIMIT}s, build path $TINYKV_IMAGE_PATH) ==="
+# Host ports: the defaults 50051..50055 unless something (e.g. `make run`)
+# already listens there; then 51051..51055. TINYKV_HOST_PORT1..5 override.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -z "${TINYKV_HOST_PORT1:-}" ]; then
+  base=50051
+  for i in 0 1 2 3 4; do port_busy $((50051 + i)) && base=51051; done
+  for i in 1 2 3 4 5; do export "TINYKV_HOST_PORT$i=$((base + i - 1))"; done
+fi
+echo "=== compose-test (limit ${LIMIT}s, build path $TINYKV_IMAGE_PATH, host ports ${TINYKV_HOST_PORT1}..${TINYKV_HOST_PORT5}) ==="
 
 # --- 1. image --------------------------------------------------------------
 if [ "$TINYKV_IMAGE_PATH" = skip ]; then
