@@ -138,6 +138,10 @@ impl Node {
             .membership
             .address_of(node)
             .ok_or_else(|| format!("unknown member {node}"))?;
+        if hint_for.is_none() {
+            // Plain replica writes are coalesced per peer.
+            return self.peers.write(&addr, key, record, deadline).await;
+        }
         let mut client = self.peers.client(&addr)?;
         let mut req = tonic::Request::new(pb::ReplicaWrite {
             key,
@@ -170,15 +174,7 @@ impl Node {
             .membership
             .address_of(node)
             .ok_or_else(|| format!("unknown member {node}"))?;
-        let mut client = self.peers.client(&addr)?;
-        let mut req = tonic::Request::new(pb::ReplicaRead { key });
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let resp = client
-            .read(req)
-            .await
-            .map_err(|s| describe(&s))?
-            .into_inner();
-        let rec = resp.record.map(Record::from);
+        let rec = self.peers.read(&addr, key, deadline).await?;
         if let Some(r) = &rec {
             self.observe(r.timestamp, node);
         }

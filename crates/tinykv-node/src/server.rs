@@ -104,7 +104,7 @@ pub fn build(
     let metrics = Metrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
     Ok(Arc::new(Node {
         detector: Detector::new(config.phi_threshold, config.heartbeat_interval),
-        peers: Peers::new(config.max_value_bytes + MESSAGE_OVERHEAD),
+        peers: Peers::new(&id, config.max_value_bytes + MESSAGE_OVERHEAD),
         clock: Hlc::new(Duration::from_secs(60)),
         id,
         addr,

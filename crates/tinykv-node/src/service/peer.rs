@@ -106,6 +106,21 @@ impl Peer for PeerService {
         }))
     }
 
+    async fn read_batch(
+        &self,
+        req: Request<pb::ReplicaReadBatch>,
+    ) -> Result<Response<pb::ReplicaReadBatchResult>, Status> {
+        let keys = req.into_inner().keys;
+        let mut results = Vec::with_capacity(keys.len());
+        for key in keys {
+            let rec = self.node.store.get(&key).map_err(storage_status)?;
+            results.push(pb::ReplicaReadResult {
+                record: rec.map(Into::into),
+            });
+        }
+        Ok(Response::new(pb::ReplicaReadBatchResult { results }))
+    }
+
     async fn heartbeat(
         &self,
         req: Request<pb::HeartbeatRequest>,
