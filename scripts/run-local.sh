@@ -27,7 +27,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 for i in $(seq 1 "$n"); do
-  "$bin/tinykv-node" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
+  "$bin/tinykv-node" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
     --data-dir "$dir/node$i" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done

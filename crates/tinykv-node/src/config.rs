@@ -95,6 +95,10 @@ pub struct Config {
     /// Deadline for a request that carries none.
     #[arg(long, env = "TINYKV_REQUEST_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// A read asks R replicas first; if no quorum has formed after this
+    /// long, it also asks the next replica (speculative retry).
+    #[arg(long, env = "TINYKV_READ_SPECULATIVE_RETRY", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub read_speculative_retry: Duration,
     /// Largest value accepted, in bytes.
     #[arg(long, env = "TINYKV_MAX_VALUE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_value_bytes: usize,
@@ -125,6 +129,10 @@ pub struct Config {
     /// Prometheus `/metrics` address (`off` disables it).
     #[arg(long, env = "TINYKV_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: String,
+    /// Async runtime worker threads (default: one per CPU). Several nodes on
+    /// one small machine (a local cluster) run best with 1 each.
+    #[arg(long, env = "TINYKV_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Log format.
     #[arg(long, env = "TINYKV_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

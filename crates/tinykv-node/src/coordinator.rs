@@ -5,8 +5,10 @@
 //! replaced by the next healthy node clockwise, which stores the version as a
 //! hint for the owner and, unless the request is strict, counts toward W.
 //! Every failed replica write also leaves a hint on the coordinator, so the
-//! owner gets the version once it is back. Reads merge the answers by LWW and
-//! repair stale or missing replicas in the background.
+//! owner gets the version once it is back. Reads ask R replicas (this node
+//! first when it is one), ask the next replica when one fails or is slow
+//! (speculative retry), merge the answers by LWW and repair stale or missing
+//! replicas among those that answered, in the background.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -161,14 +163,48 @@ impl Node {
                 replicas.len()
             )));
         }
+        // Ask R replicas first (this node first when it is one, known-down
+        // nodes last); ask the next one when a replica fails, or when no
+        // quorum has formed after the speculative-retry delay.
+        let mut order: Vec<String> = replicas.clone();
+        order.sort_by_key(|n| (*n != self.id, self.detector.is_down(n)));
+        let mut pending = order.into_iter();
         let mut q = Quorum::new(r, deadline);
-        for rep in &replicas {
-            let (node, k, rep) = (self.clone(), key.clone(), rep.clone());
+        let spawn_read = |q: &mut Quorum<Option<Record>>, rep: String| {
+            let (node, k) = (self.clone(), key.clone());
             q.spawn(rep.clone(), async move {
                 node.replica_read(&rep, k, deadline).await
             });
+        };
+        for rep in pending.by_ref().take(r) {
+            spawn_read(&mut q, rep);
         }
-        if !q.wait().await {
+        let speculate = tokio::time::sleep(self.config.read_speculative_retry);
+        tokio::pin!(speculate);
+        let mut speculated = false;
+        while !q.reached() {
+            tokio::select! {
+                ev = q.next() => match ev {
+                    None => match pending.next() {
+                        Some(rep) => spawn_read(&mut q, rep),
+                        None => break,
+                    },
+                    Some((_, Some(_))) => {
+                        if let Some(rep) = pending.next() {
+                            spawn_read(&mut q, rep);
+                        }
+                    }
+                    Some(_) => {}
+                },
+                _ = &mut speculate, if !speculated => {
+                    speculated = true;
+                    if let Some(rep) = pending.next() {
+                        spawn_read(&mut q, rep);
+                    }
+                }
+            }
+        }
+        if !q.reached() {
             self.metrics
                 .quorum_failures
                 .with_label_values(&["read"])
