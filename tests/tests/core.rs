@@ -291,3 +291,42 @@ async fn concurrent_writers_converge_on_every_replica() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn needed_fanout_reads_route_around_dead_and_paused_replicas() {
+    let mut o = ClusterOptions::default();
+    o.args
+        .extend(["--read-fanout", "needed", "--request-timeout", "1s"].map(String::from));
+    let mut c = Cluster::start_with(3, o).await;
+    let key = "fanout";
+    let owners = c.owners(0, key).await;
+    let via = c.index_of(&owners[0]);
+    c.client()
+        .put(key, "v1", Consistency::All)
+        .await
+        .expect("put");
+    // A paused replica among the first R asked: the speculative retry asks the third.
+    let paused = c.index_of(&owners[1]);
+    c.pause(paused);
+    for _ in 0..5 {
+        let got = c
+            .client_for(via)
+            .get(key, Consistency::Quorum)
+            .await
+            .expect("QUORUM read with a paused replica");
+        assert_eq!(got.map(|v| v.val), Some("v1".as_bytes().to_vec().into()));
+    }
+    c.resume(paused);
+    // A dead replica: its failure makes the read ask the next one.
+    c.kill(c.index_of(&owners[2]));
+    c.client_for(via)
+        .put(key, "v2", Consistency::Quorum)
+        .await
+        .expect("put");
+    let got = c
+        .client_for(c.index_of(&owners[1]))
+        .get(key, Consistency::Quorum)
+        .await
+        .expect("read");
+    assert_eq!(got.map(|v| v.val), Some("v2".as_bytes().to_vec().into()));
+}

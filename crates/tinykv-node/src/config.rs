@@ -34,6 +34,15 @@ pub enum DefaultConsistency {
     All,
 }
 
+/// Which replicas a read asks at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadFanout {
+    /// All N replicas (Dynamo's way: every read sees every replica).
+    All,
+    /// Only the R replicas needed, more on failure or delay.
+    Needed,
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -95,8 +104,14 @@ pub struct Config {
     /// Deadline for a request that carries none.
     #[arg(long, env = "TINYKV_REQUEST_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
-    /// A read asks R replicas first; if no quorum has formed after this
-    /// long, it also asks the next replica (speculative retry).
+    /// Which replicas a read asks at once: `all` N (every read checks, and
+    /// read-repairs, every replica), or the R `needed` (cheaper: one peer
+    /// RPC fewer per QUORUM read; the others are asked on failure or after
+    /// `--read-speculative-retry`).
+    #[arg(long, env = "TINYKV_READ_FANOUT", value_enum, default_value = "all")]
+    pub read_fanout: ReadFanout,
+    /// With `--read-fanout needed`: if no quorum has formed after this long,
+    /// also ask the next replica (speculative retry).
     #[arg(long, env = "TINYKV_READ_SPECULATIVE_RETRY", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub read_speculative_retry: Duration,
     /// Largest value accepted, in bytes.

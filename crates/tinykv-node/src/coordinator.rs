@@ -5,10 +5,10 @@
 //! replaced by the next healthy node clockwise, which stores the version as a
 //! hint for the owner and, unless the request is strict, counts toward W.
 //! Every failed replica write also leaves a hint on the coordinator, so the
-//! owner gets the version once it is back. Reads ask R replicas (this node
-//! first when it is one), ask the next replica when one fails or is slow
-//! (speculative retry), merge the answers by LWW and repair stale or missing
-//! replicas among those that answered, in the background.
+//! owner gets the version once it is back. Reads ask all N replicas (or,
+//! with `--read-fanout needed`, R of them, this node first, and the next one
+//! when one fails or is slow), merge the answers by LWW, and repair stale or
+//! missing replicas among those that answered, in the background.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::config::ReadFanout;
 use crate::node::Node;
 use crate::quorum::{Quorum, QuorumError};
 use crate::ring::key_token;
@@ -176,7 +177,11 @@ impl Node {
                 node.replica_read(&rep, k, deadline).await
             });
         };
-        for rep in pending.by_ref().take(r) {
+        let first = match self.config.read_fanout {
+            ReadFanout::All => replicas.len(),
+            ReadFanout::Needed => r,
+        };
+        for rep in pending.by_ref().take(first) {
             spawn_read(&mut q, rep);
         }
         let speculate = tokio::time::sleep(self.config.read_speculative_retry);
