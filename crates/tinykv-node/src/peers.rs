@@ -171,11 +171,33 @@ fn batch_timeout(deadlines: impl Iterator<Item = Instant>) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-async fn send_writes(
-    client: PeerClient<Channel>,
-    from: String,
-    mut rx: mpsc::UnboundedReceiver<WriteItem>,
-) {
+/// A queued request that may have been given up on.
+trait Pending {
+    /// Still worth sending: its deadline has not passed and someone waits.
+    fn live(&self, now: Instant) -> bool;
+}
+
+impl Pending for WriteItem {
+    fn live(&self, now: Instant) -> bool {
+        self.deadline > now && !self.reply.is_closed()
+    }
+}
+
+impl Pending for ReadItem {
+    fn live(&self, now: Instant) -> bool {
+        self.deadline > now && !self.reply.is_closed()
+    }
+}
+
+/// The sender loop shared by reads and writes: take what is queued, drop
+/// what nobody waits for any more, and send it with `send`, with at most
+/// [`MAX_IN_FLIGHT`] batches in flight.
+async fn run_batches<T, F, Fut>(mut rx: mpsc::UnboundedReceiver<T>, send: F)
+where
+    T: Pending,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -185,13 +207,27 @@ async fn send_writes(
             return;
         };
         let now = Instant::now();
-        batch.retain(|i| i.deadline > now && !i.reply.is_closed());
+        batch.retain(|i| i.live(now));
         if batch.is_empty() {
             continue;
         }
+        let sending = send(batch);
+        tokio::spawn(async move {
+            sending.await;
+            drop(permit);
+        });
+    }
+}
+
+async fn send_writes(
+    client: PeerClient<Channel>,
+    from: String,
+    rx: mpsc::UnboundedReceiver<WriteItem>,
+) {
+    run_batches(rx, move |batch: Vec<WriteItem>| {
         let mut client = client.clone();
         let from = from.clone();
-        tokio::spawn(async move {
+        async move {
             let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
                 records: batch
                     .iter()
@@ -211,54 +247,45 @@ async fn send_writes(
             for item in batch {
                 let _ = item.reply.send(res.clone());
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await
 }
 
-async fn send_reads(client: PeerClient<Channel>, mut rx: mpsc::UnboundedReceiver<ReadItem>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Some(mut batch) = next_batch(&mut rx).await else {
-            return;
-        };
-        let now = Instant::now();
-        batch.retain(|i| i.deadline > now && !i.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
+async fn send_reads(client: PeerClient<Channel>, rx: mpsc::UnboundedReceiver<ReadItem>) {
+    run_batches(rx, move |batch: Vec<ReadItem>| {
         let mut client = client.clone();
-        tokio::spawn(async move {
+        async move {
             let mut req = tonic::Request::new(pb::ReplicaReadBatch {
                 keys: batch.iter().map(|i| i.key.clone()).collect(),
             });
             req.set_timeout(batch_timeout(batch.iter().map(|i| i.deadline)));
-            match client.read_batch(req).await {
+            let results = match client.read_batch(req).await {
                 Ok(resp) => {
                     let results = resp.into_inner().results;
-                    if results.len() != batch.len() {
-                        for item in batch {
-                            let _ = item.reply.send(Err("malformed batch answer".into()));
-                        }
+                    if results.len() == batch.len() {
+                        Ok(results)
                     } else {
-                        for (item, r) in batch.into_iter().zip(results) {
-                            let _ = item.reply.send(Ok(r.record.map(Record::from)));
-                        }
+                        Err("malformed batch answer".to_string())
                     }
                 }
-                Err(s) => {
-                    let e = describe(&s);
+                Err(s) => Err(describe(&s)),
+            };
+            match results {
+                Ok(results) => {
+                    for (item, r) in batch.into_iter().zip(results) {
+                        let _ = item.reply.send(Ok(r.record.map(Record::from)));
+                    }
+                }
+                Err(e) => {
                     for item in batch {
                         let _ = item.reply.send(Err(e.clone()));
                     }
                 }
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// A short reason for a failed peer call, for quorum error messages.
