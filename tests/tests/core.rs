@@ -150,7 +150,7 @@ async fn stale_replica_is_repaired_by_a_read() {
         ],
         ..ClusterOptions::default()
     };
-    let mut c = Cluster::start_with(3, opts).await;
+    let c = Cluster::start_with(3, opts).await;
     let key = "repair-me";
     c.client()
         .put(key, "old", Consistency::All)
@@ -158,13 +158,20 @@ async fn stale_replica_is_repaired_by_a_read() {
         .expect("put");
     let owners = c.owners(0, key).await;
     let stale = c.index_of(&owners[2]);
-    c.kill(stale);
+    // Cut the replica off (both ways) so it misses the next write for sure.
     let others: Vec<usize> = (0..3).filter(|&i| i != stale).collect();
+    let other_ids: Vec<&str> = others.iter().map(|&i| c.nodes[i].id.as_str()).collect();
+    c.block(stale, &other_ids);
+    for &i in &others {
+        c.block(i, &[owners[2].as_str()]);
+    }
     c.client_for(others[0])
         .put(key, "new", Consistency::Quorum)
         .await
-        .expect("put while down");
-    c.restart(stale).await;
+        .expect("put while cut off");
+    for i in 0..3 {
+        c.block(i, &[]);
+    }
     assert_eq!(
         c.local(stale, key).await.as_deref(),
         Some("old"),
