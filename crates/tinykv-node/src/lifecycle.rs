@@ -22,7 +22,7 @@ pub const MEMBER_MARKER: &str = "member-state";
 
 /// Progress of this node's own join or decommission.
 #[derive(Clone, Debug, Default)]
-pub struct LeaveProgress {
+pub struct StreamProgress {
     /// "joining", "leaving" or empty.
     pub operation: String,
     /// Keys streamed so far.
@@ -54,7 +54,7 @@ impl Node {
             .map(|m| m.state)
             .unwrap_or(MemberState::Normal);
         let p = self
-            .leave_progress
+            .stream_progress
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default();
@@ -139,6 +139,19 @@ impl Node {
         Ok(self.leave_response())
     }
 
+    /// Records a streaming failure and waits a second before the retry;
+    /// false when the node is shutting down instead.
+    async fn pause_before_retry(&self, what: &str, error: String) -> bool {
+        tracing::warn!(error = %error, "{what} failed; retrying");
+        if let Ok(mut p) = self.stream_progress.lock() {
+            p.last_error = Some(error);
+        }
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        }
+    }
+
     /// Streams every local version to the nodes that replicate it once this
     /// node is gone, retrying until it succeeds, then marks this node Left.
     async fn stream_out(self: Arc<Self>) {
@@ -146,13 +159,8 @@ impl Node {
             match self.stream_out_once().await {
                 Ok(()) => break,
                 Err(e) => {
-                    tracing::warn!(error = %e, "decommission streaming failed; retrying");
-                    if let Ok(mut p) = self.leave_progress.lock() {
-                        p.last_error = Some(e);
-                    }
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    if !self.pause_before_retry("decommission streaming", e).await {
+                        return;
                     }
                 }
             }
@@ -166,8 +174,8 @@ impl Node {
 
     async fn stream_out_once(self: &Arc<Self>) -> Result<(), String> {
         let all = self.scan_all(0, 0).await?;
-        if let Ok(mut p) = self.leave_progress.lock() {
-            *p = LeaveProgress {
+        if let Ok(mut p) = self.stream_progress.lock() {
+            *p = StreamProgress {
                 operation: "leaving".into(),
                 keys_total: all.len() as u64,
                 ..Default::default()
@@ -206,7 +214,7 @@ impl Node {
                     .await
                     .map_err(|e| format!("{dest}: {e}"))?;
             }
-            if let Ok(mut p) = self.leave_progress.lock() {
+            if let Ok(mut p) = self.stream_progress.lock() {
                 p.keys_streamed += chunk.len() as u64;
             }
             self.metrics.repair_keys.inc_by(chunk.len() as u64);
@@ -320,13 +328,8 @@ impl Node {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "join streaming failed; retrying");
-                    if let Ok(mut p) = self.leave_progress.lock() {
-                        p.last_error = Some(e);
-                    }
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    if !self.pause_before_retry("join streaming", e).await {
+                        return;
                     }
                 }
             }
@@ -334,7 +337,7 @@ impl Node {
         self.membership
             .set(&self.id, &self.addr, MemberState::Normal, self.clock.now());
         self.write_member_marker(MemberState::Normal);
-        if let Ok(mut p) = self.leave_progress.lock() {
+        if let Ok(mut p) = self.stream_progress.lock() {
             p.operation.clear();
             p.last_error = None;
         }
@@ -348,8 +351,8 @@ impl Node {
         let future = self.membership.future_ring();
         let current = self.membership.read_ring();
         let ranges = future.ranges_of(&self.id);
-        if let Ok(mut p) = self.leave_progress.lock() {
-            *p = LeaveProgress {
+        if let Ok(mut p) = self.stream_progress.lock() {
+            *p = StreamProgress {
                 operation: "joining".into(),
                 keys_total: ranges.len() as u64,
                 ..Default::default()
@@ -394,7 +397,7 @@ impl Node {
                     errors.join("; ")
                 ));
             }
-            if let Ok(mut p) = self.leave_progress.lock() {
+            if let Ok(mut p) = self.stream_progress.lock() {
                 p.keys_streamed += 1;
             }
         }

@@ -47,7 +47,7 @@ pub struct Node {
     /// Peers found through `--peers-dns`.
     pub dns_seen: crate::gossip::DnsSeen,
     /// Progress of this node's own decommission.
-    pub leave_progress: std::sync::Mutex<crate::lifecycle::LeaveProgress>,
+    pub stream_progress: std::sync::Mutex<crate::lifecycle::StreamProgress>,
     /// Test-only fault switches.
     #[cfg(feature = "fault-injection")]
     pub faults: crate::faults::Faults,

@@ -112,7 +112,7 @@ pub fn build(
         membership,
         metrics,
         shutdown,
-        leave_progress: Default::default(),
+        stream_progress: Default::default(),
         dns_seen: Default::default(),
         #[cfg(feature = "fault-injection")]
         faults: crate::faults::Faults::default(),

@@ -56,7 +56,7 @@ impl Node {
             .map(|m| m.state.to_string())
             .unwrap_or_default();
         let p = self
-            .leave_progress
+            .stream_progress
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default();
