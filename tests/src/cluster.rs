@@ -55,6 +55,9 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     opts: ClusterOptions,
     dir: tempfile::TempDir,
+    /// One client per node, made on first use (lazily connected channels
+    /// reconnect after a restart), so checks do not open a connection each.
+    clients: std::sync::Mutex<std::collections::HashMap<usize, Client>>,
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
@@ -129,7 +132,12 @@ impl Cluster {
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut c = Cluster { nodes, opts, dir };
+        let mut c = Cluster {
+            nodes,
+            opts,
+            dir,
+            clients: Default::default(),
+        };
         for node in &mut c.nodes {
             node.peers = peers.clone();
         }
@@ -245,12 +253,18 @@ impl Cluster {
 
     /// A client talking only to node `i`.
     pub fn client_for(&self, i: usize) -> Client {
-        let opts = ClientOptions {
-            timeout: self.opts.client_timeout,
-            ..ClientOptions::default()
-        };
-        Client::connect_many([self.addr(i).as_str()], opts)
-            .unwrap_or_else(|e| panic!("client: {e}"))
+        let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(i)
+            .or_insert_with(|| {
+                let opts = ClientOptions {
+                    timeout: self.opts.client_timeout,
+                    ..ClientOptions::default()
+                };
+                Client::connect_many([self.addr(i).as_str()], opts)
+                    .unwrap_or_else(|e| panic!("client: {e}"))
+            })
+            .clone()
     }
 
     /// A client spreading requests over every running node.
