@@ -342,10 +342,25 @@ impl Cluster {
             .node_ids
     }
 
-    /// Node `i`'s own replica of `key`: Some(value), or None if absent/deleted.
+    /// Node `i`'s own replica of `key`: Some(value), or None if absent or
+    /// deleted. Transient RPC errors (a node still starting) are retried for
+    /// up to 10 s; after that the error fails the test rather than reading
+    /// as "absent".
     pub async fn local(&self, i: usize, key: &str) -> Option<String> {
-        let r = self.client_for(i).local_get(key.to_string()).await.ok()?;
-        (r.present && !r.tombstone).then(|| String::from_utf8_lossy(&r.val).into_owned())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client_for(i).local_get(key.to_string()).await {
+                Ok(r) => {
+                    return (r.present && !r.tombstone)
+                        .then(|| String::from_utf8_lossy(&r.val).into_owned())
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("local-get {key} on {}: {e}", self.nodes[i].id),
+            }
+        }
     }
 
     /// The log of node `i` so far (for failure messages).
