@@ -2,15 +2,11 @@
 //! heartbeats again, and dropping hints that are too old.
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tinykv_proto::internal as pb;
 
 use crate::detector::Health;
 use crate::hlc::wall_micros;
 use crate::node::Node;
-use crate::peers::describe;
-use crate::storage::WriteOp;
+use crate::storage::{Hint, WriteOp};
 
 /// Hints sent to one owner per batch.
 const BATCH: usize = 256;
@@ -56,44 +52,34 @@ async fn replay_to(node: &Arc<Node>, target: &str) -> Result<(), String> {
                 dropped = expired.len(),
                 "dropping expired hints (anti-entropy will repair)"
             );
-            let ids = expired.iter().map(|h| h.id).collect();
-            node.store
-                .write(vec![WriteOp::DeleteHints {
-                    target: target.to_string(),
-                    ids,
-                }])
-                .await
-                .map_err(|e| e.to_string())?;
+            delete_hints(node, target, &expired).await?;
         }
         if live.is_empty() {
             continue;
         }
-        if node.detector.get(target).health != Health::Up || node.partitioned_from(target) {
+        if member.is_none() || node.detector.get(target).health != Health::Up {
             return Ok(());
         }
-        let addr = member.map(|m| m.addr).ok_or("owner unknown")?;
-        let mut client = node.peers.client(&addr)?;
-        let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
-            records: live
-                .iter()
-                .map(|h| pb::KeyedRecord {
-                    key: h.key.clone(),
-                    record: Some(h.record.clone().into()),
-                })
-                .collect(),
-            from: node.id.clone(),
-        });
-        req.set_timeout(Duration::from_secs(5));
-        client.write_batch(req).await.map_err(|s| describe(&s))?;
+        // The same batched push anti-entropy and streaming use.
+        let records = live
+            .iter()
+            .map(|h| (h.key.clone(), h.record.clone()))
+            .collect();
+        node.push_all(target, records).await?;
         node.metrics.hints_replayed.inc_by(live.len() as u64);
         tracing::info!(target, delivered = live.len(), "hints delivered");
-        let ids = live.iter().map(|h| h.id).collect();
-        node.store
-            .write(vec![WriteOp::DeleteHints {
-                target: target.to_string(),
-                ids,
-            }])
-            .await
-            .map_err(|e| e.to_string())?;
+        delete_hints(node, target, &live).await?;
     }
+}
+
+/// Deletes delivered or expired hints.
+async fn delete_hints(node: &Node, target: &str, hints: &[Hint]) -> Result<(), String> {
+    node.store
+        .write(vec![WriteOp::DeleteHints {
+            target: target.to_string(),
+            ids: hints.iter().map(|h| h.id).collect(),
+        }])
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

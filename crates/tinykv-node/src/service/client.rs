@@ -68,15 +68,12 @@ impl TinyKv for ClientService {
         let started = StdInstant::now();
         let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
         let r = req.into_inner();
-        let (w, level) = match replicas_needed(
+        let (w, level) = replicas_needed(
             &self.node,
             r.replication_factor,
             "replication_factor",
             r.consistency,
-        ) {
-            Ok(x) => x,
-            Err(e) => return Err(e),
-        };
+        )?;
         let result = async {
             check_key(&r.key)?;
             let max = self.node.config.max_value_bytes;
