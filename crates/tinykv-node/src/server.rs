@@ -13,8 +13,8 @@ use tinykv_proto::internal::peer_server::PeerServer;
 use tinykv_proto::tinykv::admin_server::AdminServer;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKvServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, SyncMode};
 use crate::detector::Detector;
@@ -179,13 +179,19 @@ pub async fn run(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            token.cancelled().await;
-            health_on_stop
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            tracing::info!("shutting down: draining in-flight requests");
-        })
+        // The builder's `tcp_nodelay` applies only to listeners tonic binds
+        // itself: set it on the accepted sockets here, or Nagle's algorithm
+        // holds small responses back until the peer's delayed ACK (~40 ms).
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                token.cancelled().await;
+                health_on_stop
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                tracing::info!("shutting down: draining in-flight requests");
+            },
+        )
         .await
         .map_err(|e| NodeError::Transport(e.to_string()));
 
