@@ -4,9 +4,10 @@
 //!
 //! Under load many requests need the same peer at once; sending each as its
 //! own RPC makes per-RPC overhead (HTTP/2 framing, syscalls, wake-ups) the
-//! bottleneck. Each peer has a queue for reads and one for writes: a sender
-//! task takes whatever is queued and sends it as one batch RPC, with up to
-//! [`MAX_IN_FLIGHT`] batches in flight. When idle a request goes out alone
+//! bottleneck. Each peer has one queue for replica reads and writes alike: a
+//! sender task takes whatever is queued and sends it as one `Exchange` RPC,
+//! with up to [`MAX_IN_FLIGHT`] in flight (one queue, not one per direction:
+//! measured, fewer and larger calls win). When idle a request goes out alone
 //! at once, so coalescing adds no latency; under load batches grow by
 //! themselves. Every request keeps its own deadline.
 
@@ -23,8 +24,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::version::Record;
 
-/// Batch RPCs in flight per peer and direction.
-const MAX_IN_FLIGHT: usize = 4;
+/// Batch RPCs in flight per peer. One is best measured: the
+/// queue fills while a batch travels, so batches grow with load and the
+/// per-RPC cost is shared (docs/benchmarks.md). A slow peer holds back only
+/// its own queue, and every request still ends at its own deadline.
+const MAX_IN_FLIGHT: usize = 1;
 /// Most requests in one batch.
 const MAX_BATCH: usize = 512;
 
@@ -41,11 +45,16 @@ struct ReadItem {
     reply: oneshot::Sender<Result<Option<Record>, String>>,
 }
 
+/// A queued replica request.
+enum Item {
+    Write(WriteItem),
+    Read(ReadItem),
+}
+
 #[derive(Clone)]
 struct Peer {
     client: PeerClient<Channel>,
-    writes: mpsc::UnboundedSender<WriteItem>,
-    reads: mpsc::UnboundedSender<ReadItem>,
+    queue: mpsc::UnboundedSender<Item>,
 }
 
 /// The pool of peer channels and their batching queues.
@@ -89,15 +98,9 @@ impl Peers {
         if let Some(p) = map.get(addr) {
             return Ok(p.clone());
         }
-        let (wtx, wrx) = mpsc::unbounded_channel();
-        let (rtx, rrx) = mpsc::unbounded_channel();
-        tokio::spawn(send_writes(client.clone(), self.self_id.clone(), wrx));
-        tokio::spawn(send_reads(client.clone(), rrx));
-        let peer = Peer {
-            client,
-            writes: wtx,
-            reads: rtx,
-        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_exchanges(client.clone(), self.self_id.clone(), rx));
+        let peer = Peer { client, queue: tx };
         map.insert(addr.to_string(), peer.clone());
         Ok(peer)
     }
@@ -117,13 +120,13 @@ impl Peers {
     ) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
-            .writes
-            .send(WriteItem {
+            .queue
+            .send(Item::Write(WriteItem {
                 key,
                 record,
                 deadline,
                 reply,
-            })
+            }))
             .map_err(|_| "peer sender stopped".to_string())?;
         rx.await.map_err(|_| "peer sender stopped".to_string())?
     }
@@ -137,12 +140,12 @@ impl Peers {
     ) -> Result<Option<Record>, String> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
-            .reads
-            .send(ReadItem {
+            .queue
+            .send(Item::Read(ReadItem {
                 key,
                 deadline,
                 reply,
-            })
+            }))
             .map_err(|_| "peer sender stopped".to_string())?;
         rx.await.map_err(|_| "peer sender stopped".to_string())?
     }
@@ -171,33 +174,31 @@ fn batch_timeout(deadlines: impl Iterator<Item = Instant>) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-/// A queued request that may have been given up on.
-trait Pending {
+impl Item {
     /// Still worth sending: its deadline has not passed and someone waits.
-    fn live(&self, now: Instant) -> bool;
-}
-
-impl Pending for WriteItem {
     fn live(&self, now: Instant) -> bool {
-        self.deadline > now && !self.reply.is_closed()
+        match self {
+            Item::Write(w) => w.deadline > now && !w.reply.is_closed(),
+            Item::Read(r) => r.deadline > now && !r.reply.is_closed(),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Item::Write(w) => w.deadline,
+            Item::Read(r) => r.deadline,
+        }
     }
 }
 
-impl Pending for ReadItem {
-    fn live(&self, now: Instant) -> bool {
-        self.deadline > now && !self.reply.is_closed()
-    }
-}
-
-/// The sender loop shared by reads and writes: take what is queued, drop
-/// what nobody waits for any more, and send it with `send`, with at most
-/// [`MAX_IN_FLIGHT`] batches in flight.
-async fn run_batches<T, F, Fut>(mut rx: mpsc::UnboundedReceiver<T>, send: F)
-where
-    T: Pending,
-    F: Fn(Vec<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
+/// The sender loop: take what is queued, drop what nobody waits for any
+/// more, and send the rest as one `Exchange`, with at most
+/// [`MAX_IN_FLIGHT`] in flight.
+async fn send_exchanges(
+    client: PeerClient<Channel>,
+    from: String,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -211,81 +212,60 @@ where
         if batch.is_empty() {
             continue;
         }
-        let sending = send(batch);
+        let (client, from) = (client.clone(), from.clone());
         tokio::spawn(async move {
-            sending.await;
+            exchange(client, from, batch).await;
             drop(permit);
         });
     }
 }
 
-async fn send_writes(
-    client: PeerClient<Channel>,
-    from: String,
-    rx: mpsc::UnboundedReceiver<WriteItem>,
-) {
-    run_batches(rx, move |batch: Vec<WriteItem>| {
-        let mut client = client.clone();
-        let from = from.clone();
-        async move {
-            let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
-                records: batch
-                    .iter()
-                    .map(|i| pb::KeyedRecord {
-                        key: i.key.clone(),
-                        record: Some(i.record.clone().into()),
-                    })
-                    .collect(),
-                from,
-            });
-            req.set_timeout(batch_timeout(batch.iter().map(|i| i.deadline)));
-            let res = client
-                .write_batch(req)
-                .await
-                .map(|_| ())
-                .map_err(|s| describe(&s));
-            for item in batch {
-                let _ = item.reply.send(res.clone());
+/// Sends one batch of writes and reads and hands each its result.
+async fn exchange(mut client: PeerClient<Channel>, from: String, batch: Vec<Item>) {
+    let timeout = batch_timeout(batch.iter().map(Item::deadline));
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    for item in batch {
+        match item {
+            Item::Write(w) => writes.push(w),
+            Item::Read(r) => reads.push(r),
+        }
+    }
+    let mut req = tonic::Request::new(pb::ReplicaExchange {
+        writes: writes
+            .iter()
+            .map(|i| pb::KeyedRecord {
+                key: i.key.clone(),
+                record: Some(i.record.clone().into()),
+            })
+            .collect(),
+        reads: reads.iter().map(|i| i.key.clone()).collect(),
+        from,
+    });
+    req.set_timeout(timeout);
+    let answer = match client.exchange(req).await {
+        Ok(resp) if resp.get_ref().reads.len() == reads.len() => Ok(resp.into_inner().reads),
+        Ok(_) => Err("malformed exchange answer".to_string()),
+        Err(s) => Err(describe(&s)),
+    };
+    match answer {
+        Ok(results) => {
+            for w in writes {
+                let _ = w.reply.send(Ok(()));
+            }
+            for (r, res) in reads.into_iter().zip(results) {
+                let _ = r.reply.send(Ok(res.record.map(Record::from)));
             }
         }
-    })
-    .await
-}
-
-async fn send_reads(client: PeerClient<Channel>, rx: mpsc::UnboundedReceiver<ReadItem>) {
-    run_batches(rx, move |batch: Vec<ReadItem>| {
-        let mut client = client.clone();
-        async move {
-            let mut req = tonic::Request::new(pb::ReplicaReadBatch {
-                keys: batch.iter().map(|i| i.key.clone()).collect(),
-            });
-            req.set_timeout(batch_timeout(batch.iter().map(|i| i.deadline)));
-            let results = match client.read_batch(req).await {
-                Ok(resp) => {
-                    let results = resp.into_inner().results;
-                    if results.len() == batch.len() {
-                        Ok(results)
-                    } else {
-                        Err("malformed batch answer".to_string())
-                    }
-                }
-                Err(s) => Err(describe(&s)),
-            };
-            match results {
-                Ok(results) => {
-                    for (item, r) in batch.into_iter().zip(results) {
-                        let _ = item.reply.send(Ok(r.record.map(Record::from)));
-                    }
-                }
-                Err(e) => {
-                    for item in batch {
-                        let _ = item.reply.send(Err(e.clone()));
-                    }
-                }
+        Err(e) => {
+            for w in writes {
+                let _ = w.reply.send(Err(e.clone()));
+            }
+            for r in reads {
+                let _ = r.reply.send(Err(e.clone()));
             }
         }
-    })
-    .await
+    }
 }
 
 /// A short reason for a failed peer call, for quorum error messages.

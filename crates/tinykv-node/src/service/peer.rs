@@ -27,6 +27,40 @@ impl PeerService {
         PeerService { node }
     }
 
+    /// Applies `records` sent by `from` in one storage batch; returns how
+    /// many were newer than the replica's versions.
+    async fn apply(&self, records: Vec<pb::KeyedRecord>, from: &str) -> Result<u32, Status> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut ops = Vec::with_capacity(records.len());
+        for kr in records {
+            let rec: Record = kr
+                .record
+                .ok_or_else(|| Status::invalid_argument("record missing"))?
+                .into();
+            self.node.observe(rec.timestamp, from);
+            ops.push(WriteOp::Put {
+                key: kr.key,
+                record: rec,
+            });
+        }
+        let applied = self.node.store.write(ops).await.map_err(storage_status)?;
+        Ok(applied.iter().filter(|a| **a).count() as u32)
+    }
+
+    /// This replica's version of each key, in order.
+    fn read_all(&self, keys: Vec<bytes::Bytes>) -> Result<Vec<pb::ReplicaReadResult>, Status> {
+        keys.iter()
+            .map(|key| {
+                let rec = self.node.store.get(key).map_err(storage_status)?;
+                Ok(pb::ReplicaReadResult {
+                    record: rec.map(Into::into),
+                })
+            })
+            .collect()
+    }
+
     fn refuse_if_partitioned(&self, from: &str) -> Result<(), Status> {
         if self.node.partitioned_from(from) {
             return Err(Status::unavailable("unreachable (fault injected)"));
@@ -78,21 +112,21 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
         let b = req.into_inner();
         self.refuse_if_partitioned(&b.from)?;
-        let mut ops = Vec::with_capacity(b.records.len());
-        for kr in b.records {
-            let rec: Record = kr
-                .record
-                .ok_or_else(|| Status::invalid_argument("record missing"))?
-                .into();
-            self.node.observe(rec.timestamp, &b.from);
-            ops.push(WriteOp::Put {
-                key: kr.key,
-                record: rec,
-            });
-        }
-        let applied = self.node.store.write(ops).await.map_err(storage_status)?;
-        let n = applied.iter().filter(|a| **a).count();
-        Ok(Response::new(pb::ReplicaWriteAck { applied: n as u32 }))
+        let applied = self.apply(b.records, &b.from).await?;
+        Ok(Response::new(pb::ReplicaWriteAck { applied }))
+    }
+
+    async fn exchange(
+        &self,
+        req: Request<pb::ReplicaExchange>,
+    ) -> Result<Response<pb::ReplicaExchangeResult>, Status> {
+        let x = req.into_inner();
+        self.refuse_if_partitioned(&x.from)?;
+        // Reads first: they need no commit, and see the replica as it was
+        // when the call arrived, like reads sent just before the writes.
+        let reads = self.read_all(x.reads)?;
+        let applied = self.apply(x.writes, &x.from).await?;
+        Ok(Response::new(pb::ReplicaExchangeResult { reads, applied }))
     }
 
     async fn read(
@@ -110,14 +144,7 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::ReplicaReadBatch>,
     ) -> Result<Response<pb::ReplicaReadBatchResult>, Status> {
-        let keys = req.into_inner().keys;
-        let mut results = Vec::with_capacity(keys.len());
-        for key in keys {
-            let rec = self.node.store.get(&key).map_err(storage_status)?;
-            results.push(pb::ReplicaReadResult {
-                record: rec.map(Into::into),
-            });
-        }
+        let results = self.read_all(req.into_inner().keys)?;
         Ok(Response::new(pb::ReplicaReadBatchResult { results }))
     }
 
