@@ -108,6 +108,17 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_KEY_PREFIX", default_value = "bench:")]
     pub key_prefix: String,
 
+    /// One RPC per operation (the original protocol's shape) instead of the
+    /// client library's default of coalescing concurrent operations into
+    /// batch RPCs.
+    #[arg(long, env = "TINYKV_BENCH_NO_COALESCE")]
+    pub no_coalesce: bool,
+
+    /// Spread operations round-robin over the endpoints instead of sending
+    /// each to a replica of its key (token-aware, the client's default).
+    #[arg(long, env = "TINYKV_BENCH_ROUND_ROBIN")]
+    pub round_robin: bool,
+
     /// Seed for key and operation choice (random if not given).
     #[arg(long, env = "TINYKV_BENCH_SEED")]
     pub seed: Option<u64>,
@@ -197,6 +208,8 @@ impl Args {
             client: ClientOptions {
                 timeout: self.timeout,
                 sender_id: "tinykv-bench".into(),
+                coalesce: !self.no_coalesce,
+                token_aware: !self.round_robin,
                 ..ClientOptions::default()
             },
             read_consistency: self.read_consistency.unwrap_or(self.consistency),
@@ -239,6 +252,8 @@ impl Settings {
             write_consistency: self.write_consistency.to_string(),
             warmup_secs: self.run.warmup.as_secs_f64(),
             timeout_secs: self.client.timeout.as_secs_f64(),
+            coalesce: self.client.coalesce,
+            token_aware: self.client.token_aware,
         }
     }
 

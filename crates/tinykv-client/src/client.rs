@@ -1,8 +1,10 @@
 //! The client: one lazily connected HTTP/2 channel per endpoint, requests
-//! spread round-robin, a deadline on every call.
+//! spread round-robin, a deadline on every call, and concurrent calls
+//! coalesced into batch RPCs (see [`crate::batch`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +16,27 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use tinykv_proto::tinykv::operation::Op;
+use tinykv_proto::tinykv::operation_result::Result as OpResult;
+use tokio::time::Instant;
+
+use crate::batch::{self, Batcher};
+use crate::routing::Routing;
 use crate::{ClientError, Consistency};
+
+/// The error for a server answering an operation with another kind's result.
+fn mismatched(op: &str, got: &OpResult) -> ClientError {
+    let kind = match got {
+        OpResult::Put(_) => "put",
+        OpResult::Get(_) => "get",
+        OpResult::Delete(_) => "delete",
+        OpResult::Error(_) => "error",
+    };
+    ClientError::Rpc {
+        code: tonic::Code::Internal,
+        message: format!("server answered a {op} with a {kind} result"),
+    }
+}
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -26,7 +48,23 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Informational sender id put in requests.
     pub sender_id: String,
+    /// Coalesce concurrent puts, gets and deletes to the same endpoint into
+    /// `Batch` RPCs. Each operation keeps its own deadline and result; an
+    /// idle client still sends each operation at once. Off: one RPC per
+    /// operation, as the original protocol does.
+    pub coalesce: bool,
+    /// Send each put, get and delete to a node that replicates its key,
+    /// per the ring map fetched from the cluster (refreshed every
+    /// [`TOPOLOGY_REFRESH`]); round-robin until the map is known, or for
+    /// replicas the client has no endpoint for.
+    pub token_aware: bool,
 }
+
+/// How often a token-aware client refetches the ring map.
+pub const TOPOLOGY_REFRESH: Duration = Duration::from_secs(30);
+
+/// How long an endpoint whose connection failed is passed over.
+const DOWN_FOR: Duration = Duration::from_secs(2);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -34,6 +72,8 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             sender_id: "tinykv-client".into(),
+            coalesce: true,
+            token_aware: true,
         }
     }
 }
@@ -65,9 +105,75 @@ pub struct Client {
 }
 
 struct Inner {
-    endpoints: Vec<(String, Channel)>,
+    endpoints: Vec<NodeEndpoint>,
     next: AtomicUsize,
     opts: ClientOptions,
+    /// The ring map for token-aware routing (empty until fetched).
+    routing: RwLock<Arc<Routing>>,
+    /// When the map was last fetched (or tried), and whether a fetch runs.
+    refreshed: Mutex<Option<Instant>>,
+    refreshing: AtomicBool,
+}
+
+/// Fetches the ring map: each endpoint's node id (by `Ping`), then the
+/// ring from the first endpoint that serves `Topology`.
+async fn fetch_routing(inner: &Inner) -> Result<Routing, ClientError> {
+    let timeout = inner.opts.timeout.min(Duration::from_secs(2));
+    fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(timeout);
+        r
+    }
+    let mut ids = HashMap::new();
+    for (i, e) in inner.endpoints.iter().enumerate() {
+        let ping = pb::PingRequest {
+            sender_id: inner.opts.sender_id.clone(),
+        };
+        if let Ok(resp) = batch::kv(e.channel.clone())
+            .ping(request(ping, timeout))
+            .await
+        {
+            let id = resp.into_inner().node_id;
+            if !id.is_empty() {
+                ids.entry(id).or_insert(i);
+            }
+        }
+    }
+    let mut last = ClientError::NoEndpoints;
+    for e in &inner.endpoints {
+        match batch::kv(e.channel.clone())
+            .topology(request(pb::TopologyRequest {}, timeout))
+            .await
+        {
+            Ok(resp) => {
+                return Routing::build(&resp.into_inner(), &ids).map_err(|m| ClientError::Rpc {
+                    code: tonic::Code::FailedPrecondition,
+                    message: m,
+                })
+            }
+            Err(s) => last = s.into(),
+        }
+    }
+    Err(last)
+}
+
+/// Replaces the ring map if a fresh one can be fetched; keeps the old one
+/// (or none, so round-robin) otherwise.
+async fn refresh_routing(inner: &Inner) {
+    if let Ok(routing) = fetch_routing(inner).await {
+        if let Ok(mut r) = inner.routing.write() {
+            *r = Arc::new(routing);
+        }
+    }
+}
+
+/// One node the client talks to.
+struct NodeEndpoint {
+    addr: String,
+    channel: Channel,
+    /// Reads and writes share one queue: measured, one batch call for both
+    /// beats a queue each (fewer, larger calls; docs/benchmarks.md).
+    batcher: Batcher,
 }
 
 /// Turns `host:port` (or a full `http://` URI) into a lazily connected channel.
@@ -106,7 +212,13 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let endpoints = addrs
             .into_iter()
-            .map(|a| channel(a, &opts).map(|c| (a.to_string(), c)))
+            .map(|a| {
+                channel(a, &opts).map(|c| NodeEndpoint {
+                    addr: a.to_string(),
+                    batcher: Batcher::new(c.clone()),
+                    channel: c,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
@@ -116,36 +228,106 @@ impl Client {
                 endpoints,
                 next: AtomicUsize::new(0),
                 opts,
+                routing: RwLock::new(Arc::new(Routing::default())),
+                refreshed: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
             }),
         })
     }
 
     /// The endpoints this client uses.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> {
-        self.inner.endpoints.iter().map(|(a, _)| a.as_str())
+        self.inner.endpoints.iter().map(|e| e.addr.as_str())
     }
 
-    fn pick(&self) -> Channel {
-        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.endpoints.len();
-        self.inner.endpoints[i].1.clone()
+    /// The endpoint for an operation on `key`: a replica of the key when
+    /// routing is token-aware and the map is known, else the next endpoint
+    /// round-robin; endpoints whose connection just failed are passed over.
+    fn pick(&self, key: &[u8]) -> &NodeEndpoint {
+        let eps = &self.inner.endpoints;
+        if self.inner.opts.token_aware && eps.len() > 1 {
+            self.refresh_if_stale();
+            let routing = match self.inner.routing.read() {
+                Ok(r) => Arc::clone(&r),
+                Err(_) => Arc::new(Routing::default()),
+            };
+            if let Some(&i) = routing
+                .replicas(key)
+                .iter()
+                .find(|&&i| !eps[i].batcher.recently_unreachable(DOWN_FOR))
+            {
+                return &eps[i];
+            }
+        }
+        for _ in 0..eps.len() {
+            let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % eps.len();
+            if !eps[i].batcher.recently_unreachable(DOWN_FOR) {
+                return &eps[i];
+            }
+        }
+        &eps[self.inner.next.fetch_add(1, Ordering::Relaxed) % eps.len()]
+    }
+
+    /// Starts fetching the ring map in the background when it is older
+    /// than [`TOPOLOGY_REFRESH`] (or was never fetched).
+    fn refresh_if_stale(&self) {
+        let stale = match self.inner.refreshed.lock() {
+            Ok(at) => at.is_none_or(|t| t.elapsed() >= TOPOLOGY_REFRESH),
+            Err(_) => false,
+        };
+        if stale && !self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            let inner = Arc::clone(&self.inner);
+            tokio::spawn(async move {
+                refresh_routing(&inner).await;
+                if let Ok(mut at) = inner.refreshed.lock() {
+                    *at = Some(Instant::now());
+                }
+                inner.refreshing.store(false, Ordering::Release);
+            });
+        }
+    }
+
+    /// Fetches the ring map now and waits for it; token-aware routing
+    /// otherwise fetches it in the background on first use.
+    pub async fn refresh_topology(&self) -> Result<(), ClientError> {
+        let routing = fetch_routing(&self.inner).await?;
+        if let Ok(mut r) = self.inner.routing.write() {
+            *r = Arc::new(routing);
+        }
+        if let Ok(mut at) = self.inner.refreshed.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(())
     }
 
     /// The first endpoint: admin calls go there.
     fn first(&self) -> Channel {
-        self.inner.endpoints[0].1.clone()
+        self.inner.endpoints[0].channel.clone()
     }
 
-    /// Largest message accepted: values may be up to the server's limit.
-    const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-
     fn kv(&self, ch: Channel) -> TinyKvClient<Channel> {
-        TinyKvClient::new(ch)
-            .max_decoding_message_size(Self::MAX_MESSAGE)
-            .max_encoding_message_size(Self::MAX_MESSAGE)
+        batch::kv(ch)
     }
 
     fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.first()).max_decoding_message_size(Self::MAX_MESSAGE)
+        AdminClient::new(self.first()).max_decoding_message_size(batch::MAX_MESSAGE)
+    }
+
+    /// Runs a put, get or delete on the next endpoint: in a batch when
+    /// coalescing, else as its own RPC.
+    async fn call(&self, op: Op) -> Result<OpResult, ClientError> {
+        let deadline = Instant::now() + self.inner.opts.timeout;
+        let key = match &op {
+            Op::Put(r) => &r.key,
+            Op::Get(r) => &r.key,
+            Op::Delete(r) => &r.key,
+        };
+        let endpoint = self.pick(key);
+        if self.inner.opts.coalesce {
+            endpoint.batcher.call(op, deadline).await
+        } else {
+            batch::single(endpoint.channel.clone(), op, deadline).await
+        }
     }
 
     fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -176,11 +358,10 @@ impl Client {
             timeout_ms: self.timeout_ms(),
             strict_quorum: false,
         };
-        let resp = self
-            .kv(self.pick())
-            .put(self.request(req))
-            .await?
-            .into_inner();
+        let resp = match self.call(Op::Put(req)).await? {
+            OpResult::Put(resp) => resp,
+            other => return Err(mismatched("put", &other)),
+        };
         if !resp.operation_success {
             return Err(ClientError::Rpc {
                 code: tonic::Code::Unknown,
@@ -207,11 +388,10 @@ impl Client {
             consistency: level as i32,
             timeout_ms: self.timeout_ms(),
         };
-        let resp = self
-            .kv(self.pick())
-            .get(self.request(req))
-            .await?
-            .into_inner();
+        let resp = match self.call(Op::Get(req)).await? {
+            OpResult::Get(resp) => resp,
+            other => return Err(mismatched("get", &other)),
+        };
         if resp.status == pb::ReadStatus::Found as i32 || resp.operation_success {
             Ok(Some(Value {
                 val: resp.val,
@@ -238,11 +418,10 @@ impl Client {
             timeout_ms: self.timeout_ms(),
             strict_quorum: false,
         };
-        let resp = self
-            .kv(self.pick())
-            .delete(self.request(req))
-            .await?
-            .into_inner();
+        let resp = match self.call(Op::Delete(req)).await? {
+            OpResult::Delete(resp) => resp,
+            other => return Err(mismatched("delete", &other)),
+        };
         Ok(PutOutcome {
             timestamp: resp.timestamp,
             acks: resp.acks,

@@ -2,13 +2,16 @@
 //!
 //! A [`Client`] talks to one or more TinyKV nodes over gRPC; any node can
 //! coordinate any request, so requests are spread round-robin over the
-//! endpoints given. Every call carries a deadline.
+//! endpoints given. Every call carries a deadline. Concurrent calls are
+//! coalesced into batch RPCs under load (see [`ClientOptions::coalesce`]).
 
+mod batch;
 mod client;
 mod consistency;
 mod error;
+mod routing;
 
-pub use client::{Client, ClientOptions, PutOutcome, Value};
+pub use client::{Client, ClientOptions, PutOutcome, Value, TOPOLOGY_REFRESH};
 pub use consistency::Consistency;
 pub use error::ClientError;
 pub use tinykv_proto::tinykv as proto;

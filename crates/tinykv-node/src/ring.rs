@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use xxhash_rust::xxh3::xxh3_64;
 
+/// The name of [`key_token`]'s hash, as clients are told it.
+pub const KEY_HASH: &str = "xxh3_64";
+
 /// The token of a key: where it sits on the ring.
 pub fn key_token(key: &[u8]) -> u64 {
     xxh3_64(key)

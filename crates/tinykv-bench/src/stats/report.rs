@@ -115,6 +115,12 @@ pub struct RunInfo {
     pub warmup_secs: f64,
     /// Per-call deadline, seconds.
     pub timeout_secs: f64,
+    /// Whether the client coalesced concurrent operations into batch RPCs
+    /// (false: one RPC per operation).
+    pub coalesce: bool,
+    /// Whether each operation went to a replica of its key (false:
+    /// round-robin over the endpoints).
+    pub token_aware: bool,
 }
 
 /// The full machine-readable report.
@@ -149,7 +155,7 @@ impl Report {
         let _ = writeln!(
             out,
             "tinykv-bench: {} workers, {bound}, {} keys ({}), {}-byte values, {:.0}% reads, \
-             read {} / write {}, endpoints {}",
+             read {} / write {}, {}, {} routing, endpoints {}",
             c.workers,
             c.keyspace,
             c.distribution,
@@ -157,6 +163,16 @@ impl Report {
             c.read_ratio * 100.0,
             c.read_consistency,
             c.write_consistency,
+            if c.coalesce {
+                "coalesced batch RPCs"
+            } else {
+                "one RPC per operation"
+            },
+            if c.token_aware {
+                "token-aware"
+            } else {
+                "round-robin"
+            },
             c.endpoints.join(",")
         );
         if let Some(load) = &self.load {
@@ -282,6 +298,8 @@ mod tests {
                 write_consistency: "all".into(),
                 warmup_secs: 0.0,
                 timeout_secs: 5.0,
+                coalesce: true,
+                token_aware: true,
             },
             load: Some(PhaseReport::new(
                 &Recorder::default(),

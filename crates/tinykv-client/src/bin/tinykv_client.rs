@@ -117,8 +117,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    // One operation per process: plain RPCs, as the original client sent.
     let opts = ClientOptions {
         timeout: cli.timeout,
+        coalesce: false,
+        token_aware: false,
         ..ClientOptions::default()
     };
     let client = Client::connect_many([cli.addr.as_str()], opts)?;

@@ -2,15 +2,20 @@
 //! original C++ TinyKV (Ping, Put, Get) plus Delete and Status.
 
 use std::sync::Arc;
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
+
+use tokio::time::Instant;
 
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
 use tonic::{Request, Response, Status};
 
-use super::{check_key, deadline, replicas_needed};
+use super::{check_key, deadline, deadline_within, header_timeout, replicas_needed};
 use crate::node::Node;
 use crate::version::Record;
+
+/// Most operations accepted in one `Batch` call.
+pub const MAX_BATCH_OPS: usize = 1024;
 
 /// The client service.
 pub struct ClientService {
@@ -23,7 +28,7 @@ impl ClientService {
         ClientService { node }
     }
 
-    fn record(&self, op: &str, level: &str, started: StdInstant, result: &Result<(), Status>) {
+    fn record<T>(&self, op: &str, level: &str, started: StdInstant, result: &Result<T, Status>) {
         let m = &self.node.metrics;
         m.requests.with_label_values(&[op, level]).inc();
         m.latency
@@ -50,24 +55,14 @@ impl ClientService {
             }
         }
     }
-}
 
-#[tonic::async_trait]
-impl TinyKv for ClientService {
-    async fn ping(
+    /// A write of a value, as `Put` and a batch's put operation run it.
+    async fn put_op(
         &self,
-        _req: Request<pb::PingRequest>,
-    ) -> Result<Response<pb::PingResponse>, Status> {
-        Ok(Response::new(pb::PingResponse {
-            is_ready: !self.node.shutdown.is_cancelled(),
-            node_id: self.node.id.clone(),
-        }))
-    }
-
-    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        r: pb::PutRequest,
+        deadline: Instant,
+    ) -> Result<pb::PutResponse, Status> {
         let started = StdInstant::now();
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
-        let r = req.into_inner();
         let (w, level) = replicas_needed(
             &self.node,
             r.replication_factor,
@@ -96,19 +91,17 @@ impl TinyKv for ClientService {
             })
         }
         .await;
-        self.record(
-            "put",
-            level,
-            started,
-            &result.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        result.map(Response::new)
+        self.record("put", level, started, &result);
+        result
     }
 
-    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+    /// A quorum read, as `Get` and a batch's get operation run it.
+    async fn get_op(
+        &self,
+        r: pb::GetRequest,
+        deadline: Instant,
+    ) -> Result<pb::GetResponse, Status> {
         let started = StdInstant::now();
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
-        let r = req.into_inner();
         let (n, level) = replicas_needed(&self.node, r.quorum_size, "quorum_size", r.consistency)?;
         let result = async {
             check_key(&r.key)?;
@@ -132,22 +125,17 @@ impl TinyKv for ClientService {
             })
         }
         .await;
-        self.record(
-            "get",
-            level,
-            started,
-            &result.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        result.map(Response::new)
+        self.record("get", level, started, &result);
+        result
     }
 
-    async fn delete(
+    /// A tombstone write, as `Delete` and a batch's delete operation run it.
+    async fn delete_op(
         &self,
-        req: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        r: pb::DeleteRequest,
+        deadline: Instant,
+    ) -> Result<pb::DeleteResponse, Status> {
         let started = StdInstant::now();
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
-        let r = req.into_inner();
         let (w, level) = replicas_needed(&self.node, r.w, "w", r.consistency)?;
         let result = async {
             check_key(&r.key)?;
@@ -164,13 +152,119 @@ impl TinyKv for ClientService {
             })
         }
         .await;
-        self.record(
-            "delete",
-            level,
-            started,
-            &result.as_ref().map(|_| ()).map_err(Clone::clone),
-        );
-        result.map(Response::new)
+        self.record("delete", level, started, &result);
+        result
+    }
+
+    /// One operation of a batch; its failure is its own result.
+    async fn batch_op(&self, op: pb::Operation, header: Option<Duration>) -> pb::OperationResult {
+        use pb::operation::Op;
+        use pb::operation_result::Result as R;
+        let result = match op.op {
+            Some(Op::Put(r)) => {
+                let d = deadline_within(&self.node, header, r.timeout_ms);
+                self.put_op(r, d).await.map(R::Put)
+            }
+            Some(Op::Get(r)) => {
+                let d = deadline_within(&self.node, header, r.timeout_ms);
+                self.get_op(r, d).await.map(R::Get)
+            }
+            Some(Op::Delete(r)) => {
+                let d = deadline_within(&self.node, header, r.timeout_ms);
+                self.delete_op(r, d).await.map(R::Delete)
+            }
+            None => Err(Status::invalid_argument(
+                "batch operation has no put, get or delete",
+            )),
+        };
+        pb::OperationResult {
+            result: Some(result.unwrap_or_else(|s| {
+                R::Error(pb::OperationError {
+                    code: s.code() as i32,
+                    message: s.message().to_string(),
+                })
+            })),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl TinyKv for ClientService {
+    async fn ping(
+        &self,
+        _req: Request<pb::PingRequest>,
+    ) -> Result<Response<pb::PingResponse>, Status> {
+        Ok(Response::new(pb::PingResponse {
+            is_ready: !self.node.shutdown.is_cancelled(),
+            node_id: self.node.id.clone(),
+        }))
+    }
+
+    async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        self.put_op(req.into_inner(), deadline)
+            .await
+            .map(Response::new)
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        self.get_op(req.into_inner(), deadline)
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        self.delete_op(req.into_inner(), deadline)
+            .await
+            .map(Response::new)
+    }
+
+    async fn batch(
+        &self,
+        req: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let header = header_timeout(&req);
+        let ops = req.into_inner().ops;
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(Status::invalid_argument(format!(
+                "batch has {} operations; the limit is {MAX_BATCH_OPS}",
+                ops.len()
+            )));
+        }
+        // The operations run concurrently on this task; each coordinates its
+        // own replicas, which the peer queues coalesce per node.
+        let results =
+            futures::future::join_all(ops.into_iter().map(|op| self.batch_op(op, header))).await;
+        Ok(Response::new(pb::BatchResponse { results }))
+    }
+
+    async fn topology(
+        &self,
+        _req: Request<pb::TopologyRequest>,
+    ) -> Result<Response<pb::TopologyResponse>, Status> {
+        let ring = self.node.membership.read_ring();
+        let node_ids = ring.nodes().to_vec();
+        let index = |id: &str| node_ids.iter().position(|n| n == id).map(|i| i as u32);
+        let mut ranges: Vec<pb::RangeReplicas> = ring
+            .ranges()
+            .into_iter()
+            .map(|r| pb::RangeReplicas {
+                end: r.end,
+                replicas: r.replicas.iter().filter_map(|id| index(id)).collect(),
+            })
+            .collect();
+        ranges.sort_by_key(|r| r.end);
+        Ok(Response::new(pb::TopologyResponse {
+            node_id: self.node.id.clone(),
+            node_ids,
+            ranges,
+            key_hash: crate::ring::KEY_HASH.into(),
+        }))
     }
 
     async fn status(

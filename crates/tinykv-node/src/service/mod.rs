@@ -20,16 +20,25 @@ const MAX_DEADLINE: Duration = Duration::from_secs(60);
 /// The deadline of a request: the smallest of its `timeout_ms` field, its
 /// `grpc-timeout` header and the node's default.
 pub(crate) fn deadline<T>(node: &Node, req: &tonic::Request<T>, timeout_ms: u32) -> Instant {
+    deadline_within(node, header_timeout(req), timeout_ms)
+}
+
+/// The request's `grpc-timeout` header, if it has a valid one.
+pub(crate) fn header_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+}
+
+/// The deadline of an operation with its own `timeout_ms` inside a call
+/// bounded by `header` (a batch's operations share the call's header).
+pub(crate) fn deadline_within(node: &Node, header: Option<Duration>, timeout_ms: u32) -> Instant {
     let mut d = node.config.request_timeout;
     if timeout_ms > 0 {
         d = Duration::from_millis(u64::from(timeout_ms)).min(MAX_DEADLINE);
     }
-    if let Some(h) = req
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
-    {
+    if let Some(h) = header {
         d = d.min(h);
     }
     Instant::now() + d

@@ -1,0 +1,196 @@
+//! The `Batch` RPC: independent operations with their own results, and the
+//! client's coalescing of concurrent calls into batches.
+
+use std::collections::HashSet;
+
+use tinykv_client::proto::operation::Op;
+use tinykv_client::proto::operation_result::Result as OpResult;
+use tinykv_client::proto::tiny_kv_client::TinyKvClient;
+use tinykv_client::proto::{
+    BatchRequest, Consistency as WireConsistency, DeleteRequest, GetRequest, Operation, PutRequest,
+    ReadStatus,
+};
+use tinykv_client::{Consistency, Value};
+use tinykv_tests::Cluster;
+
+fn put(key: &str, val: &str) -> Operation {
+    Operation {
+        op: Some(Op::Put(PutRequest {
+            key: key.as_bytes().to_vec().into(),
+            val: val.as_bytes().to_vec().into(),
+            consistency: WireConsistency::Quorum as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+fn get(key: &str) -> Operation {
+    Operation {
+        op: Some(Op::Get(GetRequest {
+            key: key.as_bytes().to_vec().into(),
+            consistency: WireConsistency::Quorum as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+fn delete(key: &str) -> Operation {
+    Operation {
+        op: Some(Op::Delete(DeleteRequest {
+            key: key.as_bytes().to_vec().into(),
+            consistency: WireConsistency::Quorum as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+async fn batch(c: &Cluster, ops: Vec<Operation>) -> Result<Vec<OpResult>, tonic::Status> {
+    let mut kv = TinyKvClient::connect(format!("http://{}", c.addr(0)))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let resp = kv
+        .batch(BatchRequest {
+            ops,
+            sender_id: "test".into(),
+        })
+        .await?
+        .into_inner();
+    Ok(resp
+        .results
+        .into_iter()
+        .map(|r| r.result.expect("every operation has a result"))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_operations_are_independent_and_in_order() {
+    let c = Cluster::start(3).await;
+    let written = batch(&c, vec![put("a", "1"), put("b", "2"), put("gone", "x")])
+        .await
+        .expect("batch of puts");
+    assert_eq!(written.len(), 3);
+    for r in &written {
+        match r {
+            OpResult::Put(p) => assert!(p.operation_success && p.acks >= 2, "{p:?}"),
+            other => panic!("expected a put result, got {other:?}"),
+        }
+    }
+
+    // A bad operation fails alone; the others in the batch still run.
+    let mixed = batch(
+        &c,
+        vec![
+            get("a"),
+            put("", "empty key"),
+            delete("gone"),
+            Operation { op: None },
+            get("b"),
+        ],
+    )
+    .await
+    .expect("mixed batch");
+    assert_eq!(mixed.len(), 5);
+    match &mixed[0] {
+        OpResult::Get(g) => {
+            assert_eq!(g.status, ReadStatus::Found as i32);
+            assert_eq!(&g.val[..], b"1");
+        }
+        other => panic!("expected get of a, got {other:?}"),
+    }
+    match &mixed[1] {
+        OpResult::Error(e) => {
+            assert_eq!(e.code, tonic::Code::InvalidArgument as i32);
+            assert!(e.message.contains("key must not be empty"), "{e:?}");
+        }
+        other => panic!("expected an error for the empty key, got {other:?}"),
+    }
+    assert!(matches!(&mixed[2], OpResult::Delete(d) if d.operation_success));
+    assert!(
+        matches!(&mixed[3], OpResult::Error(e) if e.code == tonic::Code::InvalidArgument as i32)
+    );
+    assert!(matches!(&mixed[4], OpResult::Get(g) if &g.val[..] == b"2"));
+
+    // The delete took effect.
+    let after = batch(&c, vec![get("gone")])
+        .await
+        .expect("get after delete");
+    assert!(matches!(&after[0], OpResult::Get(g) if g.status == ReadStatus::NotFound as i32));
+
+    // An empty batch is answered with no results; an oversized one is refused.
+    assert!(batch(&c, vec![]).await.expect("empty batch").is_empty());
+    let too_many = (0..1025).map(|i| get(&format!("k{i}"))).collect();
+    let err = batch(&c, too_many).await.expect_err("oversized batch");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("limit is 1024"), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_client_calls_each_get_their_own_result() {
+    let c = Cluster::start(3).await;
+    let client = c.client();
+    // Many tasks at once on one coalescing client: each must see its own
+    // outcome, whatever batch it travelled in.
+    let writes = (0..300).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .put(format!("key{i}"), format!("value{i}"), Consistency::Quorum)
+                .await
+        })
+    });
+    let mut timestamps = HashSet::new();
+    for w in writes {
+        let out = w.await.expect("task").expect("put");
+        assert!(out.acks >= 2);
+        timestamps.insert(out.timestamp);
+    }
+    assert!(timestamps.len() > 1, "writes got their own versions");
+
+    let reads = (0..300).map(|i| {
+        let client = client.clone();
+        tokio::spawn(async move { (i, client.get(format!("key{i}"), Consistency::Quorum).await) })
+    });
+    for r in reads {
+        let (i, got) = r.await.expect("task");
+        let v: Option<Value> = got.expect("get");
+        assert_eq!(
+            v.map(|v| v.val),
+            Some(format!("value{i}").into_bytes().into()),
+            "key{i}"
+        );
+    }
+    // A missing key in the middle of a busy batch is still a clean miss.
+    let (miss, hit) = tokio::join!(
+        client.get("never-written", Consistency::Quorum),
+        client.get("key7", Consistency::Quorum)
+    );
+    assert_eq!(miss.expect("miss"), None);
+    assert!(hit.expect("hit").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_aware_client_sends_each_key_to_a_replica() {
+    let c = Cluster::start(5).await;
+    let client = c.client();
+    client.refresh_topology().await.expect("ring map");
+    for i in 0..40 {
+        let key = format!("routed{i}");
+        client
+            .put(key.clone(), "v", Consistency::Quorum)
+            .await
+            .expect("put");
+        // The version's writer is the node that coordinated the write.
+        let writer = client
+            .get(key.clone(), Consistency::Quorum)
+            .await
+            .expect("get")
+            .expect("found")
+            .writer;
+        let owners = c.owners(0, &key).await;
+        assert_eq!(
+            owners.first(),
+            Some(&writer),
+            "{key} was coordinated by {writer}, not its primary ({owners:?})"
+        );
+    }
+}
