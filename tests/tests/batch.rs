@@ -2,6 +2,7 @@
 //! client's coalescing of concurrent calls into batches.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use tinykv_client::proto::operation::Op;
 use tinykv_client::proto::operation_result::Result as OpResult;
@@ -10,8 +11,8 @@ use tinykv_client::proto::{
     BatchRequest, Consistency as WireConsistency, DeleteRequest, GetRequest, Operation, PutRequest,
     ReadStatus,
 };
-use tinykv_client::{Consistency, Value};
-use tinykv_tests::Cluster;
+use tinykv_client::{Client, ClientOptions, Consistency, RoutingPolicy, Value};
+use tinykv_tests::{wait_until, Cluster};
 
 fn put(key: &str, val: &str) -> Operation {
     Operation {
@@ -171,7 +172,7 @@ async fn concurrent_client_calls_each_get_their_own_result() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_aware_client_sends_each_key_to_a_replica() {
     let c = Cluster::start(5).await;
-    let client = c.client();
+    let client = c.client(); // token-aware by default
     client.refresh_topology().await.expect("ring map");
     for i in 0..40 {
         let key = format!("routed{i}");
@@ -192,5 +193,60 @@ async fn token_aware_client_sends_each_key_to_a_replica() {
             Some(&writer),
             "{key} was coordinated by {writer}, not its primary ({owners:?})"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_client_uses_one_node_and_moves_on_when_it_dies() {
+    let mut c = Cluster::start(3).await;
+    let addrs: Vec<String> = (0..3).map(|i| c.addr(i)).collect();
+    let client = Client::connect_many(
+        addrs.iter().map(String::as_str),
+        ClientOptions {
+            timeout: Duration::from_secs(2),
+            routing: RoutingPolicy::Sticky,
+            ..ClientOptions::default()
+        },
+    )
+    .expect("client");
+    let mut writers = HashSet::new();
+    for i in 0..20 {
+        let key = format!("sticky{i}");
+        client
+            .put(key.clone(), "v", Consistency::Quorum)
+            .await
+            .expect("put");
+        let v = client.get(key, Consistency::Quorum).await.expect("get");
+        writers.insert(v.expect("found").writer);
+    }
+    assert_eq!(
+        writers.len(),
+        1,
+        "one coordinator for everything: {writers:?}"
+    );
+    let sticky = writers.into_iter().next().expect("one writer");
+
+    c.kill(c.index_of(&sticky));
+    // The call that finds the node gone fails; the client then moves on.
+    wait_until(
+        "the client moves to a live node",
+        Duration::from_secs(15),
+        || {
+            let client = client.clone();
+            async move { client.put("moved", "v", Consistency::Quorum).await.is_ok() }
+        },
+    )
+    .await;
+    for i in 0..10 {
+        let key = format!("after{i}");
+        client
+            .put(key.clone(), "v", Consistency::Quorum)
+            .await
+            .expect("put after failover");
+        let v = client
+            .get(key, Consistency::Quorum)
+            .await
+            .expect("get after failover");
+        assert_ne!(v.expect("found").writer, sticky);
     }
 }

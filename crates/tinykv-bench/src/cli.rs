@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use tinykv_client::{Client, ClientError, ClientOptions, Consistency};
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 use crate::progress::Progress;
 use crate::runner::{self, ClientStore, RunConfig, RunError, RunResult, StopAt};
@@ -114,10 +114,11 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_NO_COALESCE")]
     pub no_coalesce: bool,
 
-    /// Spread operations round-robin over the endpoints instead of sending
-    /// each to a replica of its key (token-aware, the client's default).
-    #[arg(long, env = "TINYKV_BENCH_ROUND_ROBIN")]
-    pub round_robin: bool,
+    /// Which node coordinates each operation: token-aware (a replica of
+    /// the key, the client library's default), round-robin, or sticky (one
+    /// node per client).
+    #[arg(long, env = "TINYKV_BENCH_ROUTING", default_value = "token-aware")]
+    pub routing: RoutingPolicy,
 
     /// Seed for key and operation choice (random if not given).
     #[arg(long, env = "TINYKV_BENCH_SEED")]
@@ -209,7 +210,7 @@ impl Args {
                 timeout: self.timeout,
                 sender_id: "tinykv-bench".into(),
                 coalesce: !self.no_coalesce,
-                token_aware: !self.round_robin,
+                routing: self.routing,
                 ..ClientOptions::default()
             },
             read_consistency: self.read_consistency.unwrap_or(self.consistency),
@@ -253,7 +254,7 @@ impl Settings {
             warmup_secs: self.run.warmup.as_secs_f64(),
             timeout_secs: self.client.timeout.as_secs_f64(),
             coalesce: self.client.coalesce,
-            token_aware: self.client.token_aware,
+            routing: self.client.routing.to_string(),
         }
     }
 

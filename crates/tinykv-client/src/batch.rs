@@ -46,8 +46,8 @@ pub(crate) struct Batcher {
     queue: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     /// Set once the server answered `Batch` with UNIMPLEMENTED.
     unsupported: Arc<AtomicBool>,
-    /// When a batch call last failed as a whole (the node unreachable);
-    /// cleared by the next call that gets through.
+    /// When a batch call last failed as a whole (the node unreachable or
+    /// stalled); cleared by the next call that gets through.
     unreachable_at: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -191,7 +191,17 @@ async fn send_one(shared: &Shared, batch: Vec<Item>) {
     let answer = kv(channel.clone()).batch(req).await;
     if let Ok(mut at) = shared.unreachable_at.lock() {
         *at = match &answer {
-            Err(s) if s.code() == tonic::Code::Unavailable => Some(Instant::now()),
+            // No answer at all (node down, unreachable, or stalled past
+            // every operation's deadline); per-operation failures such as
+            // a missed quorum come back inside a successful answer.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                Some(Instant::now())
+            }
             _ => None,
         };
     }

@@ -53,11 +53,54 @@ pub struct ClientOptions {
     /// idle client still sends each operation at once. Off: one RPC per
     /// operation, as the original protocol does.
     pub coalesce: bool,
-    /// Send each put, get and delete to a node that replicates its key,
-    /// per the ring map fetched from the cluster (refreshed every
-    /// [`TOPOLOGY_REFRESH`]); round-robin until the map is known, or for
-    /// replicas the client has no endpoint for.
-    pub token_aware: bool,
+    /// Which node coordinates each put, get and delete.
+    pub routing: RoutingPolicy,
+}
+
+/// How a client chooses the node that coordinates an operation. Any node
+/// can coordinate any operation, so this only moves cost around.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RoutingPolicy {
+    /// A node that replicates the key (its primary), per the ring map
+    /// fetched from the cluster and refreshed every [`TOPOLOGY_REFRESH`]:
+    /// the coordinator serves one replica locally, and coordination work
+    /// spreads like the data. Round-robin until the map is known, and for
+    /// keys whose replicas the client has no endpoint for.
+    #[default]
+    TokenAware,
+    /// The endpoints in turn.
+    RoundRobin,
+    /// One endpoint for everything (a random one per client, the next one
+    /// when it cannot be reached): all of the client's concurrent calls
+    /// share one batch queue and the node's replica traffic coalesces best.
+    /// Measured fastest when nodes and clients share a host
+    /// (docs/benchmarks.md); many clients spread over the nodes.
+    Sticky,
+}
+
+impl std::fmt::Display for RoutingPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoutingPolicy::TokenAware => "token-aware",
+            RoutingPolicy::RoundRobin => "round-robin",
+            RoutingPolicy::Sticky => "sticky",
+        })
+    }
+}
+
+impl std::str::FromStr for RoutingPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "token-aware" => Ok(RoutingPolicy::TokenAware),
+            "round-robin" => Ok(RoutingPolicy::RoundRobin),
+            "sticky" => Ok(RoutingPolicy::Sticky),
+            other => Err(format!(
+                "unknown routing {other:?}: want token-aware, round-robin or sticky"
+            )),
+        }
+    }
 }
 
 /// How often a token-aware client refetches the ring map.
@@ -73,7 +116,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             sender_id: "tinykv-client".into(),
             coalesce: true,
-            token_aware: true,
+            routing: RoutingPolicy::TokenAware,
         }
     }
 }
@@ -107,12 +150,23 @@ pub struct Client {
 struct Inner {
     endpoints: Vec<NodeEndpoint>,
     next: AtomicUsize,
+    /// The endpoint a sticky client uses.
+    sticky: AtomicUsize,
     opts: ClientOptions,
     /// The ring map for token-aware routing (empty until fetched).
     routing: RwLock<Arc<Routing>>,
     /// When the map was last fetched (or tried), and whether a fetch runs.
     refreshed: Mutex<Option<Instant>>,
     refreshing: AtomicBool,
+}
+
+/// A random index below `n` (differs between clients, so sticky clients
+/// spread over the nodes).
+fn random_index(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    (h.finish() % n.max(1) as u64) as usize
 }
 
 /// Fetches the ring map: each endpoint's node id (by `Ping`), then the
@@ -223,10 +277,12 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
+        let endpoints_len = endpoints.len();
         Ok(Client {
             inner: Arc::new(Inner {
                 endpoints,
                 next: AtomicUsize::new(0),
+                sticky: AtomicUsize::new(random_index(endpoints_len)),
                 opts,
                 routing: RwLock::new(Arc::new(Routing::default())),
                 refreshed: Mutex::new(None),
@@ -240,12 +296,24 @@ impl Client {
         self.inner.endpoints.iter().map(|e| e.addr.as_str())
     }
 
-    /// The endpoint for an operation on `key`: a replica of the key when
-    /// routing is token-aware and the map is known, else the next endpoint
-    /// round-robin; endpoints whose connection just failed are passed over.
+    /// The endpoint for an operation on `key`, per the routing policy;
+    /// endpoints that just could not be reached are passed over.
     fn pick(&self, key: &[u8]) -> &NodeEndpoint {
         let eps = &self.inner.endpoints;
-        if self.inner.opts.token_aware && eps.len() > 1 {
+        if self.inner.opts.routing == RoutingPolicy::Sticky {
+            let start = self.inner.sticky.load(Ordering::Relaxed);
+            for k in 0..eps.len() {
+                let i = (start + k) % eps.len();
+                if !eps[i].batcher.recently_unreachable(DOWN_FOR) {
+                    if k > 0 {
+                        self.inner.sticky.store(i, Ordering::Relaxed);
+                    }
+                    return &eps[i];
+                }
+            }
+            return &eps[start % eps.len()];
+        }
+        if self.inner.opts.routing == RoutingPolicy::TokenAware && eps.len() > 1 {
             self.refresh_if_stale();
             let routing = match self.inner.routing.read() {
                 Ok(r) => Arc::clone(&r),

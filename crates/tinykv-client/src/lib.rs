@@ -11,7 +11,7 @@ mod consistency;
 mod error;
 mod routing;
 
-pub use client::{Client, ClientOptions, PutOutcome, Value, TOPOLOGY_REFRESH};
+pub use client::{Client, ClientOptions, PutOutcome, RoutingPolicy, Value, TOPOLOGY_REFRESH};
 pub use consistency::Consistency;
 pub use error::ClientError;
 pub use tinykv_proto::tinykv as proto;

@@ -118,9 +118,9 @@ pub struct RunInfo {
     /// Whether the client coalesced concurrent operations into batch RPCs
     /// (false: one RPC per operation).
     pub coalesce: bool,
-    /// Whether each operation went to a replica of its key (false:
-    /// round-robin over the endpoints).
-    pub token_aware: bool,
+    /// How the client chose each operation's coordinator: token-aware,
+    /// round-robin or sticky.
+    pub routing: String,
 }
 
 /// The full machine-readable report.
@@ -168,11 +168,7 @@ impl Report {
             } else {
                 "one RPC per operation"
             },
-            if c.token_aware {
-                "token-aware"
-            } else {
-                "round-robin"
-            },
+            c.routing,
             c.endpoints.join(",")
         );
         if let Some(load) = &self.load {
@@ -299,7 +295,7 @@ mod tests {
                 warmup_secs: 0.0,
                 timeout_secs: 5.0,
                 coalesce: true,
-                token_aware: true,
+                routing: "token-aware".into(),
             },
             load: Some(PhaseReport::new(
                 &Recorder::default(),

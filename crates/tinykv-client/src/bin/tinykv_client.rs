@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use tinykv_client::{Client, ClientError, ClientOptions, Consistency};
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 #[derive(Parser, Debug)]
 #[command(name = "tinykv_client", version, about = "TinyKV command-line client")]
@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let opts = ClientOptions {
         timeout: cli.timeout,
         coalesce: false,
-        token_aware: false,
+        routing: RoutingPolicy::RoundRobin,
         ..ClientOptions::default()
     };
     let client = Client::connect_many([cli.addr.as_str()], opts)?;
