@@ -78,4 +78,16 @@ async fn metrics_and_status_report_requests_hints_and_members() {
     ] {
         assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
     }
+    // Group commit: node1 committed its replica writes, each batch holding
+    // at least one op.
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{m}"))
+    };
+    let commits = value("tinykv_storage_commits_total ");
+    let ops = value("tinykv_storage_committed_ops_total ");
+    assert!(commits > 0, "no storage commits counted");
+    assert!(ops >= commits, "{ops} ops in {commits} commits");
+    value("tinykv_storage_flushes_total ");
 }

@@ -38,6 +38,12 @@ pub struct Metrics {
     pub clock_skew: Gauge,
     /// Remote timestamps refused for being too far ahead.
     pub clock_skew_refused: IntCounter,
+    /// Storage batches committed (group commits).
+    pub storage_commits: IntCounter,
+    /// Write ops in those batches: divided by commits, the group size.
+    pub storage_committed_ops: IntCounter,
+    /// Flushes that made commits durable (fsyncs of `--sync periodic`).
+    pub storage_flushes: IntCounter,
 }
 
 fn counter(reg: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -116,8 +122,42 @@ impl Metrics {
                 "clock_skew_refused_total",
                 "Timestamps refused as too far ahead",
             )?,
+            storage_commits: counter(
+                &registry,
+                "storage_commits_total",
+                "Storage batches committed (group commits)",
+            )?,
+            storage_committed_ops: counter(
+                &registry,
+                "storage_committed_ops_total",
+                "Write ops in committed storage batches",
+            )?,
+            storage_flushes: counter(
+                &registry,
+                "storage_flushes_total",
+                "Flushes making storage commits durable",
+            )?,
             registry,
         })
+    }
+
+    /// Brings the storage counters up to the writer thread's own.
+    pub fn observe_store(&self, stats: &crate::storage::StoreStats) {
+        let catch_up = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        catch_up(
+            &self.storage_commits,
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        catch_up(
+            &self.storage_committed_ops,
+            stats
+                .committed_ops
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        catch_up(
+            &self.storage_flushes,
+            stats.flushes.load(std::sync::atomic::Ordering::Relaxed),
+        );
     }
 
     /// The text exposition of every metric.
@@ -142,7 +182,10 @@ pub async fn serve(
             "/metrics",
             get(move || {
                 let node = node.clone();
-                async move { node.metrics.render() }
+                async move {
+                    node.metrics.observe_store(node.store.stats());
+                    node.metrics.render()
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok" }));

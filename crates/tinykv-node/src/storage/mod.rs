@@ -128,7 +128,7 @@ pub mod writer;
 
 pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
-pub use writer::{Store, SyncPolicy};
+pub use writer::{Store, StoreStats, SyncPolicy};
 
 /// One contiguous token interval `[lo, hi]` (both inclusive) of a scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -119,8 +119,20 @@ impl Drop for Joiner {
     }
 }
 
+/// Counters of the writer thread: how well group commit groups.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Engine batches committed.
+    pub commits: AtomicU64,
+    /// Write ops in those batches.
+    pub committed_ops: AtomicU64,
+    /// Flushes that made commits durable (fsyncs).
+    pub flushes: AtomicU64,
+}
+
 struct Inner {
     tx: mpsc::Sender<Request>,
+    stats: Arc<StoreStats>,
     engine: Arc<dyn Engine>,
     closed: AtomicBool,
     joiner: Joiner,
@@ -146,10 +158,16 @@ impl Store {
     /// thread runs its own tiny one for the queue and the flush timer.
     pub fn start(engine: Arc<dyn Engine>, policy: SyncPolicy) -> Store {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let thread_engine = Arc::clone(&engine);
+        let stats = Arc::new(StoreStats::default());
+        let writer = Writer {
+            engine: Arc::clone(&engine),
+            policy,
+            flush_due: None,
+            stats: Arc::clone(&stats),
+        };
         let handle = std::thread::Builder::new()
             .name("tinykv-writer".into())
-            .spawn(move || writer_thread(thread_engine, policy, rx));
+            .spawn(move || writer_thread(writer, rx));
         let handle = match handle {
             Ok(h) => Some(h),
             Err(e) => {
@@ -161,6 +179,7 @@ impl Store {
         Store {
             inner: Arc::new(Inner {
                 tx,
+                stats,
                 engine,
                 closed: AtomicBool::new(false),
                 joiner: Joiner(Mutex::new(handle)),
@@ -197,6 +216,11 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Flush { reply }).await?;
         rx.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// The writer thread's counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
     }
 
     /// Number of requests waiting for the writer thread (a load gauge).
@@ -248,6 +272,7 @@ struct Writer {
     policy: SyncPolicy,
     /// When the oldest non-durable commit must be flushed (Periodic only).
     flush_due: Option<Instant>,
+    stats: Arc<StoreStats>,
 }
 
 impl Writer {
@@ -265,6 +290,10 @@ impl Writer {
         }
         match self.engine.apply(&all, durable) {
             Ok(results) => {
+                self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .committed_ops
+                    .fetch_add(total as u64, Ordering::Relaxed);
                 if let SyncPolicy::Periodic(window) = self.policy {
                     self.flush_due
                         .get_or_insert_with(|| Instant::now() + window);
@@ -290,14 +319,17 @@ impl Writer {
         }
         let r = self.engine.flush();
         match &r {
-            Ok(()) => self.flush_due = None,
+            Ok(()) => {
+                self.flush_due = None;
+                self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => tracing::error!(error = %e, "storage flush failed"),
         }
         r
     }
 }
 
-fn writer_thread(engine: Arc<dyn Engine>, policy: SyncPolicy, mut rx: mpsc::Receiver<Request>) {
+fn writer_thread(mut w: Writer, mut rx: mpsc::Receiver<Request>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -307,11 +339,6 @@ fn writer_thread(engine: Arc<dyn Engine>, policy: SyncPolicy, mut rx: mpsc::Rece
             tracing::error!(error = %e, "cannot build the storage writer runtime");
             return;
         }
-    };
-    let mut w = Writer {
-        engine,
-        policy,
-        flush_due: None,
     };
     let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
     loop {
