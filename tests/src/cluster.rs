@@ -303,10 +303,26 @@ impl Cluster {
         }
     }
 
-    /// SIGTERMs node `i` and waits for it to exit (graceful shutdown).
+    /// SIGTERMs node `i` and waits for it to exit (graceful shutdown);
+    /// panics (after SIGKILL) if it has not exited within 30 s.
     pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         self.signal(i, libc::SIGTERM);
-        self.nodes[i].child.take().and_then(|mut c| c.wait().ok())
+        let mut child = self.nodes[i].child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("node {i} did not exit within 30 s of SIGTERM");
+                }
+                Err(e) => panic!("waiting for node {i}: {e}"),
+            }
+        }
     }
 
     /// Restarts node `i` on the same port and data directory.

@@ -259,6 +259,24 @@ async fn graceful_shutdown_flushes_periodic_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_ends_open_client_and_peer_streams() {
+    let mut c = Cluster::start(3).await;
+    // Batches from this client and replica traffic between the nodes travel
+    // on long-lived streams; SIGTERM must still end every node promptly.
+    let client = c.client();
+    for i in 0..50 {
+        client
+            .put(format!("s{i}"), "x", Consistency::All)
+            .await
+            .expect("put");
+    }
+    for i in 0..3 {
+        let status = c.stop(i).expect("exit status");
+        assert!(status.success(), "node {i} SIGTERM exit: {status:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_writers_converge_on_every_replica() {
     let c = Cluster::start(5).await;
     let key = "contended";

@@ -1,13 +1,15 @@
-//! Coalescing concurrent calls into `Batch` RPCs, one queue per endpoint.
+//! Coalescing concurrent calls into batches, one queue per endpoint, sent
+//! over one long-lived `BatchStream` per endpoint.
 //!
 //! A gRPC call costs tens of microseconds of CPU at each end (HTTP/2
 //! framing, syscalls, wake-ups) whatever it carries. When many tasks share a
 //! [`Client`](crate::Client), their operations wait in the endpoint's queue
 //! while a batch is in flight and go out together as the next one, so the
-//! per-call cost is shared. An idle client sends an operation alone at once:
-//! coalescing adds no latency. Every operation keeps its own deadline and
-//! its own result. A server without the `Batch` RPC (the original C++
-//! TinyKV) gets one call per operation instead.
+//! per-call cost is shared; on a stream a batch costs one message each way,
+//! not a call. An idle client sends an operation alone at once: coalescing
+//! adds no latency. Every operation keeps its own deadline and its own
+//! result. A server without `BatchStream` gets unary `Batch` calls; one
+//! without `Batch` either (the original C++ TinyKV) one call per operation.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,16 +19,12 @@ use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::operation::Op;
 use tinykv_proto::tinykv::operation_result::Result as OpResult;
 use tinykv_proto::tinykv::tiny_kv_client::TinyKvClient;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::ClientError;
 
-/// Batch calls in flight per endpoint; more operations wait and coalesce.
-/// One is best measured: with more, batches stay small and per-call
-/// overhead returns (docs/benchmarks.md).
-const MAX_IN_FLIGHT: usize = 1;
 /// Most operations in one batch call.
 pub(crate) const MAX_BATCH: usize = 256;
 /// Largest message accepted: values may be up to the server's limit.
@@ -133,13 +131,10 @@ impl Batcher {
 }
 
 /// The sender loop: take what is queued, drop what nobody waits for, and
-/// send it as one call, with at most [`MAX_IN_FLIGHT`] calls in flight.
+/// send it as one batch, one batch in flight (the queue fills meanwhile).
 async fn send_batches(shared: Shared, mut rx: mpsc::UnboundedReceiver<Item>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut link = Link::Unopened;
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let Some(first) = rx.recv().await else {
             return;
         };
@@ -155,16 +150,109 @@ async fn send_batches(shared: Shared, mut rx: mpsc::UnboundedReceiver<Item>) {
         if batch.is_empty() {
             continue;
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            send_one(&shared, batch).await;
-            drop(permit);
-        });
+        send_one(&shared, &mut link, batch).await;
+    }
+}
+
+/// How the sender talks to its node.
+enum Link {
+    /// No stream yet, or the last one failed: open one for the next batch.
+    Unopened,
+    Stream(Box<BatchStream>),
+    /// The node had no `BatchStream` at this time: unary `Batch` calls
+    /// until [`UNARY_RECHECK`] has passed (it may have been upgraded).
+    Unary(Instant),
+}
+
+/// How long a node found without `BatchStream` gets unary `Batch` calls
+/// before the stream is tried again.
+const UNARY_RECHECK: Duration = Duration::from_secs(60);
+
+/// An open `BatchStream`: batches out, answers back in the same order.
+struct BatchStream {
+    out: mpsc::Sender<pb::BatchRequest>,
+    answers: tonic::Streaming<pb::BatchResponse>,
+}
+
+impl BatchStream {
+    async fn open(channel: Channel, deadline: Instant) -> Result<Self, tonic::Status> {
+        let (out, rx) = mpsc::channel(4);
+        let mut client = kv(channel);
+        let call = client.batch_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(resp)) => Ok(BatchStream {
+                out,
+                answers: resp.into_inner(),
+            }),
+            Ok(Err(s)) => Err(s),
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "no answer before the deadline",
+            )),
+        }
+    }
+
+    /// Sends `req` and waits for its answer until `deadline`. Any failure
+    /// leaves the stream out of step: the caller drops it.
+    async fn call(
+        &mut self,
+        req: pb::BatchRequest,
+        deadline: Instant,
+    ) -> Result<pb::BatchResponse, tonic::Status> {
+        let closed = || tonic::Status::unavailable("batch stream closed");
+        self.out.send(req).await.map_err(|_| closed())?;
+        match tokio::time::timeout_at(deadline, self.answers.message()).await {
+            Ok(Ok(Some(r))) => Ok(r),
+            Ok(Ok(None)) => Err(closed()),
+            Ok(Err(s)) => Err(s),
+            Err(_) => Err(tonic::Status::deadline_exceeded(
+                "no answer before the deadline",
+            )),
+        }
+    }
+}
+
+/// One batch over `link`: the stream if the node has it, else a unary call.
+async fn call_batch(
+    channel: &Channel,
+    link: &mut Link,
+    req: pb::BatchRequest,
+    deadline: Instant,
+) -> Result<pb::BatchResponse, tonic::Status> {
+    if matches!(link, Link::Unary(since) if since.elapsed() >= UNARY_RECHECK) {
+        *link = Link::Unopened;
+    }
+    if matches!(link, Link::Unopened) {
+        *link = match BatchStream::open(channel.clone(), deadline).await {
+            Ok(s) => Link::Stream(Box::new(s)),
+            Err(s) if s.code() == tonic::Code::Unimplemented => Link::Unary(Instant::now()),
+            Err(s) => return Err(s),
+        };
+    }
+    match link {
+        Link::Stream(s) => {
+            let answer = s.call(req, deadline).await;
+            if answer.is_err() {
+                *link = Link::Unopened;
+            }
+            answer
+        }
+        Link::Unary(_) | Link::Unopened => {
+            let mut req = tonic::Request::new(req);
+            req.set_timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            );
+            kv(channel.clone())
+                .batch(req)
+                .await
+                .map(tonic::Response::into_inner)
+        }
     }
 }
 
 /// Sends one batch and hands each operation its result.
-async fn send_one(shared: &Shared, batch: Vec<Item>) {
+async fn send_one(shared: &Shared, link: &mut Link, batch: Vec<Item>) {
     let channel = &shared.channel;
     let now = Instant::now();
     let latest = batch.iter().map(|i| i.deadline).max().unwrap_or(now);
@@ -175,20 +263,15 @@ async fn send_one(shared: &Shared, batch: Vec<Item>) {
             (with_timeout(i.op, remaining), (i.reply, i.deadline))
         })
         .unzip();
-    let mut req = tonic::Request::new(pb::BatchRequest {
+    let req = pb::BatchRequest {
         ops: ops
             .iter()
             .cloned()
             .map(|op| pb::Operation { op: Some(op) })
             .collect(),
         sender_id: String::new(),
-    });
-    req.set_timeout(
-        latest
-            .saturating_duration_since(now)
-            .max(Duration::from_millis(1)),
-    );
-    let answer = kv(channel.clone()).batch(req).await;
+    };
+    let answer = call_batch(channel, link, req, latest).await;
     if let Ok(mut at) = shared.unreachable_at.lock() {
         *at = match &answer {
             // No answer at all (node down, unreachable, or stalled past
@@ -207,7 +290,7 @@ async fn send_one(shared: &Shared, batch: Vec<Item>) {
     }
     match answer {
         Ok(resp) => {
-            let results = resp.into_inner().results;
+            let results = resp.results;
             if results.len() != replies.len() {
                 let e = format!(
                     "server answered {} results for {} operations",

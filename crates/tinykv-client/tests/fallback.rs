@@ -1,5 +1,6 @@
-//! A coalescing client against a server that has no `Batch` RPC (the
-//! original C++ TinyKV): every call must still work, one RPC each.
+//! A coalescing client against a server that has neither `BatchStream` nor
+//! `Batch` (the original C++ TinyKV): every call must still work, one RPC
+//! each.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ type Map = HashMap<Vec<u8>, Vec<u8>>;
 struct OldServer {
     data: Arc<Mutex<Map>>,
     batch_calls: Arc<AtomicUsize>,
+    stream_calls: Arc<AtomicUsize>,
     single_calls: Arc<AtomicUsize>,
 }
 
@@ -96,6 +98,17 @@ impl TinyKv for OldServer {
         Err(Status::unimplemented("unknown method Topology"))
     }
 
+    type BatchStreamStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::BatchResponse, Status>>;
+
+    async fn batch_stream(
+        &self,
+        _: Request<tonic::Streaming<pb::BatchRequest>>,
+    ) -> Result<Response<Self::BatchStreamStream>, Status> {
+        self.stream_calls.fetch_add(1, Ordering::Relaxed);
+        Err(Status::unimplemented("unknown method BatchStream"))
+    }
+
     async fn batch(
         &self,
         _: Request<pb::BatchRequest>,
@@ -156,7 +169,9 @@ async fn falls_back_to_single_rpcs() {
         None
     );
 
-    // The client asked for a batch and, told UNIMPLEMENTED, stopped asking.
+    // The client asked for a batch stream, then a batch, and, told
+    // UNIMPLEMENTED each time, stopped asking.
+    assert_eq!(server.stream_calls.load(Ordering::Relaxed), 1);
     let batches = server.batch_calls.load(Ordering::Relaxed);
     assert!(batches >= 1, "the client tried a batch first");
     assert!(

@@ -5,30 +5,31 @@
 //! Under load many requests need the same peer at once; sending each as its
 //! own RPC makes per-RPC overhead (HTTP/2 framing, syscalls, wake-ups) the
 //! bottleneck. Each peer has one queue for replica reads and writes alike: a
-//! sender task takes whatever is queued and sends it as one `Exchange` RPC,
-//! with up to [`MAX_IN_FLIGHT`] in flight (one queue, not one per direction:
-//! measured, fewer and larger calls win). When idle a request goes out alone
-//! at once, so coalescing adds no latency; under load batches grow by
-//! themselves. Every request keeps its own deadline.
+//! sender task takes whatever is queued and sends it as one message on a
+//! long-lived `ExchangeStream`, one message in flight (one queue, not one
+//! per direction, and a stream, not a call per batch: measured, in
+//! docs/benchmarks.md). When idle a request goes out alone at once, so
+//! coalescing adds no latency; under load batches grow by themselves. Every
+//! request keeps its own deadline. A peer without the stream (an older
+//! version, mid rolling upgrade) gets `WriteBatch` and `ReadBatch` calls.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tinykv_proto::internal as pb;
 use tinykv_proto::internal::peer_client::PeerClient;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::version::Record;
 
-/// Batch RPCs in flight per peer. One is best measured: the
-/// queue fills while a batch travels, so batches grow with load and the
-/// per-RPC cost is shared (docs/benchmarks.md). A slow peer holds back only
-/// its own queue, and every request still ends at its own deadline.
-const MAX_IN_FLIGHT: usize = 1;
+/// How long a peer found without `ExchangeStream` gets unary calls before
+/// the stream is tried again.
+const LEGACY_RECHECK: Duration = Duration::from_secs(60);
+
 /// Most requests in one batch.
 const MAX_BATCH: usize = 512;
 
@@ -192,18 +193,15 @@ impl Item {
 }
 
 /// The sender loop: take what is queued, drop what nobody waits for any
-/// more, and send the rest as one `Exchange`, with at most
-/// [`MAX_IN_FLIGHT`] in flight.
+/// more, and send the rest as one message on the peer's exchange stream,
+/// one at a time (the queue fills meanwhile, so batches grow with load).
 async fn send_exchanges(
-    client: PeerClient<Channel>,
+    mut client: PeerClient<Channel>,
     from: String,
     mut rx: mpsc::UnboundedReceiver<Item>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut link = Link::Unopened;
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let Some(mut batch) = next_batch(&mut rx).await else {
             return;
         };
@@ -212,17 +210,67 @@ async fn send_exchanges(
         if batch.is_empty() {
             continue;
         }
-        let (client, from) = (client.clone(), from.clone());
-        tokio::spawn(async move {
-            exchange(client, from, batch).await;
-            drop(permit);
-        });
+        exchange(&mut client, &mut link, &from, batch).await;
+    }
+}
+
+/// How the sender talks to its peer.
+enum Link {
+    /// No stream yet, or the last one failed: open one for the next batch.
+    Unopened,
+    Stream(Box<ExchangeStream>),
+    /// The peer had no `ExchangeStream` at this time: unary batch calls
+    /// until [`LEGACY_RECHECK`] has passed (it may have been upgraded).
+    Legacy(Instant),
+}
+
+/// An open `ExchangeStream`: messages out, results back in the same order.
+struct ExchangeStream {
+    out: mpsc::Sender<pb::ReplicaExchange>,
+    results: tonic::Streaming<pb::ReplicaExchangeResult>,
+}
+
+impl ExchangeStream {
+    /// Opens a stream to the peer, by `deadline`.
+    async fn open(
+        client: &mut PeerClient<Channel>,
+        deadline: Instant,
+    ) -> Result<Self, tonic::Status> {
+        let (out, rx) = mpsc::channel(4);
+        let call = client.exchange_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(resp)) => Ok(ExchangeStream {
+                out,
+                results: resp.into_inner(),
+            }),
+            Ok(Err(s)) => Err(s),
+            Err(_) => Err(tonic::Status::deadline_exceeded("deadline exceeded")),
+        }
+    }
+
+    /// Sends `msg` and waits for its result until `deadline`. Any failure
+    /// leaves the stream out of step: the caller drops it.
+    async fn call(
+        &mut self,
+        msg: pb::ReplicaExchange,
+        deadline: Instant,
+    ) -> Result<pb::ReplicaExchangeResult, String> {
+        self.out
+            .send(msg)
+            .await
+            .map_err(|_| "peer stream closed".to_string())?;
+        match tokio::time::timeout_at(deadline, self.results.message()).await {
+            Ok(Ok(Some(r))) => Ok(r),
+            Ok(Ok(None)) => Err("peer stream closed".into()),
+            Ok(Err(s)) => Err(describe(&s)),
+            Err(_) => Err("deadline exceeded".into()),
+        }
     }
 }
 
 /// Sends one batch of writes and reads and hands each its result.
-async fn exchange(mut client: PeerClient<Channel>, from: String, batch: Vec<Item>) {
-    let timeout = batch_timeout(batch.iter().map(Item::deadline));
+async fn exchange(client: &mut PeerClient<Channel>, link: &mut Link, from: &str, batch: Vec<Item>) {
+    let deadline = Instant::now() + batch_timeout(batch.iter().map(Item::deadline));
     let mut writes = Vec::new();
     let mut reads = Vec::new();
     for item in batch {
@@ -231,7 +279,7 @@ async fn exchange(mut client: PeerClient<Channel>, from: String, batch: Vec<Item
             Item::Read(r) => reads.push(r),
         }
     }
-    let mut req = tonic::Request::new(pb::ReplicaExchange {
+    let msg = pb::ReplicaExchange {
         writes: writes
             .iter()
             .map(|i| pb::KeyedRecord {
@@ -240,14 +288,34 @@ async fn exchange(mut client: PeerClient<Channel>, from: String, batch: Vec<Item
             })
             .collect(),
         reads: reads.iter().map(|i| i.key.clone()).collect(),
-        from,
-    });
-    req.set_timeout(timeout);
-    let answer = match client.exchange(req).await {
-        Ok(resp) if resp.get_ref().reads.len() == reads.len() => Ok(resp.into_inner().reads),
-        Ok(_) => Err("malformed exchange answer".to_string()),
-        Err(s) => Err(describe(&s)),
+        from: from.to_string(),
     };
+    let reads_len = reads.len();
+    let answer = async {
+        if matches!(link, Link::Legacy(since) if since.elapsed() >= LEGACY_RECHECK) {
+            *link = Link::Unopened;
+        }
+        if matches!(link, Link::Unopened) {
+            *link = match ExchangeStream::open(client, deadline).await {
+                Ok(s) => Link::Stream(Box::new(s)),
+                Err(s) if s.code() == tonic::Code::Unimplemented => Link::Legacy(Instant::now()),
+                Err(s) => return Err(describe(&s)),
+            };
+        }
+        match link {
+            Link::Stream(s) => match s.call(msg, deadline).await {
+                Ok(r) if r.reads.len() == reads_len => Ok(r.reads),
+                Ok(_) => Err("malformed exchange answer".to_string()),
+                Err(e) => Err(e),
+            },
+            Link::Legacy(_) => legacy_exchange(client, msg, deadline).await,
+            Link::Unopened => Err("peer stream closed".to_string()),
+        }
+    }
+    .await;
+    if answer.is_err() && matches!(link, Link::Stream(_)) {
+        *link = Link::Unopened;
+    }
     match answer {
         Ok(results) => {
             for w in writes {
@@ -268,6 +336,49 @@ async fn exchange(mut client: PeerClient<Channel>, from: String, batch: Vec<Item
     }
 }
 
+/// One exchange as the unary `WriteBatch` and `ReadBatch` calls that every
+/// version of the peer service has.
+async fn legacy_exchange(
+    client: &mut PeerClient<Channel>,
+    msg: pb::ReplicaExchange,
+    deadline: Instant,
+) -> Result<Vec<pb::ReplicaReadResult>, String> {
+    let timeout = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let (mut wc, mut rc) = (client.clone(), client.clone());
+    let writes = async {
+        if msg.writes.is_empty() {
+            return Ok(());
+        }
+        let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
+            records: msg.writes,
+            from: msg.from,
+        });
+        req.set_timeout(timeout);
+        wc.write_batch(req)
+            .await
+            .map(|_| ())
+            .map_err(|s| describe(&s))
+    };
+    let reads = async {
+        if msg.reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = msg.reads.len();
+        let mut req = tonic::Request::new(pb::ReplicaReadBatch { keys: msg.reads });
+        req.set_timeout(timeout);
+        match rc.read_batch(req).await {
+            Ok(r) if r.get_ref().results.len() == n => Ok(r.into_inner().results),
+            Ok(_) => Err("malformed batch answer".to_string()),
+            Err(s) => Err(describe(&s)),
+        }
+    };
+    let (w, r) = tokio::join!(writes, reads);
+    w?;
+    r
+}
+
 /// A short reason for a failed peer call, for quorum error messages.
 pub fn describe(status: &tonic::Status) -> String {
     match status.code() {
@@ -283,3 +394,6 @@ pub fn describe(status: &tonic::Status) -> String {
         code => format!("{code:?}: {}", status.message()),
     }
 }
+
+#[cfg(test)]
+mod tests;

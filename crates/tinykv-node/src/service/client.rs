@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
@@ -156,6 +157,24 @@ impl ClientService {
         result
     }
 
+    /// Runs a batch's operations concurrently on this task; each coordinates
+    /// its own replicas, which the peer queues coalesce per node.
+    async fn run_batch(
+        &self,
+        ops: Vec<pb::Operation>,
+        header: Option<Duration>,
+    ) -> Result<pb::BatchResponse, Status> {
+        if ops.len() > MAX_BATCH_OPS {
+            return Err(Status::invalid_argument(format!(
+                "batch has {} operations; the limit is {MAX_BATCH_OPS}",
+                ops.len()
+            )));
+        }
+        let results =
+            futures::future::join_all(ops.into_iter().map(|op| self.batch_op(op, header))).await;
+        Ok(pb::BatchResponse { results })
+    }
+
     /// One operation of a batch; its failure is its own result.
     async fn batch_op(&self, op: pb::Operation, header: Option<Duration>) -> pb::OperationResult {
         use pb::operation::Op;
@@ -229,18 +248,44 @@ impl TinyKv for ClientService {
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
         let header = header_timeout(&req);
-        let ops = req.into_inner().ops;
-        if ops.len() > MAX_BATCH_OPS {
-            return Err(Status::invalid_argument(format!(
-                "batch has {} operations; the limit is {MAX_BATCH_OPS}",
-                ops.len()
-            )));
-        }
-        // The operations run concurrently on this task; each coordinates its
-        // own replicas, which the peer queues coalesce per node.
-        let results =
-            futures::future::join_all(ops.into_iter().map(|op| self.batch_op(op, header))).await;
-        Ok(Response::new(pb::BatchResponse { results }))
+        self.run_batch(req.into_inner().ops, header)
+            .await
+            .map(Response::new)
+    }
+
+    type BatchStreamStream = ReceiverStream<Result<pb::BatchResponse, Status>>;
+
+    async fn batch_stream(
+        &self,
+        req: Request<tonic::Streaming<pb::BatchRequest>>,
+    ) -> Result<Response<Self::BatchStreamStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let svc = ClientService {
+            node: self.node.clone(),
+        };
+        tokio::spawn(async move {
+            // One batch at a time, answered in order; an invalid batch ends
+            // the stream with its error.
+            // Shutdown ends the stream between messages: the server's
+            // graceful stop waits for every stream, and peers and clients
+            // keep theirs open for good.
+            loop {
+                let b = tokio::select! {
+                    m = inbound.message() => match m {
+                        Ok(Some(m)) => m,
+                        _ => break,
+                    },
+                    _ = svc.node.shutdown.cancelled() => break,
+                };
+                let result = svc.run_batch(b.ops, None).await;
+                let failed = result.is_err();
+                if tx.send(result).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn topology(

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tinykv_proto::internal as pb;
 use tinykv_proto::internal::peer_server::Peer;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::hlc::wall_micros;
@@ -17,6 +18,7 @@ use crate::version::Record;
 const MAX_PAGE: usize = 2048;
 
 /// The peer service.
+#[derive(Clone)]
 pub struct PeerService {
     node: Arc<Node>,
 }
@@ -59,6 +61,19 @@ impl PeerService {
                 })
             })
             .collect()
+    }
+
+    /// One `Exchange`: reads first (they need no commit, and see the
+    /// replica as it was when the message arrived, like reads sent just
+    /// before the writes), then the writes in one storage batch.
+    async fn handle_exchange(
+        &self,
+        x: pb::ReplicaExchange,
+    ) -> Result<pb::ReplicaExchangeResult, Status> {
+        self.refuse_if_partitioned(&x.from)?;
+        let reads = self.read_all(x.reads)?;
+        let applied = self.apply(x.writes, &x.from).await?;
+        Ok(pb::ReplicaExchangeResult { reads, applied })
     }
 
     fn refuse_if_partitioned(&self, from: &str) -> Result<(), Status> {
@@ -116,17 +131,37 @@ impl Peer for PeerService {
         Ok(Response::new(pb::ReplicaWriteAck { applied }))
     }
 
-    async fn exchange(
+    type ExchangeStreamStream = ReceiverStream<Result<pb::ReplicaExchangeResult, Status>>;
+
+    async fn exchange_stream(
         &self,
-        req: Request<pb::ReplicaExchange>,
-    ) -> Result<Response<pb::ReplicaExchangeResult>, Status> {
-        let x = req.into_inner();
-        self.refuse_if_partitioned(&x.from)?;
-        // Reads first: they need no commit, and see the replica as it was
-        // when the call arrived, like reads sent just before the writes.
-        let reads = self.read_all(x.reads)?;
-        let applied = self.apply(x.writes, &x.from).await?;
-        Ok(Response::new(pb::ReplicaExchangeResult { reads, applied }))
+        req: Request<tonic::Streaming<pb::ReplicaExchange>>,
+    ) -> Result<Response<Self::ExchangeStreamStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            // One message at a time, answered in order; the first failure
+            // ends the stream (the sender opens a new one).
+            // Shutdown ends the stream between messages: the server's
+            // graceful stop waits for every stream, and peers and clients
+            // keep theirs open for good.
+            loop {
+                let x = tokio::select! {
+                    m = inbound.message() => match m {
+                        Ok(Some(m)) => m,
+                        _ => break,
+                    },
+                    _ = svc.node.shutdown.cancelled() => break,
+                };
+                let result = svc.handle_exchange(x).await;
+                let failed = result.is_err();
+                if tx.send(result).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn read(
