@@ -11,7 +11,9 @@ use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
 use tonic::{Request, Response, Status};
 
-use super::{check_key, deadline, deadline_within, header_timeout, replicas_needed};
+use super::{
+    check_key, deadline, deadline_within, header_timeout, replicas_needed, serve_in_order,
+};
 use crate::node::Node;
 use crate::version::Record;
 
@@ -19,6 +21,7 @@ use crate::version::Record;
 pub const MAX_BATCH_OPS: usize = 1024;
 
 /// The client service.
+#[derive(Clone)]
 pub struct ClientService {
     node: Arc<Node>,
 }
@@ -259,33 +262,16 @@ impl TinyKv for ClientService {
         &self,
         req: Request<tonic::Streaming<pb::BatchRequest>>,
     ) -> Result<Response<Self::BatchStreamStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let svc = ClientService {
-            node: self.node.clone(),
-        };
-        tokio::spawn(async move {
-            // One batch at a time, answered in order; an invalid batch ends
-            // the stream with its error.
-            // Shutdown ends the stream between messages: the server's
-            // graceful stop waits for every stream, and peers and clients
-            // keep theirs open for good.
-            loop {
-                let b = tokio::select! {
-                    m = inbound.message() => match m {
-                        Ok(Some(m)) => m,
-                        _ => break,
-                    },
-                    _ = svc.node.shutdown.cancelled() => break,
-                };
-                let result = svc.run_batch(b.ops, None).await;
-                let failed = result.is_err();
-                if tx.send(result).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let svc = self.clone();
+        let shutdown = self.node.shutdown.clone();
+        Ok(Response::new(serve_in_order(
+            req.into_inner(),
+            shutdown,
+            move |b: pb::BatchRequest| {
+                let svc = svc.clone();
+                async move { svc.run_batch(b.ops, None).await }
+            },
+        )))
     }
 
     async fn topology(

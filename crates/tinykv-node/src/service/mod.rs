@@ -7,12 +7,52 @@ pub mod peer;
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{DefaultConsistency, MAX_KEY_BYTES};
 use crate::coordinator::RequestError;
 use crate::node::Node;
 use tinykv_proto::tinykv::Consistency;
+
+/// Serves a bidirectional stream of requests one at a time: each message is
+/// answered by `handle`'s result, in order. The first failure ends the
+/// stream (after being sent), and so does shutdown, between messages: the
+/// server's graceful stop waits for every stream, and peers and clients
+/// keep theirs open for good.
+pub(crate) fn serve_in_order<Req, Resp, F, Fut>(
+    mut inbound: tonic::Streaming<Req>,
+    shutdown: CancellationToken,
+    handle: F,
+) -> ReceiverStream<Result<Resp, tonic::Status>>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Req) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, tonic::Status>> + Send,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let req = tokio::select! {
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => m,
+                    _ => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let result = handle(req).await;
+            let failed = result.is_err();
+            if tx.send(result).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
 
 /// Longest deadline a request may ask for.
 const MAX_DEADLINE: Duration = Duration::from_secs(60);

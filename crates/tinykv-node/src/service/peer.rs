@@ -8,6 +8,8 @@ use tinykv_proto::internal::peer_server::Peer;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::serve_in_order;
+
 use crate::hlc::wall_micros;
 use crate::membership::Member;
 use crate::node::Node;
@@ -137,31 +139,16 @@ impl Peer for PeerService {
         &self,
         req: Request<tonic::Streaming<pb::ReplicaExchange>>,
     ) -> Result<Response<Self::ExchangeStreamStream>, Status> {
-        let mut inbound = req.into_inner();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let svc = self.clone();
-        tokio::spawn(async move {
-            // One message at a time, answered in order; the first failure
-            // ends the stream (the sender opens a new one).
-            // Shutdown ends the stream between messages: the server's
-            // graceful stop waits for every stream, and peers and clients
-            // keep theirs open for good.
-            loop {
-                let x = tokio::select! {
-                    m = inbound.message() => match m {
-                        Ok(Some(m)) => m,
-                        _ => break,
-                    },
-                    _ = svc.node.shutdown.cancelled() => break,
-                };
-                let result = svc.handle_exchange(x).await;
-                let failed = result.is_err();
-                if tx.send(result).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let shutdown = self.node.shutdown.clone();
+        Ok(Response::new(serve_in_order(
+            req.into_inner(),
+            shutdown,
+            move |x| {
+                let svc = svc.clone();
+                async move { svc.handle_exchange(x).await }
+            },
+        )))
     }
 
     async fn read(
