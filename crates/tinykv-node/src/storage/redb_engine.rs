@@ -97,6 +97,7 @@ fn decode_record(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
 }
 
 /// The counters of the `meta` table, loaded once per write transaction.
+#[derive(Clone)]
 struct Counters {
     key_count: u64,
     hint_count: u64,
@@ -117,11 +118,19 @@ impl Counters {
         })
     }
 
-    fn store(&self, meta: &mut Table<&str, u64>) -> Result<(), StorageError> {
-        meta.insert(KEY_COUNT, self.key_count).map_err(eng)?;
-        meta.insert(HINT_COUNT, self.hint_count).map_err(eng)?;
-        meta.insert(HINT_BYTES, self.hint_bytes).map_err(eng)?;
-        meta.insert(NEXT_HINT_ID, self.next_hint_id).map_err(eng)?;
+    /// Writes the counters that differ from `before` (most batches only
+    /// overwrite keys: then the meta table is not touched at all).
+    fn store(&self, before: &Counters, meta: &mut Table<&str, u64>) -> Result<(), StorageError> {
+        for (name, now, was) in [
+            (KEY_COUNT, self.key_count, before.key_count),
+            (HINT_COUNT, self.hint_count, before.hint_count),
+            (HINT_BYTES, self.hint_bytes, before.hint_bytes),
+            (NEXT_HINT_ID, self.next_hint_id, before.next_hint_id),
+        ] {
+            if now != was {
+                meta.insert(name, now).map_err(eng)?;
+            }
+        }
         Ok(())
     }
 }
@@ -161,7 +170,8 @@ impl RedbEngine {
         let mut hints = tx.open_table(HINTS).map_err(eng)?;
         let mut targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
         let mut meta = tx.open_table(META).map_err(eng)?;
-        let mut c = Counters::load(&meta)?;
+        let before = Counters::load(&meta)?;
+        let mut c = before.clone();
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             let changed = match op {
@@ -249,7 +259,7 @@ impl RedbEngine {
             };
             out.push(changed);
         }
-        c.store(&mut meta)?;
+        c.store(&before, &mut meta)?;
         Ok(out)
     }
 }
