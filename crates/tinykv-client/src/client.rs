@@ -2,7 +2,6 @@
 //! spread round-robin, a deadline on every call, and concurrent calls
 //! coalesced into batch RPCs (see [`crate::batch`]).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,7 +20,8 @@ use tinykv_proto::tinykv::operation_result::Result as OpResult;
 use tokio::time::Instant;
 
 use crate::batch::{self, Batcher};
-use crate::routing::Routing;
+use crate::options::{ClientOptions, DOWN_FOR, TOPOLOGY_REFRESH};
+use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
 
 /// The error for a server answering an operation with another kind's result.
@@ -35,89 +35,6 @@ fn mismatched(op: &str, got: &OpResult) -> ClientError {
     ClientError::Rpc {
         code: tonic::Code::Internal,
         message: format!("server answered a {op} with a {kind} result"),
-    }
-}
-
-/// Client settings.
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// Deadline for each call, also sent to the server as the request's
-    /// own deadline for reaching its replicas.
-    pub timeout: Duration,
-    /// Deadline for establishing a connection.
-    pub connect_timeout: Duration,
-    /// Informational sender id put in requests.
-    pub sender_id: String,
-    /// Coalesce concurrent puts, gets and deletes to the same endpoint into
-    /// `Batch` RPCs. Each operation keeps its own deadline and result; an
-    /// idle client still sends each operation at once. Off: one RPC per
-    /// operation, as the original protocol does.
-    pub coalesce: bool,
-    /// Which node coordinates each put, get and delete.
-    pub routing: RoutingPolicy,
-}
-
-/// How a client chooses the node that coordinates an operation. Any node
-/// can coordinate any operation, so this only moves cost around.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RoutingPolicy {
-    /// A node that replicates the key (its primary), per the ring map
-    /// fetched from the cluster and refreshed every [`TOPOLOGY_REFRESH`]:
-    /// the coordinator serves one replica locally, and coordination work
-    /// spreads like the data. Round-robin until the map is known, and for
-    /// keys whose replicas the client has no endpoint for.
-    #[default]
-    TokenAware,
-    /// The endpoints in turn.
-    RoundRobin,
-    /// One endpoint for everything (a random one per client, the next one
-    /// when it cannot be reached): all of the client's concurrent calls
-    /// share one batch queue and the node's replica traffic coalesces best.
-    /// Measured fastest when nodes and clients share a host
-    /// (docs/benchmarks.md); many clients spread over the nodes.
-    Sticky,
-}
-
-impl std::fmt::Display for RoutingPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RoutingPolicy::TokenAware => "token-aware",
-            RoutingPolicy::RoundRobin => "round-robin",
-            RoutingPolicy::Sticky => "sticky",
-        })
-    }
-}
-
-impl std::str::FromStr for RoutingPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "token-aware" => Ok(RoutingPolicy::TokenAware),
-            "round-robin" => Ok(RoutingPolicy::RoundRobin),
-            "sticky" => Ok(RoutingPolicy::Sticky),
-            other => Err(format!(
-                "unknown routing {other:?}: want token-aware, round-robin or sticky"
-            )),
-        }
-    }
-}
-
-/// How often a token-aware client refetches the ring map.
-pub const TOPOLOGY_REFRESH: Duration = Duration::from_secs(30);
-
-/// How long an endpoint whose connection failed is passed over.
-const DOWN_FOR: Duration = Duration::from_secs(2);
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(2),
-            sender_id: "tinykv-client".into(),
-            coalesce: true,
-            routing: RoutingPolicy::TokenAware,
-        }
     }
 }
 
@@ -169,52 +86,11 @@ fn random_index(n: usize) -> usize {
     (h.finish() % n.max(1) as u64) as usize
 }
 
-/// Fetches the ring map: each endpoint's node id (by `Ping`), then the
-/// ring from the first endpoint that serves `Topology`.
-async fn fetch_routing(inner: &Inner) -> Result<Routing, ClientError> {
-    let timeout = inner.opts.timeout.min(Duration::from_secs(2));
-    fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(msg);
-        r.set_timeout(timeout);
-        r
-    }
-    let mut ids = HashMap::new();
-    for (i, e) in inner.endpoints.iter().enumerate() {
-        let ping = pb::PingRequest {
-            sender_id: inner.opts.sender_id.clone(),
-        };
-        if let Ok(resp) = batch::kv(e.channel.clone())
-            .ping(request(ping, timeout))
-            .await
-        {
-            let id = resp.into_inner().node_id;
-            if !id.is_empty() {
-                ids.entry(id).or_insert(i);
-            }
-        }
-    }
-    let mut last = ClientError::NoEndpoints;
-    for e in &inner.endpoints {
-        match batch::kv(e.channel.clone())
-            .topology(request(pb::TopologyRequest {}, timeout))
-            .await
-        {
-            Ok(resp) => {
-                return Routing::build(&resp.into_inner(), &ids).map_err(|m| ClientError::Rpc {
-                    code: tonic::Code::FailedPrecondition,
-                    message: m,
-                })
-            }
-            Err(s) => last = s.into(),
-        }
-    }
-    Err(last)
-}
-
 /// Replaces the ring map if a fresh one can be fetched; keeps the old one
 /// (or none, so round-robin) otherwise.
 async fn refresh_routing(inner: &Inner) {
-    if let Ok(routing) = fetch_routing(inner).await {
+    let channels: Vec<Channel> = inner.endpoints.iter().map(|e| e.channel.clone()).collect();
+    if let Ok(routing) = fetch_routing(&channels, inner.opts.timeout, &inner.opts.sender_id).await {
         if let Ok(mut r) = inner.routing.write() {
             *r = Arc::new(routing);
         }
@@ -291,6 +167,14 @@ impl Client {
         })
     }
 
+    fn channels(&self) -> Vec<Channel> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| e.channel.clone())
+            .collect()
+    }
+
     /// The endpoints this client uses.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> {
         self.inner.endpoints.iter().map(|e| e.addr.as_str())
@@ -358,7 +242,12 @@ impl Client {
     /// Fetches the ring map now and waits for it; token-aware routing
     /// otherwise fetches it in the background on first use.
     pub async fn refresh_topology(&self) -> Result<(), ClientError> {
-        let routing = fetch_routing(&self.inner).await?;
+        let routing = fetch_routing(
+            &self.channels(),
+            self.inner.opts.timeout,
+            &self.inner.opts.sender_id,
+        )
+        .await?;
         if let Ok(mut r) = self.inner.routing.write() {
             *r = Arc::new(routing);
         }

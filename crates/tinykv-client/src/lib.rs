@@ -9,9 +9,12 @@ mod batch;
 mod client;
 mod consistency;
 mod error;
+mod options;
 mod routing;
 
-pub use client::{Client, ClientOptions, PutOutcome, RoutingPolicy, Value, TOPOLOGY_REFRESH};
+pub use client::{Client, PutOutcome, Value};
 pub use consistency::Consistency;
 pub use error::ClientError;
+pub use options::{ClientOptions, TOPOLOGY_REFRESH};
+pub use routing::RoutingPolicy;
 pub use tinykv_proto::tinykv as proto;

@@ -7,9 +7,15 @@
 //! just means another node coordinates.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::TopologyResponse;
+use tonic::transport::Channel;
 use xxhash_rust::xxh3::xxh3_64;
+
+use crate::batch;
+use crate::ClientError;
 
 /// The key hash this client implements (the node's `TopologyResponse.key_hash`).
 const KEY_HASH: &str = "xxh3_64";
@@ -74,6 +80,95 @@ impl Routing {
         let i = if i == self.ends.len() { 0 } else { i };
         &self.endpoints[i]
     }
+}
+
+/// How a client chooses the node that coordinates an operation. Any node
+/// can coordinate any operation, so this only moves cost around.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RoutingPolicy {
+    /// A node that replicates the key (its primary), per the ring map
+    /// fetched from the cluster and refreshed every [`TOPOLOGY_REFRESH`]:
+    /// the coordinator serves one replica locally, and coordination work
+    /// spreads like the data. Round-robin until the map is known, and for
+    /// keys whose replicas the client has no endpoint for.
+    #[default]
+    TokenAware,
+    /// The endpoints in turn.
+    RoundRobin,
+    /// One endpoint for everything (a random one per client, the next one
+    /// when it cannot be reached): all of the client's concurrent calls
+    /// share one batch queue and the node's replica traffic coalesces best.
+    /// Measured fastest when nodes and clients share a host
+    /// (docs/benchmarks.md); many clients spread over the nodes.
+    Sticky,
+}
+
+impl std::fmt::Display for RoutingPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RoutingPolicy::TokenAware => "token-aware",
+            RoutingPolicy::RoundRobin => "round-robin",
+            RoutingPolicy::Sticky => "sticky",
+        })
+    }
+}
+
+impl std::str::FromStr for RoutingPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "token-aware" => Ok(RoutingPolicy::TokenAware),
+            "round-robin" => Ok(RoutingPolicy::RoundRobin),
+            "sticky" => Ok(RoutingPolicy::Sticky),
+            other => Err(format!(
+                "unknown routing {other:?}: want token-aware, round-robin or sticky"
+            )),
+        }
+    }
+}
+
+/// Fetches the ring map: each endpoint's node id (by `Ping`), then the
+/// ring from the first endpoint that serves `Topology`.
+pub(crate) async fn fetch_routing(
+    channels: &[Channel],
+    timeout: Duration,
+    sender_id: &str,
+) -> Result<Routing, ClientError> {
+    let timeout = timeout.min(Duration::from_secs(2));
+    fn request<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(timeout);
+        r
+    }
+    let mut ids = HashMap::new();
+    for (i, ch) in channels.iter().enumerate() {
+        let ping = pb::PingRequest {
+            sender_id: sender_id.to_string(),
+        };
+        if let Ok(resp) = batch::kv(ch.clone()).ping(request(ping, timeout)).await {
+            let id = resp.into_inner().node_id;
+            if !id.is_empty() {
+                ids.entry(id).or_insert(i);
+            }
+        }
+    }
+    let mut last = ClientError::NoEndpoints;
+    for ch in channels {
+        match batch::kv(ch.clone())
+            .topology(request(pb::TopologyRequest {}, timeout))
+            .await
+        {
+            Ok(resp) => {
+                return Routing::build(&resp.into_inner(), &ids).map_err(|m| ClientError::Rpc {
+                    code: tonic::Code::FailedPrecondition,
+                    message: m,
+                })
+            }
+            Err(s) => last = s.into(),
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]
