@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tinykv_proto::ordered::{StreamCall, StreamLink};
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::operation::Op;
 use tinykv_proto::tinykv::operation_result::Result as OpResult;
@@ -154,62 +155,9 @@ async fn send_batches(shared: Shared, mut rx: mpsc::UnboundedReceiver<Item>) {
     }
 }
 
-/// How the sender talks to its node.
-enum Link {
-    /// No stream yet, or the last one failed: open one for the next batch.
-    Unopened,
-    Stream(Box<BatchStream>),
-    /// The node had no `BatchStream` at this time: unary `Batch` calls
-    /// until [`UNARY_RECHECK`] has passed (it may have been upgraded).
-    Unary(Instant),
-}
-
-/// How long a node found without `BatchStream` gets unary `Batch` calls
-/// before the stream is tried again.
-const UNARY_RECHECK: Duration = Duration::from_secs(60);
-
-/// An open `BatchStream`: batches out, answers back in the same order.
-struct BatchStream {
-    out: mpsc::Sender<pb::BatchRequest>,
-    answers: tonic::Streaming<pb::BatchResponse>,
-}
-
-impl BatchStream {
-    async fn open(channel: Channel, deadline: Instant) -> Result<Self, tonic::Status> {
-        let (out, rx) = mpsc::channel(4);
-        let mut client = kv(channel);
-        let call = client.batch_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(resp)) => Ok(BatchStream {
-                out,
-                answers: resp.into_inner(),
-            }),
-            Ok(Err(s)) => Err(s),
-            Err(_) => Err(tonic::Status::deadline_exceeded(
-                "no answer before the deadline",
-            )),
-        }
-    }
-
-    /// Sends `req` and waits for its answer until `deadline`. Any failure
-    /// leaves the stream out of step: the caller drops it.
-    async fn call(
-        &mut self,
-        req: pb::BatchRequest,
-        deadline: Instant,
-    ) -> Result<pb::BatchResponse, tonic::Status> {
-        let closed = || tonic::Status::unavailable("batch stream closed");
-        self.out.send(req).await.map_err(|_| closed())?;
-        match tokio::time::timeout_at(deadline, self.answers.message()).await {
-            Ok(Ok(Some(r))) => Ok(r),
-            Ok(Ok(None)) => Err(closed()),
-            Ok(Err(s)) => Err(s),
-            Err(_) => Err(tonic::Status::deadline_exceeded(
-                "no answer before the deadline",
-            )),
-        }
-    }
-}
+/// The sender's stream to its node (unary `Batch` calls for a node
+/// without it).
+type Link = StreamLink<pb::BatchRequest, pb::BatchResponse>;
 
 /// One batch over `link`: the stream if the node has it, else a unary call.
 async fn call_batch(
@@ -218,25 +166,14 @@ async fn call_batch(
     req: pb::BatchRequest,
     deadline: Instant,
 ) -> Result<pb::BatchResponse, tonic::Status> {
-    if matches!(link, Link::Unary(since) if since.elapsed() >= UNARY_RECHECK) {
-        *link = Link::Unopened;
-    }
-    if matches!(link, Link::Unopened) {
-        *link = match BatchStream::open(channel.clone(), deadline).await {
-            Ok(s) => Link::Stream(Box::new(s)),
-            Err(s) if s.code() == tonic::Code::Unimplemented => Link::Unary(Instant::now()),
-            Err(s) => return Err(s),
-        };
-    }
-    match link {
-        Link::Stream(s) => {
-            let answer = s.call(req, deadline).await;
-            if answer.is_err() {
-                *link = Link::Unopened;
-            }
-            answer
-        }
-        Link::Unary(_) | Link::Unopened => {
+    let open = |rx| {
+        let mut c = kv(channel.clone());
+        async move { c.batch_stream(rx).await }
+    };
+    match link.call(req, deadline, open).await {
+        StreamCall::Answer(r) => Ok(r),
+        StreamCall::Failed(s) => Err(s),
+        StreamCall::Unsupported(req) => {
             let mut req = tonic::Request::new(req);
             req.set_timeout(
                 deadline

@@ -46,7 +46,7 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// Peers found through `--peers-dns`.
     pub dns_seen: crate::gossip::DnsSeen,
-    /// Progress of this node's own decommission.
+    /// Progress of this node's own join or decommission streaming.
     pub stream_progress: std::sync::Mutex<crate::lifecycle::StreamProgress>,
     /// Test-only fault switches.
     #[cfg(feature = "fault-injection")]

@@ -20,15 +20,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tinykv_proto::internal as pb;
 use tinykv_proto::internal::peer_client::PeerClient;
+use tinykv_proto::ordered::{StreamCall, StreamLink};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::version::Record;
-
-/// How long a peer found without `ExchangeStream` gets unary calls before
-/// the stream is tried again.
-const LEGACY_RECHECK: Duration = Duration::from_secs(60);
 
 /// Most requests in one batch.
 const MAX_BATCH: usize = 512;
@@ -45,6 +42,9 @@ struct ReadItem {
     deadline: Instant,
     reply: oneshot::Sender<Result<Option<Record>, String>>,
 }
+
+/// The sender's stream to its peer (unary batch calls for a peer without it).
+type Link = StreamLink<pb::ReplicaExchange, pb::ReplicaExchangeResult>;
 
 /// A queued replica request.
 enum Item {
@@ -165,16 +165,6 @@ async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
     Some(batch)
 }
 
-/// The batch's RPC deadline: the latest of its items' (each item is also
-/// bounded by its own deadline where it waits).
-fn batch_timeout(deadlines: impl Iterator<Item = Instant>) -> Duration {
-    deadlines
-        .max()
-        .map(|d| d.saturating_duration_since(Instant::now()))
-        .unwrap_or_default()
-        .max(Duration::from_millis(1))
-}
-
 impl Item {
     /// Still worth sending: its deadline has not passed and someone waits.
     fn live(&self, now: Instant) -> bool {
@@ -196,7 +186,7 @@ impl Item {
 /// more, and send the rest as one message on the peer's exchange stream,
 /// one at a time (the queue fills meanwhile, so batches grow with load).
 async fn send_exchanges(
-    mut client: PeerClient<Channel>,
+    client: PeerClient<Channel>,
     from: String,
     mut rx: mpsc::UnboundedReceiver<Item>,
 ) {
@@ -210,67 +200,17 @@ async fn send_exchanges(
         if batch.is_empty() {
             continue;
         }
-        exchange(&mut client, &mut link, &from, batch).await;
-    }
-}
-
-/// How the sender talks to its peer.
-enum Link {
-    /// No stream yet, or the last one failed: open one for the next batch.
-    Unopened,
-    Stream(Box<ExchangeStream>),
-    /// The peer had no `ExchangeStream` at this time: unary batch calls
-    /// until [`LEGACY_RECHECK`] has passed (it may have been upgraded).
-    Legacy(Instant),
-}
-
-/// An open `ExchangeStream`: messages out, results back in the same order.
-struct ExchangeStream {
-    out: mpsc::Sender<pb::ReplicaExchange>,
-    results: tonic::Streaming<pb::ReplicaExchangeResult>,
-}
-
-impl ExchangeStream {
-    /// Opens a stream to the peer, by `deadline`.
-    async fn open(
-        client: &mut PeerClient<Channel>,
-        deadline: Instant,
-    ) -> Result<Self, tonic::Status> {
-        let (out, rx) = mpsc::channel(4);
-        let call = client.exchange_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(resp)) => Ok(ExchangeStream {
-                out,
-                results: resp.into_inner(),
-            }),
-            Ok(Err(s)) => Err(s),
-            Err(_) => Err(tonic::Status::deadline_exceeded("deadline exceeded")),
-        }
-    }
-
-    /// Sends `msg` and waits for its result until `deadline`. Any failure
-    /// leaves the stream out of step: the caller drops it.
-    async fn call(
-        &mut self,
-        msg: pb::ReplicaExchange,
-        deadline: Instant,
-    ) -> Result<pb::ReplicaExchangeResult, String> {
-        self.out
-            .send(msg)
-            .await
-            .map_err(|_| "peer stream closed".to_string())?;
-        match tokio::time::timeout_at(deadline, self.results.message()).await {
-            Ok(Ok(Some(r))) => Ok(r),
-            Ok(Ok(None)) => Err("peer stream closed".into()),
-            Ok(Err(s)) => Err(describe(&s)),
-            Err(_) => Err("deadline exceeded".into()),
-        }
+        exchange(&client, &mut link, &from, batch).await;
     }
 }
 
 /// Sends one batch of writes and reads and hands each its result.
-async fn exchange(client: &mut PeerClient<Channel>, link: &mut Link, from: &str, batch: Vec<Item>) {
-    let deadline = Instant::now() + batch_timeout(batch.iter().map(Item::deadline));
+async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, batch: Vec<Item>) {
+    let deadline = batch
+        .iter()
+        .map(Item::deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
     let mut writes = Vec::new();
     let mut reads = Vec::new();
     for item in batch {
@@ -291,31 +231,16 @@ async fn exchange(client: &mut PeerClient<Channel>, link: &mut Link, from: &str,
         from: from.to_string(),
     };
     let reads_len = reads.len();
-    let answer = async {
-        if matches!(link, Link::Legacy(since) if since.elapsed() >= LEGACY_RECHECK) {
-            *link = Link::Unopened;
-        }
-        if matches!(link, Link::Unopened) {
-            *link = match ExchangeStream::open(client, deadline).await {
-                Ok(s) => Link::Stream(Box::new(s)),
-                Err(s) if s.code() == tonic::Code::Unimplemented => Link::Legacy(Instant::now()),
-                Err(s) => return Err(describe(&s)),
-            };
-        }
-        match link {
-            Link::Stream(s) => match s.call(msg, deadline).await {
-                Ok(r) if r.reads.len() == reads_len => Ok(r.reads),
-                Ok(_) => Err("malformed exchange answer".to_string()),
-                Err(e) => Err(e),
-            },
-            Link::Legacy(_) => legacy_exchange(client, msg, deadline).await,
-            Link::Unopened => Err("peer stream closed".to_string()),
-        }
-    }
-    .await;
-    if answer.is_err() && matches!(link, Link::Stream(_)) {
-        *link = Link::Unopened;
-    }
+    let open = |rx| {
+        let mut c = client.clone();
+        async move { c.exchange_stream(rx).await }
+    };
+    let answer = match link.call(msg, deadline, open).await {
+        StreamCall::Answer(r) if r.reads.len() == reads_len => Ok(r.reads),
+        StreamCall::Answer(_) => Err("malformed exchange answer".to_string()),
+        StreamCall::Failed(s) => Err(describe(&s)),
+        StreamCall::Unsupported(msg) => legacy_exchange(client, msg, deadline).await,
+    };
     match answer {
         Ok(results) => {
             for w in writes {
@@ -339,7 +264,7 @@ async fn exchange(client: &mut PeerClient<Channel>, link: &mut Link, from: &str,
 /// One exchange as the unary `WriteBatch` and `ReadBatch` calls that every
 /// version of the peer service has.
 async fn legacy_exchange(
-    client: &mut PeerClient<Channel>,
+    client: &PeerClient<Channel>,
     msg: pb::ReplicaExchange,
     deadline: Instant,
 ) -> Result<Vec<pb::ReplicaReadResult>, String> {
