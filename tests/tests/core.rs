@@ -20,13 +20,27 @@ async fn put_get_delete_at_every_level() {
             .await
             .expect("put");
         assert!(out.acks >= 1);
+        // Read-your-writes needs R + W > N: after a write at ONE read at
+        // ALL; a read at ONE is only eventually consistent, so poll it.
+        let read_level = if level == Consistency::One {
+            Consistency::All
+        } else {
+            level
+        };
         let got = client
-            .get(key.clone(), level)
+            .get(key.clone(), read_level)
             .await
             .expect("get")
             .expect("found");
         assert_eq!(got.val, format!("v-{i}").as_bytes());
         assert_eq!(got.timestamp, out.timestamp);
+        wait_until("a read at the write's level sees it", Duration::from_secs(5), || {
+            let (client, key) = (client.clone(), key.clone());
+            async move {
+                matches!(client.get(key, level).await, Ok(Some(v)) if v.timestamp == out.timestamp)
+            }
+        })
+        .await;
         client.delete(key.clone(), level).await.expect("delete");
         assert_eq!(
             client
