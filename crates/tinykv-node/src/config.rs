@@ -23,6 +23,17 @@ pub enum SyncMode {
     Periodic,
 }
 
+/// Which storage engine holds the node's data (`--storage-engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StorageEngine {
+    /// Whatever the data directory already holds; fjall for a new one.
+    Auto,
+    /// fjall, a log-structured merge tree (the default for new directories).
+    Fjall,
+    /// redb, a copy-on-write B-tree (what earlier versions wrote).
+    Redb,
+}
+
 /// The consistency a request gets when it names none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DefaultConsistency {
@@ -87,6 +98,16 @@ pub struct Config {
     /// Virtual nodes per member on the ring.
     #[arg(long, env = "TINYKV_VNODES", default_value_t = DEFAULT_VNODES)]
     pub vnodes: u32,
+    /// Storage engine. `auto` keeps the engine a data directory was created
+    /// with (directories from earlier versions are redb) and picks fjall for
+    /// a new one; naming the other engine than the one on disk is refused.
+    #[arg(
+        long,
+        env = "TINYKV_STORAGE_ENGINE",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub storage_engine: StorageEngine,
     /// Durability policy.
     #[arg(long, env = "TINYKV_SYNC", value_enum, default_value = "periodic")]
     pub sync: SyncMode,

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::config::{Config, SyncMode};
+use crate::config::{Config, StorageEngine, SyncMode};
 use crate::detector::Detector;
 use crate::error::NodeError;
 use crate::hlc::Hlc;
@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::peers::Peers;
 use crate::service::{admin::AdminService, client::ClientService, peer::PeerService};
-use crate::storage::{RedbEngine, Store, SyncPolicy};
+use crate::storage::{DiskEngine, Store, SyncPolicy};
 
 /// Headroom over the largest value for keys and framing in gRPC messages.
 const MESSAGE_OVERHEAD: usize = 1 << 20;
@@ -58,7 +58,13 @@ pub fn build(
         .filter(|_| config.advertise.is_none())
         .unwrap_or_else(|| advertise(&config, local, &id));
     std::fs::create_dir_all(&config.data_dir)?;
-    let engine = Arc::new(RedbEngine::open(&config.data_dir)?);
+    let kind = match config.storage_engine {
+        StorageEngine::Auto => DiskEngine::detect(&config.data_dir).unwrap_or(DiskEngine::Fjall),
+        StorageEngine::Fjall => DiskEngine::Fjall,
+        StorageEngine::Redb => DiskEngine::Redb,
+    };
+    let engine = kind.open(&config.data_dir)?;
+    tracing::info!(engine = ?kind, dir = %config.data_dir.display(), "storage opened");
     let policy = match config.sync {
         SyncMode::Always => SyncPolicy::Always,
         SyncMode::Periodic => SyncPolicy::Periodic(config.sync_period),

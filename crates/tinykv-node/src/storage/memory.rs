@@ -13,7 +13,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use super::redb_engine::encode_hint;
+use super::codec::encode_hint;
 use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;

@@ -120,15 +120,63 @@ pub trait Engine: Send + Sync + 'static {
     fn hint_stats(&self) -> Result<HintStats, StorageError>;
 }
 
+mod codec;
+#[cfg(test)]
+mod disk_tests;
+pub mod fjall_engine;
 pub mod memory;
 pub mod redb_engine;
 #[cfg(test)]
 mod tests;
 pub mod writer;
 
+pub use fjall_engine::FjallEngine;
 pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
 pub use writer::{Store, StoreStats, SyncPolicy};
+
+/// The disk engines a node can store its data in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskEngine {
+    /// fjall (LSM tree), in `DIR/fjall/`: the default for new data directories.
+    Fjall,
+    /// redb (copy-on-write B-tree), in `DIR/data.redb`: what nodes before the
+    /// fjall engine wrote; still opened, so an upgraded node keeps its data.
+    Redb,
+}
+
+impl DiskEngine {
+    /// The engine whose files are already in `dir`, if any.
+    pub fn detect(dir: &std::path::Path) -> Option<DiskEngine> {
+        if dir.join(fjall_engine::DIR).exists() {
+            Some(DiskEngine::Fjall)
+        } else if dir.join(redb_engine::FILE).exists() {
+            Some(DiskEngine::Redb)
+        } else {
+            None
+        }
+    }
+
+    /// Opens `dir` with this engine. Refuses a directory that holds the other
+    /// engine's data: opening it would look like an empty node and hide that
+    /// data (anti-entropy would then refill it from the replicas, while the
+    /// old files sat there unused).
+    pub fn open(self, dir: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
+        match Self::detect(dir) {
+            Some(found) if found != self => {
+                return Err(StorageError::Engine(format!(
+                    "{} holds {found:?} data; start with that engine (or `auto`), not {self:?}",
+                    dir.display()
+                )))
+            }
+            _ => {}
+        }
+        Ok(match self {
+            DiskEngine::Fjall => std::sync::Arc::new(FjallEngine::open(dir)?),
+            DiskEngine::Redb => std::sync::Arc::new(RedbEngine::open(dir)?),
+        })
+    }
+}
 
 /// One contiguous token interval `[lo, hi]` (both inclusive) of a scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

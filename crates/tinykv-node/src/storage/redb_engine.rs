@@ -19,9 +19,15 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 
+use super::codec::{
+    corrupt, data_key, decode_hint, decode_record, encode_hint, hint_id, hint_key, user_key,
+};
 use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
+
+/// The database file inside the data directory.
+pub const FILE: &str = "data.redb";
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 const HINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hints");
@@ -37,63 +43,6 @@ const NEXT_HINT_ID: &str = "next_hint_id";
 /// per operation and the callers only need the message.
 fn eng<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
-}
-
-/// The `data` table key of `key`: its ring token, big-endian, then the key.
-pub(crate) fn data_key(key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&key_token(key).to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// The common prefix of every `hints` key of `target`.
-fn hint_prefix(target: &str) -> Result<Vec<u8>, StorageError> {
-    let len = u16::try_from(target.len())
-        .map_err(|_| StorageError::Engine(format!("hint target id too long: {target:?}")))?;
-    let mut k = Vec::with_capacity(2 + target.len() + 8);
-    k.extend_from_slice(&len.to_be_bytes());
-    k.extend_from_slice(target.as_bytes());
-    Ok(k)
-}
-
-fn hint_key(target: &str, id: u64) -> Result<Vec<u8>, StorageError> {
-    let mut k = hint_prefix(target)?;
-    k.extend_from_slice(&id.to_be_bytes());
-    Ok(k)
-}
-
-/// Stored form of a hint: `stored_at_us (8 BE) ++ key length (4 BE) ++ key
-/// ++ Record::encode()`. Its length is what [`HintStats::bytes`] counts, in
-/// every engine, so the stats agree across engines.
-pub(crate) fn encode_hint(key: &[u8], record: &Record, stored_at_us: u64) -> Vec<u8> {
-    let rec = record.encode();
-    let mut v = Vec::with_capacity(12 + key.len() + rec.len());
-    v.extend_from_slice(&stored_at_us.to_be_bytes());
-    v.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    v.extend_from_slice(key);
-    v.extend_from_slice(&rec);
-    v
-}
-
-/// Parses [`encode_hint`]'s output; `None` when the bytes are malformed.
-fn decode_hint(v: &[u8]) -> Option<(Bytes, Record, u64)> {
-    let stored_at = u64::from_be_bytes(v.get(0..8)?.try_into().ok()?);
-    let klen = u32::from_be_bytes(v.get(8..12)?.try_into().ok()?) as usize;
-    let key = v.get(12..12usize.checked_add(klen)?)?;
-    let record = Record::decode(v.get(12 + klen..)?).ok()?;
-    Some((Bytes::copy_from_slice(key), record, stored_at))
-}
-
-fn corrupt(key: &[u8], reason: impl Display) -> StorageError {
-    StorageError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.to_string(),
-    }
-}
-
-fn decode_record(key: &[u8], bytes: &[u8]) -> Result<Record, StorageError> {
-    Record::decode(bytes).map_err(|e| corrupt(key, e))
 }
 
 /// The counters of the `meta` table, loaded once per write transaction.
@@ -153,7 +102,7 @@ impl RedbEngine {
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Engine(format!("create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("data.redb")).map_err(eng)?;
+        let db = Database::create(dir.join(FILE)).map_err(eng)?;
         let tx = db.begin_write().map_err(eng)?;
         {
             tx.open_table(DATA).map_err(eng)?;
@@ -327,7 +276,7 @@ impl Engine for RedbEngine {
             };
             for entry in data.range::<&[u8]>((lower, upper)).map_err(eng)? {
                 let (k, v) = entry.map_err(eng)?;
-                let key = k.value().get(8..).unwrap_or_default();
+                let key = user_key(k.value());
                 out.push((Bytes::copy_from_slice(key), decode_record(key, v.value())?));
                 if out.len() >= limit {
                     break;
@@ -362,11 +311,7 @@ impl Engine for RedbEngine {
             }
             let (k, v) = entry.map_err(eng)?;
             let k = k.value();
-            let id = k
-                .get(k.len().saturating_sub(8)..)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| corrupt(k, "short hint key"))?;
+            let id = hint_id(k)?;
             let (key, record, stored_at_us) =
                 decode_hint(v.value()).ok_or_else(|| corrupt(k, "malformed hint"))?;
             out.push(Hint {

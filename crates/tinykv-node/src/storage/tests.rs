@@ -1,5 +1,6 @@
 //! Contract tests: every engine must pass the same functions (see
-//! `engine_contract!`), plus redb-only durability and `Store` tests.
+//! `engine_contract!`), plus `Store` tests; durability of the disk
+//! engines is in `disk_tests`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,18 +10,18 @@ use bytes::Bytes;
 use super::*;
 use crate::ring::{key_token, range_contains};
 
-fn val(v: &str, ts: u64, w: &str) -> Record {
+pub(super) fn val(v: &str, ts: u64, w: &str) -> Record {
     Record::value(Bytes::copy_from_slice(v.as_bytes()), ts, w)
 }
 
-fn put(key: &str, record: Record) -> WriteOp {
+pub(super) fn put(key: &str, record: Record) -> WriteOp {
     WriteOp::Put {
         key: Bytes::copy_from_slice(key.as_bytes()),
         record,
     }
 }
 
-fn hint(target: &str, key: &str, record: Record, at: u64) -> WriteOp {
+pub(super) fn hint(target: &str, key: &str, record: Record, at: u64) -> WriteOp {
     WriteOp::Hint {
         target: target.into(),
         key: Bytes::copy_from_slice(key.as_bytes()),
@@ -224,6 +225,23 @@ fn hints_contract(e: &dyn Engine) {
     assert_eq!(e.hint_stats().unwrap(), HintStats::default());
 }
 
+/// Later ops of a batch see the earlier ones, as if applied one by one.
+fn batch_sees_its_own_writes(e: &dyn Engine) {
+    let ops = [
+        put("k", val("new", 20, "n1")),
+        put("k", val("old", 10, "n1")),
+        put("gone", val("x", 5, "n1")),
+        WriteOp::Purge {
+            key: Bytes::from_static(b"gone"),
+            record: val("x", 5, "n1"),
+        },
+    ];
+    assert_eq!(e.apply(&ops, false).unwrap(), vec![true, false, true, true]);
+    assert_eq!(e.get(b"k").unwrap(), Some(val("new", 20, "n1")));
+    assert_eq!(e.get(b"gone").unwrap(), None);
+    assert_eq!(e.key_count().unwrap(), 1);
+}
+
 macro_rules! engine_contract {
     ($modname:ident, $make:expr) => {
         mod $modname {
@@ -264,6 +282,10 @@ macro_rules! engine_contract {
             fn hints() {
                 run(super::hints_contract)
             }
+            #[test]
+            fn batch_sees_its_own_writes() {
+                run(super::batch_sees_its_own_writes)
+            }
         }
     };
 }
@@ -274,30 +296,11 @@ engine_contract!(redb_engine, || {
     let engine = RedbEngine::open(dir.path()).unwrap();
     (dir, engine)
 });
-
-#[test]
-fn redb_survives_reopen() {
+engine_contract!(fjall_engine, || {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let e = RedbEngine::open(dir.path()).unwrap();
-        e.apply(&[put("durable", val("1", 1, "n1"))], true).unwrap();
-        e.apply(&[put("lazy", val("2", 2, "n1"))], false).unwrap();
-        e.apply(&[hint("n2", "h", val("3", 3, "n1"), 9)], false)
-            .unwrap();
-        e.flush().unwrap();
-    }
-    let e = RedbEngine::open(dir.path()).unwrap();
-    assert_eq!(e.get(b"durable").unwrap(), Some(val("1", 1, "n1")));
-    assert_eq!(e.get(b"lazy").unwrap(), Some(val("2", 2, "n1")));
-    assert_eq!(e.key_count().unwrap(), 2);
-    assert_eq!(e.hint_stats().unwrap().count, 1);
-    // Hint ids continue after a restart.
-    e.apply(&[hint("n2", "h2", val("4", 4, "n1"), 10)], true)
-        .unwrap();
-    let hs = e.hints("n2", 10).unwrap();
-    assert_eq!(hs.len(), 2);
-    assert!(hs[0].id < hs[1].id);
-}
+    let engine = FjallEngine::open(dir.path()).unwrap();
+    (dir, engine)
+});
 
 #[test]
 fn sync_policy_display_and_parse() {

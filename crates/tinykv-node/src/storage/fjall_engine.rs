@@ -1,0 +1,423 @@
+//! The default on-disk engine: fjall, a log-structured merge tree, in
+//! `dir/fjall/`.
+//!
+//! A batch is appended to fjall's journal (one `write` to the OS per batch,
+//! an `fsync` when the batch must be durable) and inserted into an
+//! in-memory table; background threads flush memtables into sorted tables
+//! and compact them. Compared with redb's copy-on-write B-tree, which
+//! rewrites whole pages on every commit, a small write costs a journal
+//! append instead of several page writes: ~40x less written to disk for
+//! 100-byte values, and several times less CPU (docs/benchmarks.md).
+//!
+//! Keyspaces (all keys compare bytewise, layout in [`super::codec`]):
+//! - `data`:  data key -> `Record::encode()`;
+//! - `hints`: hint key -> encoded hint;
+//! - `meta`:  counters (`key_count`, `hint_count`, `hint_bytes`,
+//!   `next_hint_id`, and `target:<id>` per hint target) written in the same
+//!   atomic batch as the data they count, so they never drift from it.
+//!
+//! Writes are read-modify-write (LWW needs the stored version), so `apply`
+//! runs under one lock; the node has a single writer thread anyway.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Display;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::codec::{
+    corrupt, data_key, decode_hint, decode_record, encode_hint, hint_id, hint_key, user_key,
+};
+use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use crate::ring::key_token;
+use crate::version::Record;
+
+/// Folder of the database inside the data directory.
+pub const DIR: &str = "fjall";
+
+const KEY_COUNT: &str = "key_count";
+const HINT_COUNT: &str = "hint_count";
+const HINT_BYTES: &str = "hint_bytes";
+const NEXT_HINT_ID: &str = "next_hint_id";
+const TARGET_PREFIX: &str = "target:";
+
+/// Block cache shared by the keyspaces. Small on purpose: five nodes share
+/// a laptop in `make run`, and the OS page cache holds the tables too.
+const CACHE_BYTES: u64 = 16 << 20;
+/// Memtable size of the `data` keyspace before it is flushed to a table.
+const DATA_MEMTABLE_BYTES: u64 = 16 << 20;
+/// Memtable size of the small `hints` and `meta` keyspaces.
+const SMALL_MEMTABLE_BYTES: u64 = 4 << 20;
+/// Journals kept before memtables are force-flushed (fjall's minimum).
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+/// Background flush and compaction threads.
+const WORKER_THREADS: usize = 2;
+
+fn eng<E: Display>(e: E) -> StorageError {
+    StorageError::Engine(e.to_string())
+}
+
+/// The counters kept in `meta`, mirrored in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    key_count: u64,
+    hint_count: u64,
+    hint_bytes: u64,
+    next_hint_id: u64,
+    /// Hints per target (targets with none are absent).
+    targets: BTreeMap<String, u64>,
+}
+
+/// What one `apply` changes, before it is committed: the final state of
+/// every key it touched (a key written twice in one batch is written once,
+/// with its last value), so later ops of the batch see earlier ones.
+#[derive(Default)]
+struct Pending {
+    data: HashMap<Vec<u8>, Option<Record>>,
+    hints: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+/// An LSM-tree engine (fjall); see the module docs.
+pub struct FjallEngine {
+    db: Database,
+    data: Keyspace,
+    hints: Keyspace,
+    meta: Keyspace,
+    /// Held for the whole of `apply` (read-modify-write); the counters as of
+    /// the last commit.
+    writer: Mutex<Counters>,
+    /// A copy of the counters for readers, updated after each commit that
+    /// changed them, so `key_count` never waits for a batch in progress.
+    published: RwLock<Counters>,
+}
+
+impl std::fmt::Debug for FjallEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FjallEngine").finish_non_exhaustive()
+    }
+}
+
+fn u64_value(name: &[u8], v: &[u8]) -> Result<u64, StorageError> {
+    v.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(name, "meta counter is not 8 bytes"))
+}
+
+impl FjallEngine {
+    /// Opens (or creates) the database in `dir/fjall`, creating `dir` if
+    /// needed; a restart replays the journal, so every batch that was
+    /// handed to the OS before a crash of the process is there.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        let path = dir.join(DIR);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| StorageError::Engine(format!("create {}: {e}", path.display())))?;
+        let db = Database::builder(&path)
+            .cache_size(CACHE_BYTES)
+            .worker_threads(WORKER_THREADS)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .open()
+            .map_err(eng)?;
+        let data = db
+            .keyspace("data", || {
+                KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES)
+            })
+            .map_err(eng)?;
+        let small = || KeyspaceCreateOptions::default().max_memtable_size(SMALL_MEMTABLE_BYTES);
+        let hints = db.keyspace("hints", small).map_err(eng)?;
+        let meta = db.keyspace("meta", small).map_err(eng)?;
+        let counters = Self::load_counters(&meta)?;
+        Ok(FjallEngine {
+            db,
+            data,
+            hints,
+            meta,
+            writer: Mutex::new(counters.clone()),
+            published: RwLock::new(counters),
+        })
+    }
+
+    fn load_counters(meta: &Keyspace) -> Result<Counters, StorageError> {
+        let mut c = Counters::default();
+        for entry in meta.iter() {
+            let (k, v) = entry.into_inner().map_err(eng)?;
+            let value = u64_value(&k, &v)?;
+            match std::str::from_utf8(&k) {
+                Ok(KEY_COUNT) => c.key_count = value,
+                Ok(HINT_COUNT) => c.hint_count = value,
+                Ok(HINT_BYTES) => c.hint_bytes = value,
+                Ok(NEXT_HINT_ID) => c.next_hint_id = value,
+                Ok(name) => match name.strip_prefix(TARGET_PREFIX) {
+                    Some(target) => {
+                        c.targets.insert(target.to_string(), value);
+                    }
+                    None => tracing::warn!(name, "unknown storage meta entry"),
+                },
+                Err(_) => return Err(corrupt(&k, "meta key is not UTF-8")),
+            }
+        }
+        Ok(c)
+    }
+
+    fn stored(&self, pending: &Pending, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        if let Some(r) = pending.data.get(dk) {
+            return Ok(r.clone());
+        }
+        match self.data.get(dk).map_err(eng)? {
+            Some(v) => decode_record(user_key(dk), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Size of the stored hint `hk`, if it exists.
+    fn hint_size(&self, pending: &Pending, hk: &[u8]) -> Result<Option<u64>, StorageError> {
+        if let Some(h) = pending.hints.get(hk) {
+            return Ok(h.as_ref().map(|v| v.len() as u64));
+        }
+        Ok(self.hints.get(hk).map_err(eng)?.map(|v| v.len() as u64))
+    }
+
+    /// Works out one op against the stored state plus `p`; returns whether it
+    /// changes anything.
+    fn plan(&self, op: &WriteOp, p: &mut Pending, c: &mut Counters) -> Result<bool, StorageError> {
+        Ok(match op {
+            WriteOp::Put { key, record } => {
+                let dk = data_key(key);
+                let write = match self.stored(p, &dk) {
+                    Ok(None) => {
+                        c.key_count += 1;
+                        true
+                    }
+                    Ok(Some(old)) => record.supersedes(&old),
+                    Err(StorageError::Corrupt { reason, .. }) => {
+                        // Overwriting is the only way to repair the key.
+                        tracing::warn!(key = ?key, reason, "overwriting corrupt record");
+                        true
+                    }
+                    Err(e) => return Err(e),
+                };
+                if write {
+                    p.data.insert(dk, Some(record.clone()));
+                }
+                write
+            }
+            WriteOp::Purge { key, record } => {
+                let dk = data_key(key);
+                let equal = match self.stored(p, &dk) {
+                    Ok(stored) => stored.as_ref() == Some(record),
+                    // A corrupt record is never the version to purge.
+                    Err(StorageError::Corrupt { .. }) => false,
+                    Err(e) => return Err(e),
+                };
+                if equal {
+                    p.data.insert(dk, None);
+                    c.key_count = c.key_count.saturating_sub(1);
+                }
+                equal
+            }
+            WriteOp::Hint {
+                target,
+                key,
+                record,
+                stored_at_us,
+            } => {
+                let hk = hint_key(target, c.next_hint_id)?;
+                let v = encode_hint(key, record, *stored_at_us);
+                c.next_hint_id += 1;
+                c.hint_count += 1;
+                c.hint_bytes += v.len() as u64;
+                *c.targets.entry(target.clone()).or_default() += 1;
+                p.hints.insert(hk, Some(v));
+                true
+            }
+            WriteOp::DeleteHints { target, ids } => {
+                let mut removed = 0u64;
+                for id in ids {
+                    let hk = hint_key(target, *id)?;
+                    if let Some(size) = self.hint_size(p, &hk)? {
+                        removed += 1;
+                        c.hint_bytes = c.hint_bytes.saturating_sub(size);
+                        p.hints.insert(hk, None);
+                    }
+                }
+                if removed > 0 {
+                    c.hint_count = c.hint_count.saturating_sub(removed);
+                    let left = c
+                        .targets
+                        .get(target.as_str())
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_sub(removed);
+                    if left == 0 {
+                        c.targets.remove(target.as_str());
+                    } else {
+                        c.targets.insert(target.clone(), left);
+                    }
+                }
+                removed > 0
+            }
+        })
+    }
+
+    /// Adds the counters that differ from `before` to `batch`.
+    fn store_counters(&self, batch: &mut fjall::OwnedWriteBatch, before: &Counters, c: &Counters) {
+        for (name, now, was) in [
+            (KEY_COUNT, c.key_count, before.key_count),
+            (HINT_COUNT, c.hint_count, before.hint_count),
+            (HINT_BYTES, c.hint_bytes, before.hint_bytes),
+            (NEXT_HINT_ID, c.next_hint_id, before.next_hint_id),
+        ] {
+            if now != was {
+                batch.insert(&self.meta, name, now.to_be_bytes());
+            }
+        }
+        let names = before.targets.keys().chain(c.targets.keys());
+        for target in names {
+            let (was, now) = (before.targets.get(target), c.targets.get(target));
+            if was != now {
+                let name = format!("{TARGET_PREFIX}{target}");
+                match now {
+                    Some(n) => batch.insert(&self.meta, name, n.to_be_bytes()),
+                    None => batch.remove(&self.meta, name),
+                }
+            }
+        }
+    }
+
+    fn lock_err() -> StorageError {
+        StorageError::Engine("fjall engine lock poisoned".into())
+    }
+}
+
+impl Engine for FjallEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        match self.data.get(data_key(key)).map_err(eng)? {
+            Some(v) => decode_record(key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
+        let mut committed = self.writer.lock().map_err(|_| Self::lock_err())?;
+        let mut c = committed.clone();
+        let mut pending = Pending::default();
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.plan(op, &mut pending, &mut c)?);
+        }
+        // Every batch reaches the OS before `apply` returns (a crash of the
+        // process loses nothing); a durable one is also fsynced.
+        let mode = if durable {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        };
+        let mut batch = self.db.batch().durability(Some(mode));
+        for (dk, r) in pending.data {
+            match r {
+                Some(r) => batch.insert(&self.data, dk, r.encode()),
+                None => batch.remove(&self.data, dk),
+            }
+        }
+        for (hk, v) in pending.hints {
+            match v {
+                Some(v) => batch.insert(&self.hints, hk, v),
+                None => batch.remove(&self.hints, hk),
+            }
+        }
+        self.store_counters(&mut batch, &committed, &c);
+        if !batch.is_empty() {
+            batch.commit().map_err(eng)?;
+        } else if durable {
+            // Nothing to write, but the caller asked for everything before
+            // this batch to be durable.
+            self.db.persist(PersistMode::SyncAll).map_err(eng)?;
+        }
+        if *committed != c {
+            *self.published.write().map_err(|_| Self::lock_err())? = c.clone();
+            *committed = c;
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll).map_err(eng)
+    }
+
+    fn scan(
+        &self,
+        start: u64,
+        end: u64,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
+        let mut out = Vec::new();
+        let Some(segments) = token_segments(start, end, after.map(key_token)) else {
+            return Ok(out);
+        };
+        let resume = after.map(data_key).unwrap_or_default();
+        for seg in segments {
+            if out.len() >= limit {
+                break;
+            }
+            let lower = if seg.resume {
+                Bound::Excluded(resume.clone())
+            } else {
+                Bound::Included(seg.lo.to_be_bytes().to_vec())
+            };
+            let upper = if seg.hi == u64::MAX {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded(seg.hi.wrapping_add(1).to_be_bytes().to_vec())
+            };
+            for entry in self.data.range::<Vec<u8>, _>((lower, upper)) {
+                let (k, v) = entry.into_inner().map_err(eng)?;
+                let key = user_key(&k);
+                out.push((Bytes::copy_from_slice(key), decode_record(key, &v)?));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn key_count(&self) -> Result<u64, StorageError> {
+        let c = self.published.read().map_err(|_| Self::lock_err())?;
+        Ok(c.key_count)
+    }
+
+    fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
+        let lo = hint_key(target, 0)?;
+        let hi = hint_key(target, u64::MAX)?;
+        let mut out = Vec::new();
+        for entry in self.hints.range(lo..=hi) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry.into_inner().map_err(eng)?;
+            let id = hint_id(&k)?;
+            let (key, record, stored_at_us) =
+                decode_hint(&v).ok_or_else(|| corrupt(&k, "malformed hint"))?;
+            out.push(Hint {
+                id,
+                target: target.to_string(),
+                key,
+                record,
+                stored_at_us,
+            });
+        }
+        Ok(out)
+    }
+
+    fn hint_stats(&self) -> Result<HintStats, StorageError> {
+        let c = self.published.read().map_err(|_| Self::lock_err())?;
+        Ok(HintStats {
+            count: c.hint_count,
+            bytes: c.hint_bytes,
+            targets: c.targets.keys().cloned().collect(),
+        })
+    }
+}
