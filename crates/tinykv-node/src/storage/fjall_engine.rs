@@ -412,6 +412,14 @@ impl Engine for FjallEngine {
         Ok(out)
     }
 
+    fn under_pressure(&self) -> bool {
+        // fjall stalls writers (sleeps in `commit`) from 4 sealed memtables
+        // or 20 level-0 runs on; step aside well before that.
+        [&self.data, &self.hints, &self.meta]
+            .iter()
+            .any(|k| k.sealed_memtable_count() >= 2 || k.l0_table_count() >= 12)
+    }
+
     fn hint_stats(&self) -> Result<HintStats, StorageError> {
         let c = self.published.read().map_err(|_| Self::lock_err())?;
         Ok(HintStats {

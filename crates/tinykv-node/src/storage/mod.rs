@@ -118,6 +118,12 @@ pub trait Engine: Send + Sync + 'static {
     fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError>;
     /// Totals over all hints.
     fn hint_stats(&self) -> Result<HintStats, StorageError>;
+    /// Whether `apply` may block for a while now (the engine is throttling
+    /// writes until background work catches up); such writes are left to
+    /// the writer thread instead of an async worker.
+    fn under_pressure(&self) -> bool {
+        false
+    }
 }
 
 mod codec;
@@ -126,6 +132,8 @@ mod disk_tests;
 pub mod fjall_engine;
 pub mod memory;
 pub mod redb_engine;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;
 pub mod writer;
