@@ -125,7 +125,12 @@ impl Node {
                 .inc();
             return Err(q.error("write").into());
         }
-        Ok(WriteOutcome { acks: q.ok.len() })
+        let acks = q.ok.len();
+        if q.in_flight() > 0 {
+            // The other replicas still get the version (or a hint is kept).
+            tokio::spawn(q.finish());
+        }
+        Ok(WriteOutcome { acks })
     }
 
     fn spawn_hinted(
@@ -184,9 +189,10 @@ impl Node {
         for rep in pending.by_ref().take(first) {
             spawn_read(&mut q, rep);
         }
+        // Only armed when there is a replica left to ask.
         let speculate = tokio::time::sleep(self.config.read_speculative_retry);
         tokio::pin!(speculate);
-        let mut speculated = false;
+        let mut speculated = pending.len() == 0;
         while !q.reached() {
             tokio::select! {
                 ev = q.next() => match ev {
