@@ -267,16 +267,24 @@ impl Cluster {
             .clone()
     }
 
-    /// A client spreading requests over every running node.
+    /// A client of every running node, with the default options (sticky:
+    /// one node, chosen at random, the next one when it cannot be reached).
     pub fn client(&self) -> Client {
+        self.client_with(|_| {})
+    }
+
+    /// A client of every running node with the default options changed by
+    /// `change` (e.g. another routing policy).
+    pub fn client_with(&self, change: impl FnOnce(&mut ClientOptions)) -> Client {
         let addrs: Vec<String> = (0..self.nodes.len())
             .filter(|&i| self.is_running(i))
             .map(|i| self.addr(i))
             .collect();
-        let opts = ClientOptions {
+        let mut opts = ClientOptions {
             timeout: self.opts.client_timeout,
             ..ClientOptions::default()
         };
+        change(&mut opts);
         Client::connect_many(addrs.iter().map(String::as_str), opts)
             .unwrap_or_else(|e| panic!("client: {e}"))
     }

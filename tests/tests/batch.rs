@@ -172,7 +172,7 @@ async fn concurrent_client_calls_each_get_their_own_result() {
 #[tokio::test(flavor = "multi_thread")]
 async fn token_aware_client_sends_each_key_to_a_replica() {
     let c = Cluster::start(5).await;
-    let client = c.client(); // token-aware by default
+    let client = c.client_with(|o| o.routing = RoutingPolicy::TokenAware);
     client.refresh_topology().await.expect("ring map");
     for i in 0..40 {
         let key = format!("routed{i}");

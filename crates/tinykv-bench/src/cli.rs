@@ -114,10 +114,10 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_NO_COALESCE")]
     pub no_coalesce: bool,
 
-    /// Which node coordinates each operation: token-aware (a replica of
-    /// the key, the client library's default), round-robin, or sticky (one
-    /// node per client).
-    #[arg(long, env = "TINYKV_BENCH_ROUTING", default_value = "token-aware")]
+    /// Which node coordinates each operation: sticky (one node per client,
+    /// the client library's default), token-aware (a replica of the key),
+    /// or round-robin.
+    #[arg(long, env = "TINYKV_BENCH_ROUTING", default_value = "sticky")]
     pub routing: RoutingPolicy,
 
     /// Seed for key and operation choice (random if not given).

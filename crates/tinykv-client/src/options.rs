@@ -37,7 +37,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             sender_id: "tinykv-client".into(),
             coalesce: true,
-            routing: RoutingPolicy::TokenAware,
+            routing: RoutingPolicy::Sticky,
         }
     }
 }

@@ -86,21 +86,24 @@ impl Routing {
 /// can coordinate any operation, so this only moves cost around.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RoutingPolicy {
+    /// The default, like etcd's client: one endpoint for everything (a
+    /// random one per client, the next one when it cannot be reached). All
+    /// of the client's concurrent calls share one batch queue, so the node
+    /// coordinates them together and its replica traffic to each peer goes
+    /// out as one large exchange: ~5x fewer messages than spreading the same
+    /// calls over five nodes, which made it the fastest policy by far
+    /// (docs/benchmarks.md). Many clients spread over the nodes.
+    #[default]
+    Sticky,
     /// A node that replicates the key (its primary), per the ring map
     /// fetched from the cluster and refreshed every [`TOPOLOGY_REFRESH`]:
-    /// the coordinator serves one replica locally, and coordination work
-    /// spreads like the data. Round-robin until the map is known, and for
-    /// keys whose replicas the client has no endpoint for.
-    #[default]
+    /// the coordinator serves one replica locally and coordination work
+    /// spreads like the data, but a client's calls split into one small
+    /// batch per node. Round-robin until the map is known, and for keys
+    /// whose replicas the client has no endpoint for.
     TokenAware,
     /// The endpoints in turn.
     RoundRobin,
-    /// One endpoint for everything (a random one per client, the next one
-    /// when it cannot be reached): all of the client's concurrent calls
-    /// share one batch queue and the node's replica traffic coalesces best.
-    /// Measured fastest when nodes and clients share a host
-    /// (docs/benchmarks.md); many clients spread over the nodes.
-    Sticky,
 }
 
 impl std::fmt::Display for RoutingPolicy {
