@@ -50,6 +50,33 @@ pub struct ReadOutcome {
     pub answered: usize,
 }
 
+/// The healthy nodes after `key`'s replicas on the ring, clockwise: where a
+/// sloppy write goes when a replica is down or fails. The walk is computed
+/// on the first call, which most writes never make.
+struct Fallbacks<'a> {
+    node: &'a Node,
+    key: &'a [u8],
+    targets: &'a [String],
+    walk: &'a mut Option<std::vec::IntoIter<String>>,
+}
+
+impl Fallbacks<'_> {
+    fn next(&mut self) -> Option<String> {
+        let walk = self.walk.get_or_insert_with(|| {
+            self.node
+                .membership
+                .future_ring()
+                .walk(key_token(self.key))
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+                .into_iter()
+        });
+        let (targets, detector) = (self.targets, &self.node.detector);
+        walk.find(|f| !targets.contains(f) && !detector.is_down(f))
+    }
+}
+
 impl Node {
     /// Replicates `record` for `key` and waits for `w` acknowledgements.
     pub async fn coordinate_write(
@@ -67,17 +94,15 @@ impl Node {
                 "write needs {w} acks but the ring has only {n} replicas for this key"
             )));
         }
-        let walk: Vec<String> = self
-            .membership
-            .future_ring()
-            .walk(key_token(&key))
-            .into_iter()
-            .map(String::from)
-            .collect();
         let primaries = &targets[..];
-        let mut fallbacks = walk
-            .into_iter()
-            .filter(|f| !targets.contains(f) && !self.detector.is_down(f));
+        // The ring walk for fallbacks is only made when one is needed.
+        let mut walk = None;
+        let mut fallbacks = Fallbacks {
+            node: self,
+            key: &key,
+            targets: primaries,
+            walk: &mut walk,
+        };
         let hinting = self.config.hinted_handoff;
         let sloppy = hinting && self.config.sloppy_quorum && !strict;
 
