@@ -281,6 +281,17 @@ impl Client {
         };
         let endpoint = self.pick(key);
         if self.inner.opts.coalesce {
+            if endpoint.batcher.recently_unreachable(DOWN_FOR) {
+                // `pick` passes over unreachable endpoints, so every one of
+                // them failed just now: fail fast instead of reconnecting as
+                // fast as calls come (as a driver with no live host does).
+                return Err(ClientError::Unavailable(format!(
+                    "no node reachable: all {} endpoints failed within the last {}s; \
+                     trying again after that",
+                    self.inner.endpoints.len(),
+                    DOWN_FOR.as_secs()
+                )));
+            }
             endpoint.batcher.call(op, deadline).await
         } else {
             batch::single(endpoint.channel.clone(), op, deadline).await
