@@ -155,7 +155,7 @@ check "all 5 nodes healthy after resilience" tinykv_wait_healthy 90 "${NODES[@]}
 # --- 5. network cut --------------------------------------------------------
 PKEY="partition-$$"
 kv "${NODES[0]}" put "$PKEY" before-cut --consistency quorum >/dev/null 2>&1 || true
-CUT="$(kv "${NODES[0]}" owners "$PKEY" 2>/dev/null | head -n1 | tr -d '[:space:]')"
+CUT="$(kv "${NODES[0]}" owners "$PKEY" 2>/dev/null | sed -n 1p | tr -d '[:space:]')"
 [ -n "$CUT" ] || CUT="${NODES[2]}"
 OTHERS=(); for c in "${NODES[@]}"; do [ "$c" != "$CUT" ] && OTHERS+=("$c"); done
 echo "$(ts) cutting $CUT (primary owner of $PKEY) off tinykv-net"

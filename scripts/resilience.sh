@@ -44,7 +44,7 @@ kv "$via" put "$KEY" "$VALUE" --consistency quorum || die "put through $via fail
 
 step "finding the primary owner of $KEY"
 owners="$(kv "$via" owners "$KEY")" || die "owners query failed"
-primary="$(printf '%s\n' "$owners" | head -n1 | tr -d '[:space:]')"
+primary="$(printf '%s\n' "$owners" | sed -n 1p | tr -d '[:space:]')"
 echo "preference list: $(printf '%s ' $owners)"
 [ -n "$primary" ] || die "owners returned no node"
 docker inspect "$primary" >/dev/null 2>&1 || die "primary owner '$primary' is not a container name"

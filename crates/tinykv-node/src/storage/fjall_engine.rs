@@ -19,7 +19,6 @@
 //! Writes are read-modify-write (LWW needs the stored version), so `apply`
 //! runs under one lock; the node has a single writer thread anyway.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::ops::Bound;
 use std::path::Path;
@@ -28,9 +27,8 @@ use std::sync::{Mutex, RwLock};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::codec::{
-    corrupt, data_key, decode_hint, decode_record, encode_hint, hint_id, hint_key, user_key,
-};
+use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
+use super::plan::{plan, Counters, Stored};
 use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
@@ -38,10 +36,6 @@ use crate::version::Record;
 /// Folder of the database inside the data directory.
 pub const DIR: &str = "fjall";
 
-const KEY_COUNT: &str = "key_count";
-const HINT_COUNT: &str = "hint_count";
-const HINT_BYTES: &str = "hint_bytes";
-const NEXT_HINT_ID: &str = "next_hint_id";
 const TARGET_PREFIX: &str = "target:";
 
 /// Block cache shared by the keyspaces. Small on purpose: five nodes share
@@ -58,26 +52,6 @@ const WORKER_THREADS: usize = 2;
 
 fn eng<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
-}
-
-/// The counters kept in `meta`, mirrored in memory.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Counters {
-    key_count: u64,
-    hint_count: u64,
-    hint_bytes: u64,
-    next_hint_id: u64,
-    /// Hints per target (targets with none are absent).
-    targets: BTreeMap<String, u64>,
-}
-
-/// What one `apply` changes, before it is committed: the final state of
-/// every key it touched (a key written twice in one batch is written once,
-/// with its last value), so later ops of the batch see earlier ones.
-#[derive(Default)]
-struct Pending {
-    data: HashMap<Vec<u8>, Option<Record>>,
-    hints: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 /// An LSM-tree engine (fjall); see the module docs.
@@ -145,10 +119,7 @@ impl FjallEngine {
             let (k, v) = entry.into_inner().map_err(eng)?;
             let value = u64_value(&k, &v)?;
             match std::str::from_utf8(&k) {
-                Ok(KEY_COUNT) => c.key_count = value,
-                Ok(HINT_COUNT) => c.hint_count = value,
-                Ok(HINT_BYTES) => c.hint_bytes = value,
-                Ok(NEXT_HINT_ID) => c.next_hint_id = value,
+                Ok(name) if c.set_scalar(name, value) => {}
                 Ok(name) => match name.strip_prefix(TARGET_PREFIX) {
                     Some(target) => {
                         c.targets.insert(target.to_string(), value);
@@ -161,133 +132,37 @@ impl FjallEngine {
         Ok(c)
     }
 
-    fn stored(&self, pending: &Pending, dk: &[u8]) -> Result<Option<Record>, StorageError> {
-        if let Some(r) = pending.data.get(dk) {
-            return Ok(r.clone());
-        }
-        match self.data.get(dk).map_err(eng)? {
-            Some(v) => decode_record(user_key(dk), &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Size of the stored hint `hk`, if it exists.
-    fn hint_size(&self, pending: &Pending, hk: &[u8]) -> Result<Option<u64>, StorageError> {
-        if let Some(h) = pending.hints.get(hk) {
-            return Ok(h.as_ref().map(|v| v.len() as u64));
-        }
-        Ok(self.hints.get(hk).map_err(eng)?.map(|v| v.len() as u64))
-    }
-
-    /// Works out one op against the stored state plus `p`; returns whether it
-    /// changes anything.
-    fn plan(&self, op: &WriteOp, p: &mut Pending, c: &mut Counters) -> Result<bool, StorageError> {
-        Ok(match op {
-            WriteOp::Put { key, record } => {
-                let dk = data_key(key);
-                let write = match self.stored(p, &dk) {
-                    Ok(None) => {
-                        c.key_count += 1;
-                        true
-                    }
-                    Ok(Some(old)) => record.supersedes(&old),
-                    Err(StorageError::Corrupt { reason, .. }) => {
-                        // Overwriting is the only way to repair the key.
-                        tracing::warn!(key = ?key, reason, "overwriting corrupt record");
-                        true
-                    }
-                    Err(e) => return Err(e),
-                };
-                if write {
-                    p.data.insert(dk, Some(record.clone()));
-                }
-                write
-            }
-            WriteOp::Purge { key, record } => {
-                let dk = data_key(key);
-                let equal = match self.stored(p, &dk) {
-                    Ok(stored) => stored.as_ref() == Some(record),
-                    // A corrupt record is never the version to purge.
-                    Err(StorageError::Corrupt { .. }) => false,
-                    Err(e) => return Err(e),
-                };
-                if equal {
-                    p.data.insert(dk, None);
-                    c.key_count = c.key_count.saturating_sub(1);
-                }
-                equal
-            }
-            WriteOp::Hint {
-                target,
-                key,
-                record,
-                stored_at_us,
-            } => {
-                let hk = hint_key(target, c.next_hint_id)?;
-                let v = encode_hint(key, record, *stored_at_us);
-                c.next_hint_id += 1;
-                c.hint_count += 1;
-                c.hint_bytes += v.len() as u64;
-                *c.targets.entry(target.clone()).or_default() += 1;
-                p.hints.insert(hk, Some(v));
-                true
-            }
-            WriteOp::DeleteHints { target, ids } => {
-                let mut removed = 0u64;
-                for id in ids {
-                    let hk = hint_key(target, *id)?;
-                    if let Some(size) = self.hint_size(p, &hk)? {
-                        removed += 1;
-                        c.hint_bytes = c.hint_bytes.saturating_sub(size);
-                        p.hints.insert(hk, None);
-                    }
-                }
-                if removed > 0 {
-                    c.hint_count = c.hint_count.saturating_sub(removed);
-                    let left = c
-                        .targets
-                        .get(target.as_str())
-                        .copied()
-                        .unwrap_or(0)
-                        .saturating_sub(removed);
-                    if left == 0 {
-                        c.targets.remove(target.as_str());
-                    } else {
-                        c.targets.insert(target.clone(), left);
-                    }
-                }
-                removed > 0
-            }
-        })
-    }
-
     /// Adds the counters that differ from `before` to `batch`.
     fn store_counters(&self, batch: &mut fjall::OwnedWriteBatch, before: &Counters, c: &Counters) {
-        for (name, now, was) in [
-            (KEY_COUNT, c.key_count, before.key_count),
-            (HINT_COUNT, c.hint_count, before.hint_count),
-            (HINT_BYTES, c.hint_bytes, before.hint_bytes),
-            (NEXT_HINT_ID, c.next_hint_id, before.next_hint_id),
-        ] {
+        for (name, now, was) in c.scalars(before) {
             if now != was {
                 batch.insert(&self.meta, name, now.to_be_bytes());
             }
         }
-        let names = before.targets.keys().chain(c.targets.keys());
-        for target in names {
-            let (was, now) = (before.targets.get(target), c.targets.get(target));
-            if was != now {
-                let name = format!("{TARGET_PREFIX}{target}");
-                match now {
-                    Some(n) => batch.insert(&self.meta, name, n.to_be_bytes()),
-                    None => batch.remove(&self.meta, name),
-                }
+        for (target, now) in c.changed_targets(before) {
+            let name = format!("{TARGET_PREFIX}{target}");
+            match now {
+                Some(n) => batch.insert(&self.meta, name, n.to_be_bytes()),
+                None => batch.remove(&self.meta, name),
             }
         }
     }
 
     fn lock_err() -> StorageError {
         StorageError::Engine("fjall engine lock poisoned".into())
+    }
+}
+
+impl Stored for FjallEngine {
+    fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        match self.data.get(dk).map_err(eng)? {
+            Some(v) => decode_record(user_key(dk), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
+        Ok(self.hints.get(hk).map_err(eng)?.map(|v| v.len() as u64))
     }
 }
 
@@ -301,12 +176,8 @@ impl Engine for FjallEngine {
 
     fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
         let mut committed = self.writer.lock().map_err(|_| Self::lock_err())?;
-        let mut c = committed.clone();
-        let mut pending = Pending::default();
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(self.plan(op, &mut pending, &mut c)?);
-        }
+        let (planned, out) = plan(self, &committed, ops)?;
+        let c = planned.counters;
         // Every batch reaches the OS before `apply` returns (a crash of the
         // process loses nothing); a durable one is also fsynced.
         let mode = if durable {
@@ -315,13 +186,13 @@ impl Engine for FjallEngine {
             PersistMode::Buffer
         };
         let mut batch = self.db.batch().durability(Some(mode));
-        for (dk, r) in pending.data {
+        for (dk, r) in planned.data {
             match r {
                 Some(r) => batch.insert(&self.data, dk, r.encode()),
                 None => batch.remove(&self.data, dk),
             }
         }
-        for (hk, v) in pending.hints {
+        for (hk, v) in planned.hints {
             match v {
                 Some(v) => batch.insert(&self.hints, hk, v),
                 None => batch.remove(&self.hints, hk),

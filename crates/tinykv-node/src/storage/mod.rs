@@ -131,6 +131,7 @@ mod codec;
 mod disk_tests;
 pub mod fjall_engine;
 pub mod memory;
+mod plan;
 pub mod redb_engine;
 #[cfg(test)]
 mod store_tests;

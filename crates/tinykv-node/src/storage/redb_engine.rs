@@ -19,9 +19,8 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
 };
 
-use super::codec::{
-    corrupt, data_key, decode_hint, decode_record, encode_hint, hint_id, hint_key, user_key,
-};
+use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
+use super::plan::{plan, Counters, Stored};
 use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
@@ -34,53 +33,51 @@ const HINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hints");
 const HINT_TARGETS: TableDefinition<&str, u64> = TableDefinition::new("hint_targets");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-const KEY_COUNT: &str = "key_count";
-const HINT_COUNT: &str = "hint_count";
-const HINT_BYTES: &str = "hint_bytes";
-const NEXT_HINT_ID: &str = "next_hint_id";
-
 /// Maps any redb error to [`StorageError::Engine`]; redb has one error type
 /// per operation and the callers only need the message.
 fn eng<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
 }
 
-/// The counters of the `meta` table, loaded once per write transaction.
-#[derive(Clone)]
-struct Counters {
-    key_count: u64,
-    hint_count: u64,
-    hint_bytes: u64,
-    next_hint_id: u64,
+/// Loads the counters: the `meta` table's scalars and `hint_targets`.
+fn load_counters(
+    meta: &impl ReadableTable<&'static str, u64>,
+    targets: &impl ReadableTable<&'static str, u64>,
+) -> Result<Counters, StorageError> {
+    let mut c = Counters::default();
+    for entry in meta.iter().map_err(eng)? {
+        let (k, v) = entry.map_err(eng)?;
+        if !c.set_scalar(k.value(), v.value()) {
+            tracing::warn!(name = k.value(), "unknown storage meta entry");
+        }
+    }
+    for entry in targets.iter().map_err(eng)? {
+        let (k, v) = entry.map_err(eng)?;
+        c.targets.insert(k.value().to_string(), v.value());
+    }
+    Ok(c)
 }
 
-impl Counters {
-    fn load(meta: &Table<&str, u64>) -> Result<Self, StorageError> {
-        let get = |name: &str| -> Result<u64, StorageError> {
-            Ok(meta.get(name).map_err(eng)?.map(|g| g.value()).unwrap_or(0))
-        };
-        Ok(Counters {
-            key_count: get(KEY_COUNT)?,
-            hint_count: get(HINT_COUNT)?,
-            hint_bytes: get(HINT_BYTES)?,
-            next_hint_id: get(NEXT_HINT_ID)?,
-        })
+/// The stored state inside a write transaction, for the planner.
+struct TxState<'t> {
+    data: &'t Table<'t, &'static [u8], &'static [u8]>,
+    hints: &'t Table<'t, &'static [u8], &'static [u8]>,
+}
+
+impl Stored for TxState<'_> {
+    fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        match self.data.get(dk).map_err(eng)? {
+            Some(g) => decode_record(user_key(dk), g.value()).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Writes the counters that differ from `before` (most batches only
-    /// overwrite keys: then the meta table is not touched at all).
-    fn store(&self, before: &Counters, meta: &mut Table<&str, u64>) -> Result<(), StorageError> {
-        for (name, now, was) in [
-            (KEY_COUNT, self.key_count, before.key_count),
-            (HINT_COUNT, self.hint_count, before.hint_count),
-            (HINT_BYTES, self.hint_bytes, before.hint_bytes),
-            (NEXT_HINT_ID, self.next_hint_id, before.next_hint_id),
-        ] {
-            if now != was {
-                meta.insert(name, now).map_err(eng)?;
-            }
-        }
-        Ok(())
+    fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .hints
+            .get(hk)
+            .map_err(eng)?
+            .map(|g| g.value().len() as u64))
     }
 }
 
@@ -114,101 +111,60 @@ impl RedbEngine {
         Ok(RedbEngine { db })
     }
 
+    /// The counters as of the last commit.
+    fn counters(&self) -> Result<Counters, StorageError> {
+        let tx = self.db.begin_read().map_err(eng)?;
+        let meta = tx.open_table(META).map_err(eng)?;
+        let targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
+        load_counters(&meta, &targets)
+    }
+
+    /// Works the batch out against the transaction's state, then writes
+    /// every touched key once and the counters that changed.
     fn write_ops(tx: &WriteTransaction, ops: &[WriteOp]) -> Result<Vec<bool>, StorageError> {
         let mut data = tx.open_table(DATA).map_err(eng)?;
         let mut hints = tx.open_table(HINTS).map_err(eng)?;
         let mut targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
         let mut meta = tx.open_table(META).map_err(eng)?;
-        let before = Counters::load(&meta)?;
-        let mut c = before.clone();
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            let changed = match op {
-                WriteOp::Put { key, record } => {
-                    let dk = data_key(key);
-                    let existing = data
-                        .get(dk.as_slice())
-                        .map_err(eng)?
-                        .map(|g| Record::decode(g.value()));
-                    let write = match &existing {
-                        None => {
-                            c.key_count += 1;
-                            true
-                        }
-                        Some(Ok(old)) => record.supersedes(old),
-                        Some(Err(e)) => {
-                            // Overwriting is the only way to repair the key.
-                            tracing::warn!(key = ?key, error = %e, "overwriting corrupt record");
-                            true
-                        }
-                    };
-                    if write {
-                        data.insert(dk.as_slice(), record.encode().as_slice())
-                            .map_err(eng)?;
-                    }
-                    write
+        let before = load_counters(&meta, &targets)?;
+        let state = TxState {
+            data: &data,
+            hints: &hints,
+        };
+        let (planned, out) = plan(&state, &before, ops)?;
+        for (dk, r) in &planned.data {
+            match r {
+                Some(r) => {
+                    data.insert(dk.as_slice(), r.encode().as_slice())
+                        .map_err(eng)?;
                 }
-                WriteOp::Purge { key, record } => {
-                    let dk = data_key(key);
-                    let equal = match data.get(dk.as_slice()).map_err(eng)? {
-                        Some(g) => Record::decode(g.value()).is_ok_and(|old| old == *record),
-                        None => false,
-                    };
-                    if equal {
-                        data.remove(dk.as_slice()).map_err(eng)?;
-                        c.key_count = c.key_count.saturating_sub(1);
-                    }
-                    equal
+                None => {
+                    data.remove(dk.as_slice()).map_err(eng)?;
                 }
-                WriteOp::Hint {
-                    target,
-                    key,
-                    record,
-                    stored_at_us,
-                } => {
-                    let hk = hint_key(target, c.next_hint_id)?;
-                    let v = encode_hint(key, record, *stored_at_us);
-                    hints.insert(hk.as_slice(), v.as_slice()).map_err(eng)?;
-                    c.next_hint_id += 1;
-                    c.hint_count += 1;
-                    c.hint_bytes += v.len() as u64;
-                    let n = targets
-                        .get(target.as_str())
-                        .map_err(eng)?
-                        .map(|g| g.value())
-                        .unwrap_or(0);
-                    targets.insert(target.as_str(), n + 1).map_err(eng)?;
-                    true
-                }
-                WriteOp::DeleteHints { target, ids } => {
-                    let mut removed = 0u64;
-                    for id in ids {
-                        let hk = hint_key(target, *id)?;
-                        if let Some(g) = hints.remove(hk.as_slice()).map_err(eng)? {
-                            removed += 1;
-                            c.hint_bytes = c.hint_bytes.saturating_sub(g.value().len() as u64);
-                        }
-                    }
-                    if removed > 0 {
-                        c.hint_count = c.hint_count.saturating_sub(removed);
-                        let n = targets
-                            .get(target.as_str())
-                            .map_err(eng)?
-                            .map(|g| g.value())
-                            .unwrap_or(0)
-                            .saturating_sub(removed);
-                        if n == 0 {
-                            targets.remove(target.as_str()).map_err(eng)?;
-                        } else {
-                            targets.insert(target.as_str(), n).map_err(eng)?;
-                        }
-                    }
-                    removed > 0
-                }
-            };
-            out.push(changed);
+            }
         }
-        c.store(&before, &mut meta)?;
+        for (hk, v) in &planned.hints {
+            match v {
+                Some(v) => {
+                    hints.insert(hk.as_slice(), v.as_slice()).map_err(eng)?;
+                }
+                None => {
+                    hints.remove(hk.as_slice()).map_err(eng)?;
+                }
+            }
+        }
+        let c = &planned.counters;
+        for (name, now, was) in c.scalars(&before) {
+            if now != was {
+                meta.insert(name, now).map_err(eng)?;
+            }
+        }
+        for (target, now) in c.changed_targets(&before) {
+            match now {
+                Some(n) => targets.insert(target, n).map_err(eng)?,
+                None => targets.remove(target).map_err(eng)?,
+            };
+        }
         Ok(out)
     }
 }
@@ -287,13 +243,7 @@ impl Engine for RedbEngine {
     }
 
     fn key_count(&self) -> Result<u64, StorageError> {
-        let tx = self.db.begin_read().map_err(eng)?;
-        let meta = tx.open_table(META).map_err(eng)?;
-        Ok(meta
-            .get(KEY_COUNT)
-            .map_err(eng)?
-            .map(|g| g.value())
-            .unwrap_or(0))
+        Ok(self.counters()?.key_count)
     }
 
     fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
@@ -326,21 +276,11 @@ impl Engine for RedbEngine {
     }
 
     fn hint_stats(&self) -> Result<HintStats, StorageError> {
-        let tx = self.db.begin_read().map_err(eng)?;
-        let meta = tx.open_table(META).map_err(eng)?;
-        let targets = tx.open_table(HINT_TARGETS).map_err(eng)?;
-        let get = |name: &str| -> Result<u64, StorageError> {
-            Ok(meta.get(name).map_err(eng)?.map(|g| g.value()).unwrap_or(0))
-        };
-        let mut names = Vec::new();
-        for entry in targets.iter().map_err(eng)? {
-            let (k, _) = entry.map_err(eng)?;
-            names.push(k.value().to_string());
-        }
+        let c = self.counters()?;
         Ok(HintStats {
-            count: get(HINT_COUNT)?,
-            bytes: get(HINT_BYTES)?,
-            targets: names,
+            count: c.hint_count,
+            bytes: c.hint_bytes,
+            targets: c.targets.into_keys().collect(),
         })
     }
 }
