@@ -38,7 +38,8 @@ pub struct Metrics {
     pub clock_skew: Gauge,
     /// Remote timestamps refused for being too far ahead.
     pub clock_skew_refused: IntCounter,
-    /// Storage batches committed (group commits).
+    /// Storage engine batches committed (one per write applied on the
+    /// caller's thread, or one per group commit of the writer thread).
     pub storage_commits: IntCounter,
     /// Write ops in those batches: divided by commits, the group size.
     pub storage_committed_ops: IntCounter,
@@ -125,7 +126,7 @@ impl Metrics {
             storage_commits: counter(
                 &registry,
                 "storage_commits_total",
-                "Storage batches committed (group commits)",
+                "Storage engine batches committed",
             )?,
             storage_committed_ops: counter(
                 &registry,

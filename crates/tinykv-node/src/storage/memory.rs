@@ -1,11 +1,9 @@
-//! An in-memory engine with the same contract as [`RedbEngine`], for unit
+//! An in-memory engine with the same contract as the disk engines, for unit
 //! tests of the layers above storage (fast, no temp dirs, no fsync).
 //!
 //! It is **only for tests**: nothing survives the process, and `durable` /
 //! `flush` are no-ops. The contract tests in `storage::tests` run against
-//! both engines, so code tested on this one behaves the same on disk.
-//!
-//! [`RedbEngine`]: super::RedbEngine
+//! every engine, so code tested on this one behaves the same on disk.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

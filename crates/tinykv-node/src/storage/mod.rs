@@ -1,5 +1,6 @@
-//! Local storage: a small engine trait, its engines, and the group-commit
-//! writer that every write goes through.
+//! Local storage: a small engine trait, its engines (fjall by default,
+//! redb, and an in-memory one for tests), and the write path, [`Store`],
+//! that every write goes through.
 //!
 //! Keys are kept in ring-token order (`(key_token(key), key)`), so a token
 //! range can be scanned directly for anti-entropy and streaming.
