@@ -6,17 +6,31 @@ TINYKV_IMAGE="${TINYKV_IMAGE:-tinykv:latest}"
 TINYKV_NET="${TINYKV_NET:-tinykv-net}"
 TINYKV_PROJECT="${TINYKV_PROJECT:-tinykv}"
 
-# The compose command: `docker compose` (v2) when present, else docker-compose (v1).
+# The compose command: `docker compose` (v2) when present, else
+# docker-compose (v1); TINYKV_COMPOSE=v1 or v2 picks one (CI runs the compose
+# test with each).
 tinykv_compose() {
   local root
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-  if docker compose version >/dev/null 2>&1; then
-    docker compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@"
-  elif command -v docker-compose >/dev/null 2>&1; then
-    docker-compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@"
+  case "$(tinykv_compose_kind)" in
+    v2) docker compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
+    v1) docker-compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
+    *)
+      echo "no compose tool: install 'docker compose' (v2) or docker-compose (v1)${TINYKV_COMPOSE:+ (TINYKV_COMPOSE=$TINYKV_COMPOSE)}" >&2
+      return 127
+      ;;
+  esac
+}
+
+# Which compose tool tinykv_compose uses: v2, v1 or none.
+tinykv_compose_kind() {
+  local want="${TINYKV_COMPOSE:-auto}"
+  if [ "$want" != v1 ] && docker compose version >/dev/null 2>&1; then
+    echo v2
+  elif [ "$want" != v2 ] && command -v docker-compose >/dev/null 2>&1; then
+    echo v1
   else
-    echo "neither 'docker compose' nor 'docker-compose' is installed" >&2
-    return 127
+    echo none
   fi
 }
 

@@ -101,6 +101,7 @@ else
   check "build $TINYKV_IMAGE by the $TINYKV_IMAGE_PATH path" docker/build-image.sh || abort "image build failed"
   echo "    image build took $(( $(date +%s) - t ))s"
 fi
+echo "    compose tool: $(tinykv_compose_kind) ($(tinykv_compose version 2>/dev/null | sed -n 1p))"
 check "docker-compose.yml is valid" tinykv_compose config -q
 
 # --- 2. up -----------------------------------------------------------------
