@@ -20,7 +20,6 @@
 //! runs under one lock; the node has a single writer thread anyway.
 
 use std::fmt::Display;
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
@@ -233,17 +232,7 @@ impl Engine for FjallEngine {
             if out.len() >= limit {
                 break;
             }
-            let lower = if seg.resume {
-                Bound::Excluded(resume.clone())
-            } else {
-                Bound::Included(seg.lo.to_be_bytes().to_vec())
-            };
-            let upper = if seg.hi == u64::MAX {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded(seg.hi.wrapping_add(1).to_be_bytes().to_vec())
-            };
-            for entry in self.data.range::<Vec<u8>, _>((lower, upper)) {
+            for entry in self.data.range::<Vec<u8>, _>(seg.data_key_bounds(&resume)) {
                 let (k, v) = entry.into_inner().map_err(eng)?;
                 let key = user_key(&k);
                 out.push((Bytes::copy_from_slice(key), decode_record(key, &v)?));

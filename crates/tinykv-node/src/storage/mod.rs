@@ -200,6 +200,29 @@ pub(crate) struct ScanSegment {
     pub resume: bool,
 }
 
+impl ScanSegment {
+    /// The data-key range of this segment for the disk engines (their keys
+    /// start with the token, see `codec`): from `lo`, or strictly after the
+    /// resume key `resume` (a data key); up to and including every key of
+    /// token `hi`.
+    pub(crate) fn data_key_bounds(
+        &self,
+        resume: &[u8],
+    ) -> (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>) {
+        use std::ops::Bound;
+        let lower = if self.resume {
+            Bound::Excluded(resume.to_vec())
+        } else {
+            Bound::Included(self.lo.to_be_bytes().to_vec())
+        };
+        let upper = match self.hi.checked_add(1) {
+            None => Bound::Unbounded,
+            Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
+        };
+        (lower, upper)
+    }
+}
+
 /// Splits the ring range `(start, end]` (wrapping when `start >= end`) into
 /// inclusive token intervals in scan order, dropping those before the
 /// interval that holds `after_token`. Shared by every engine so they agree

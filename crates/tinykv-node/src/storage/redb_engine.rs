@@ -11,7 +11,6 @@
 //!   so they can never drift from it and reading them is O(1).
 
 use std::fmt::Display;
-use std::ops::Bound;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -218,19 +217,12 @@ impl Engine for RedbEngine {
             if out.len() >= limit {
                 break;
             }
-            let lo_key = seg.lo.to_be_bytes();
-            let lower: Bound<&[u8]> = if seg.resume {
-                Bound::Excluded(resume.as_slice())
-            } else {
-                Bound::Included(&lo_key[..])
-            };
-            let hi_key = seg.hi.wrapping_add(1).to_be_bytes();
-            let upper: Bound<&[u8]> = if seg.hi == u64::MAX {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded(&hi_key[..])
-            };
-            for entry in data.range::<&[u8]>((lower, upper)).map_err(eng)? {
+            let (lower, upper) = seg.data_key_bounds(&resume);
+            let bounds = (
+                lower.as_ref().map(Vec::as_slice),
+                upper.as_ref().map(Vec::as_slice),
+            );
+            for entry in data.range::<&[u8]>(bounds).map_err(eng)? {
                 let (k, v) = entry.map_err(eng)?;
                 let key = user_key(k.value());
                 out.push((Bytes::copy_from_slice(key), decode_record(key, v.value())?));
