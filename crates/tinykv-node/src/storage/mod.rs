@@ -103,6 +103,12 @@ pub trait Engine: Send + Sync + 'static {
     fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError>;
     /// Makes every batch applied so far durable.
     fn flush(&self) -> Result<(), StorageError>;
+    /// Whether `apply` must wait while `flush` runs. An engine whose flush
+    /// only fsyncs what is already written (fjall's journal) says no, and
+    /// the node keeps applying writes during the fsync.
+    fn flush_excludes_writes(&self) -> bool {
+        true
+    }
     /// Versions whose key token is in `(start, end]` (wrapping when
     /// `start >= end`), in `(token, key)` order, starting after `after`
     /// (a key previously returned) and at most `limit` of them.

@@ -8,9 +8,11 @@
 //! durable (fsync) at most one window after the first unsynced write, on
 //! [`Store::flush`], and on close. A machine crash can therefore lose up to
 //! one window of acknowledged writes on this node, like Cassandra's
-//! `commitlog_sync: periodic`. While that thread is inside the engine (an
-//! fsync) or the engine is throttling writes, writes queue for the thread
-//! instead, so an async worker never blocks on a disk.
+//! `commitlog_sync: periodic`. With fjall the fsync runs beside the writes
+//! (it only syncs journal bytes already handed to the OS); with an engine
+//! whose flush excludes writes (redb's durable commit), and whenever the
+//! engine is throttling writes, writes queue for the thread instead, so an
+//! async worker never blocks on a disk.
 //!
 //! With [`SyncPolicy::Always`] every write is queued to that thread, which
 //! turns whatever is queued into a single engine batch and one fsync: under
@@ -381,11 +383,18 @@ impl Writer {
         if self.flush_due.is_none() && !self.shared.dirty.load(Ordering::Acquire) {
             return Ok(());
         }
-        let _held = self
-            .shared
-            .apply_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        // An engine whose flush is only an fsync of what writers already
+        // handed to the OS lets them go on meanwhile (no stall every window).
+        let _held = if self.shared.engine.flush_excludes_writes() {
+            Some(
+                self.shared
+                    .apply_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            )
+        } else {
+            None
+        };
         // Cleared before the flush: a write after this point starts a new
         // window; one before it is covered by this flush.
         self.shared.dirty.store(false, Ordering::Release);
