@@ -17,7 +17,8 @@
 //!   atomic batch as the data they count, so they never drift from it.
 //!
 //! Writes are read-modify-write (LWW needs the stored version), so `apply`
-//! runs under one lock; the node has a single writer thread anyway.
+//! runs under one lock; most puts are decided from the in-memory stamps of
+//! recently written keys ([`Stamps`]) instead of a lookup.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
+use super::stamps::Stamps;
 use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
@@ -49,6 +51,9 @@ const SMALL_MEMTABLE_BYTES: u64 = 4 << 20;
 const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// Background flush and compaction threads.
 const WORKER_THREADS: usize = 2;
+/// Keys whose LWW stamp is kept in memory ([`Stamps`]): two generations of
+/// 7/8 of 2^17, the most a hash table of 2^17 slots holds, about 16 MiB.
+const STAMP_KEYS: usize = 2 * 114_688;
 
 fn eng<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
@@ -60,9 +65,8 @@ pub struct FjallEngine {
     data: Keyspace,
     hints: Keyspace,
     meta: Keyspace,
-    /// Held for the whole of `apply` (read-modify-write); the counters as of
-    /// the last commit.
-    writer: Mutex<Counters>,
+    /// Held for the whole of `apply` (read-modify-write).
+    writer: Mutex<WriterState>,
     /// A copy of the counters for readers, updated after each commit that
     /// changed them, so `key_count` never waits for a batch in progress.
     published: RwLock<Counters>,
@@ -72,6 +76,35 @@ pub struct FjallEngine {
     /// durable may be lost, and the OS may have dropped the error for the
     /// next fsync, so every later write and flush fails (restart the node).
     failed: AtomicBool,
+}
+
+/// What the write path keeps between batches.
+struct WriterState {
+    /// The counters as of the last commit.
+    counters: Counters,
+    /// The stored stamps of recently written keys.
+    stamps: Stamps,
+}
+
+/// The stored state as a batch is worked out: the engine, and the stamps
+/// that spare most puts their lookup.
+struct View<'a> {
+    engine: &'a FjallEngine,
+    stamps: &'a Stamps,
+}
+
+impl Stored for View<'_> {
+    fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        self.engine.record(dk)
+    }
+
+    fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
+        self.engine.hint_size(hk)
+    }
+
+    fn known_order(&self, dk: &[u8], record: &Record) -> Option<std::cmp::Ordering> {
+        self.stamps.order(dk, record)
+    }
 }
 
 impl std::fmt::Debug for FjallEngine {
@@ -114,7 +147,10 @@ impl FjallEngine {
             data,
             hints,
             meta,
-            writer: Mutex::new(counters.clone()),
+            writer: Mutex::new(WriterState {
+                counters: counters.clone(),
+                stamps: Stamps::new(STAMP_KEYS),
+            }),
             published: RwLock::new(counters),
             path,
             failed: AtomicBool::new(false),
@@ -232,8 +268,12 @@ impl Engine for FjallEngine {
 
     fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
         self.check_failed()?;
-        let mut committed = self.writer.lock().map_err(|_| Self::lock_err())?;
-        let (planned, out) = plan(self, &committed, ops)?;
+        let mut state = self.writer.lock().map_err(|_| Self::lock_err())?;
+        let view = View {
+            engine: self,
+            stamps: &state.stamps,
+        };
+        let (planned, out) = plan(&view, &state.counters, ops)?;
         let c = planned.counters;
         // Every batch reaches the OS before `apply` returns (a crash of the
         // process loses nothing); a durable one is also fsynced.
@@ -243,10 +283,10 @@ impl Engine for FjallEngine {
             PersistMode::Buffer
         };
         let mut batch = self.db.batch().durability(Some(mode));
-        for (dk, r) in planned.data {
+        for (dk, r) in &planned.data {
             match r {
-                Some(r) => batch.insert(&self.data, dk, r.encode()),
-                None => batch.remove(&self.data, dk),
+                Some(r) => batch.insert(&self.data, dk.as_slice(), r.encode()),
+                None => batch.remove(&self.data, dk.as_slice()),
             }
         }
         for (hk, v) in planned.hints {
@@ -255,7 +295,7 @@ impl Engine for FjallEngine {
                 None => batch.remove(&self.hints, hk),
             }
         }
-        self.store_counters(&mut batch, &committed, &c);
+        self.store_counters(&mut batch, &state.counters, &c);
         if !batch.is_empty() {
             batch.commit().map_err(eng)?;
         } else if durable {
@@ -263,9 +303,13 @@ impl Engine for FjallEngine {
             // this batch to be durable.
             self.db.persist(PersistMode::SyncAll).map_err(eng)?;
         }
-        if *committed != c {
+        // Only now, with the batch committed, do the stamps describe it.
+        for (dk, r) in &planned.data {
+            state.stamps.set(dk, r.as_ref());
+        }
+        if state.counters != c {
             *self.published.write().map_err(|_| Self::lock_err())? = c.clone();
-            *committed = c;
+            state.counters = c;
         }
         Ok(out)
     }

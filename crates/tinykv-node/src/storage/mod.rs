@@ -140,6 +140,7 @@ pub mod fjall_engine;
 pub mod memory;
 mod plan;
 pub mod redb_engine;
+mod stamps;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

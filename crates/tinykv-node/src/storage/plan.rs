@@ -4,6 +4,7 @@
 //! result is the final state of every touched key and the new counters,
 //! which the engine then writes in one atomic batch or transaction.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::codec::{encode_hint, hint_key};
@@ -16,6 +17,12 @@ pub(crate) trait Stored {
     fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError>;
     /// The size of the stored hint under hint key `hk`, if there is one.
     fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError>;
+    /// How `record` orders against the stored version under `dk`, when the
+    /// engine knows without reading it (a stored version exists then);
+    /// `None`: read it with [`Stored::record`].
+    fn known_order(&self, _dk: &[u8], _record: &Record) -> Option<Ordering> {
+        None
+    }
 }
 
 /// The counters an engine keeps beside its data, in the same batch.
@@ -115,6 +122,17 @@ fn one(stored: &impl Stored, p: &mut Plan, op: &WriteOp) -> Result<bool, Storage
     Ok(match op {
         WriteOp::Put { key, record } => {
             let dk = super::codec::data_key(key);
+            let known = match p.data.contains_key(&dk) {
+                true => None,
+                false => stored.known_order(&dk, record),
+            };
+            if let Some(order) = known {
+                let write = order == Ordering::Greater;
+                if write {
+                    p.data.insert(dk, Some(record.clone()));
+                }
+                return Ok(write);
+            }
             let write = match p.record(stored, &dk) {
                 Ok(None) => {
                     p.counters.key_count += 1;

@@ -239,6 +239,81 @@ fn batch_sees_its_own_writes(e: &dyn Engine) {
     assert_eq!(e.key_count().unwrap(), 1);
 }
 
+/// The same `(timestamp, writer)` in separate batches: the tie-break by
+/// tombstone and value still applies (an engine that remembers only stamps
+/// must look at the stored record), and a purged key is new again.
+fn equal_stamps_across_batches(e: &dyn Engine) {
+    let v = val("v", 5, "n1");
+    let t = Record::tombstone(5, "n1");
+    assert_eq!(e.apply(&[put("k", v.clone())], false).unwrap(), vec![true]);
+    assert_eq!(e.apply(&[put("k", t.clone())], false).unwrap(), vec![true]);
+    assert_eq!(e.apply(&[put("k", v)], false).unwrap(), vec![false]);
+    assert_eq!(e.get(b"k").unwrap(), Some(t.clone()));
+    let purge = WriteOp::Purge {
+        key: Bytes::from_static(b"k"),
+        record: t,
+    };
+    assert_eq!(e.apply(&[purge], false).unwrap(), vec![true]);
+    assert_eq!(e.key_count().unwrap(), 0);
+    let older = val("w", 3, "n2");
+    assert_eq!(
+        e.apply(&[put("k", older.clone())], false).unwrap(),
+        vec![true]
+    );
+    assert_eq!(e.get(b"k").unwrap(), Some(older));
+    assert_eq!(e.key_count().unwrap(), 1);
+}
+
+/// Random puts, tombstones and purges over a few keys, timestamps and
+/// writers (so ties are frequent), in batches of 1-4: every answer and the
+/// final state equal the memory engine's, the oracle.
+fn random_ops_match_the_memory_engine(e: &dyn Engine) {
+    use rand::{Rng, SeedableRng};
+    let oracle = MemoryEngine::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let keys = ["a", "b", "c", "d", "e", "f"];
+    let writers = ["n1", "n2", "n3"];
+    for round in 0..600 {
+        let mut ops = Vec::new();
+        for _ in 0..rng.random_range(1..=4) {
+            let key = keys[rng.random_range(0..keys.len())];
+            let ts = rng.random_range(1..=4);
+            let writer = writers[rng.random_range(0..writers.len())];
+            let record = match rng.random_range(0..3) {
+                0 => Record::tombstone(ts, writer),
+                1 => val("x", ts, writer),
+                _ => val("y", ts, writer),
+            };
+            // Purges name the stored version half of the time.
+            let purge_record = match oracle.get(key.as_bytes()).unwrap() {
+                Some(stored) if rng.random_bool(0.5) => stored,
+                _ => record.clone(),
+            };
+            ops.push(match rng.random_range(0..5) {
+                0 => WriteOp::Purge {
+                    key: Bytes::copy_from_slice(key.as_bytes()),
+                    record: purge_record,
+                },
+                _ => put(key, record),
+            });
+        }
+        let want = oracle.apply(&ops, false).unwrap();
+        assert_eq!(
+            e.apply(&ops, false).unwrap(),
+            want,
+            "round {round}: {ops:?}"
+        );
+        for key in keys {
+            assert_eq!(
+                e.get(key.as_bytes()).unwrap(),
+                oracle.get(key.as_bytes()).unwrap(),
+                "round {round}, key {key}"
+            );
+        }
+        assert_eq!(e.key_count().unwrap(), oracle.key_count().unwrap());
+    }
+}
+
 macro_rules! engine_contract {
     ($modname:ident, $make:expr) => {
         mod $modname {
@@ -282,6 +357,14 @@ macro_rules! engine_contract {
             #[test]
             fn batch_sees_its_own_writes() {
                 run(super::batch_sees_its_own_writes)
+            }
+            #[test]
+            fn equal_stamps_across_batches() {
+                run(super::equal_stamps_across_batches)
+            }
+            #[test]
+            fn random_ops_match_the_memory_engine() {
+                run(super::random_ops_match_the_memory_engine)
             }
         }
     };
