@@ -118,16 +118,17 @@ impl Node {
             }
             let (node, k, r) = (self.clone(), key.clone(), record.clone());
             let owner_id = owner.clone();
-            q.spawn(owner.clone(), async move {
+            let fut = async move {
                 let res = node
                     .replica_write(&owner_id, k.clone(), r.clone(), None, deadline)
                     .await;
                 if res.is_err() && hinting && owner_id != node.id {
                     // Keep the version for the owner whatever the quorum's fate.
-                    let _ = node.store_hint(&owner_id, k, r).await;
+                    let _ = Box::pin(node.store_hint(&owner_id, k, r)).await;
                 }
                 res
-            });
+            };
+            q.spawn(owner.clone(), fut);
         }
         while !q.reached() {
             match q.next().await {

@@ -78,12 +78,12 @@ impl Node {
 
     /// Applies a version to this node's own replica.
     pub async fn apply_local(&self, key: Bytes, record: Record) -> Result<bool, String> {
-        let applied = self
-            .store
-            .write(vec![WriteOp::Put { key, record }])
+        // Combined with the other local writes started together (a client
+        // batch's puts) into one engine batch.
+        self.store
+            .write_one(WriteOp::Put { key, record })
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(applied.first().copied().unwrap_or(false))
+            .map_err(|e| e.to_string())
     }
 
     /// Stores a hint on this node for `target`.
@@ -127,7 +127,7 @@ impl Node {
     ) -> CallResult<()> {
         if node == self.id {
             return match hint_for {
-                Some(t) => self.store_hint(t, key, record).await,
+                Some(t) => Box::pin(self.store_hint(t, key, record)).await,
                 None => self.apply_local(key, record).await.map(|_| ()),
             };
         }
@@ -150,8 +150,9 @@ impl Node {
             from: self.id.clone(),
         });
         req.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        client
-            .write(req)
+        // Boxed: a unary call's future is kilobytes, and every replica write
+        // (most of which never get here) would carry it and be moved with it.
+        Box::pin(async move { client.write(req).await })
             .await
             .map(|_| ())
             .map_err(|s| describe(&s))

@@ -134,6 +134,7 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 mod codec;
+mod combine;
 #[cfg(test)]
 mod disk_tests;
 pub mod fjall_engine;

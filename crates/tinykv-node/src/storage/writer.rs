@@ -175,6 +175,8 @@ impl Shared {
 struct Inner {
     tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
+    /// Single writes waiting to be combined ([`Store::write_one`]).
+    pending: Mutex<super::combine::Pending>,
     closed: AtomicBool,
     joiner: Joiner,
 }
@@ -225,6 +227,7 @@ impl Store {
             inner: Arc::new(Inner {
                 tx,
                 shared,
+                pending: Mutex::default(),
                 closed: AtomicBool::new(false),
                 joiner: Joiner(Mutex::new(handle)),
             }),
@@ -265,6 +268,10 @@ impl Store {
             let _ = self.inner.tx.try_send(Request::Dirty);
         }
         Some(r)
+    }
+
+    pub(super) fn pending(&self) -> &Mutex<super::combine::Pending> {
+        &self.inner.pending
     }
 
     /// The engine, for reads and scans that need no ordering with writes.
@@ -323,7 +330,7 @@ impl Store {
 
 /// A copy of `e` for every request of a failed batch (the error type is not
 /// `Clone` because it is shared with the rest of the node).
-fn dup(e: &StorageError) -> StorageError {
+pub(super) fn dup(e: &StorageError) -> StorageError {
     match e {
         StorageError::Engine(s) => StorageError::Engine(s.clone()),
         StorageError::Corrupt { key, reason } => StorageError::Corrupt {
