@@ -131,8 +131,15 @@ impl Ring {
     /// The first `replicas_per_key()` are the preference list; the rest are
     /// the fallbacks a sloppy quorum uses.
     pub fn walk(&self, token: u64) -> Vec<&str> {
-        let mut out = Vec::with_capacity(self.nodes.len());
-        if self.tokens.is_empty() {
+        self.walk_n(token, self.nodes.len())
+    }
+
+    /// The first `limit` distinct members clockwise from `token`'s owner
+    /// (stops there: a preference list needs N of them, not the whole ring).
+    fn walk_n(&self, token: u64, limit: usize) -> Vec<&str> {
+        let limit = limit.min(self.nodes.len());
+        let mut out = Vec::with_capacity(limit);
+        if self.tokens.is_empty() || limit == 0 {
             return out;
         }
         let mut seen = vec![false; self.nodes.len()];
@@ -142,7 +149,7 @@ impl Ring {
             if !seen[idx] {
                 seen[idx] = true;
                 out.push(self.nodes[idx].as_str());
-                if out.len() == self.nodes.len() {
+                if out.len() == limit {
                     break;
                 }
             }
@@ -152,9 +159,7 @@ impl Ring {
 
     /// The replicas of `key`, primary first.
     pub fn preference_list(&self, key: &[u8]) -> Vec<&str> {
-        let mut all = self.walk(key_token(key));
-        all.truncate(self.replicas_per_key());
-        all
+        self.walk_n(key_token(key), self.replicas_per_key())
     }
 
     /// The replicas of the range that ends at vnode `i`.
@@ -278,6 +283,10 @@ mod tests {
             assert_eq!(pl.len(), 3);
             let set: HashSet<_> = pl.iter().collect();
             assert_eq!(set.len(), 3);
+            // The preference list is the start of the full walk.
+            let walk = ring.walk(key_token(&k.to_be_bytes()));
+            assert_eq!(walk.len(), 5);
+            assert_eq!(pl[..], walk[..3]);
         }
         let small = Ring::new(["a", "b"], 16, 3);
         assert_eq!(small.preference_list(b"k").len(), 2);
