@@ -180,7 +180,10 @@ impl Detector {
 
     /// True when `id` is classified down.
     pub fn is_down(&self, id: &str) -> bool {
-        self.get(id).health == Health::Down
+        // On every replica call: the classification only, without the
+        // clock read and phi that `get` computes for status reports.
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.get(id).is_some_and(|h| h.health == Health::Down)
     }
 
     /// Forgets a peer (after it was removed).

@@ -11,6 +11,7 @@ pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gossip;
+pub mod health;
 pub mod hints;
 pub mod hlc;
 pub mod lifecycle;

@@ -149,7 +149,8 @@ pub async fn run(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    let loops = crate::background::spawn_all(&node);
+    let mut loops = crate::background::spawn_all(&node);
+    loops.push(crate::health::watch_storage(&node, health.clone()));
     if node.membership.get(&node.id).map(|m| m.state) == Some(MemberState::Joining) {
         tokio::spawn(node.clone().join_cluster());
     } else {

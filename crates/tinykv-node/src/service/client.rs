@@ -217,7 +217,8 @@ impl TinyKv for ClientService {
         _req: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingResponse>, Status> {
         Ok(Response::new(pb::PingResponse {
-            is_ready: !self.node.shutdown.is_cancelled(),
+            is_ready: !self.node.shutdown.is_cancelled()
+                && self.node.store.engine().failure().is_none(),
             node_id: self.node.id.clone(),
         }))
     }

@@ -22,8 +22,7 @@
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -72,10 +71,12 @@ pub struct FjallEngine {
     published: RwLock<Counters>,
     /// The database folder, where the journal files are.
     path: PathBuf,
-    /// Set when an fsync of the journal failed: what it should have made
+    /// Set when a journal write or fsync failed: what it should have made
     /// durable may be lost, and the OS may have dropped the error for the
-    /// next fsync, so every later write and flush fails (restart the node).
-    failed: AtomicBool,
+    /// next fsync (fjall itself refuses writes after a failed journal
+    /// write), so every later write and flush fails and the node reports
+    /// itself not serving (restart it).
+    failed: OnceLock<String>,
 }
 
 /// What the write path keeps between batches.
@@ -153,7 +154,7 @@ impl FjallEngine {
             }),
             published: RwLock::new(counters),
             path,
-            failed: AtomicBool::new(false),
+            failed: OnceLock::new(),
         })
     }
 
@@ -197,12 +198,26 @@ impl FjallEngine {
     }
 
     fn check_failed(&self) -> Result<(), StorageError> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(StorageError::Engine(
-                "an earlier fsync of the journal failed; restart the node".into(),
-            ));
+        match self.failed.get() {
+            Some(why) => Err(StorageError::Engine(format!(
+                "storage failed earlier ({why}); restart the node"
+            ))),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Makes the engine fail as after a failed fsync (for tests).
+    #[cfg(test)]
+    pub(crate) fn inject_failure(&self, why: &str) {
+        let _ = self.fail(StorageError::Engine(why.to_string()));
+    }
+
+    /// Remembers the first fatal failure and passes the error on.
+    fn fail(&self, e: StorageError) -> StorageError {
+        if self.failed.set(e.to_string()).is_ok() {
+            tracing::error!(error = %e, "storage failed; refusing writes until restarted");
+        }
+        e
     }
 
     /// fsyncs every journal file through a handle of our own. fjall's own
@@ -233,12 +248,8 @@ impl FjallEngine {
                 }
             };
             if let Err(e) = file.sync_data() {
-                self.failed.store(true, Ordering::Release);
-                tracing::error!(path = %path.display(), error = %e, "journal fsync failed");
-                return Err(StorageError::Engine(format!(
-                    "fsync {}: {e}",
-                    path.display()
-                )));
+                let e = StorageError::Engine(format!("fsync {}: {e}", path.display()));
+                return Err(self.fail(e));
             }
         }
         Ok(())
@@ -296,12 +307,15 @@ impl Engine for FjallEngine {
             }
         }
         self.store_counters(&mut batch, &state.counters, &c);
+        // A failed journal write is fatal for fjall (it poisons itself).
         if !batch.is_empty() {
-            batch.commit().map_err(eng)?;
+            batch.commit().map_err(|e| self.fail(eng(e)))?;
         } else if durable {
             // Nothing to write, but the caller asked for everything before
             // this batch to be durable.
-            self.db.persist(PersistMode::SyncAll).map_err(eng)?;
+            self.db
+                .persist(PersistMode::SyncAll)
+                .map_err(|e| self.fail(eng(e)))?;
         }
         // Only now, with the batch committed, do the stamps describe it.
         for (dk, r) in &planned.data {
@@ -318,8 +332,14 @@ impl Engine for FjallEngine {
         self.check_failed()?;
         // Hands fjall's journal buffer to the OS (a short hold of its
         // lock; batches are handed over at commit anyway), then fsyncs.
-        self.db.persist(PersistMode::Buffer).map_err(eng)?;
+        self.db
+            .persist(PersistMode::Buffer)
+            .map_err(|e| self.fail(eng(e)))?;
         self.sync_journals()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.get().cloned()
     }
 
     fn flush_excludes_writes(&self) -> bool {

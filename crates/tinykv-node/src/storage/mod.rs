@@ -109,6 +109,12 @@ pub trait Engine: Send + Sync + 'static {
     fn flush_excludes_writes(&self) -> bool {
         true
     }
+    /// Why the engine refuses all writes until the node restarts (a failed
+    /// journal write or fsync), if it does; the node then reports itself
+    /// not serving.
+    fn failure(&self) -> Option<String> {
+        None
+    }
     /// Versions whose key token is in `(start, end]` (wrapping when
     /// `start >= end`), in `(token, key)` order, starting after `after`
     /// (a key previously returned) and at most `limit` of them.
