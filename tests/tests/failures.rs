@@ -380,3 +380,23 @@ async fn a_partition_keeps_the_majority_serving_quorum() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_peer_is_reached_at_once_through_a_fresh_stream() {
+    // Three nodes, RF 3: an ALL write needs every node, and no fallback
+    // exists, so the first write after a peer's restart fails unless the
+    // coordinator replaces its dead stream to that peer at once.
+    let mut c = Cluster::start(3).await;
+    let client = c.client_for(0);
+    client
+        .put("k", "before", Consistency::All)
+        .await
+        .expect("ALL write with every node up");
+    c.restart(1).await;
+    let ack = client.put("k", "after", Consistency::All).await;
+    assert!(
+        ack.is_ok(),
+        "first ALL write after the restart failed: {ack:?}"
+    );
+    assert_eq!(c.local(1, "k").await.as_deref(), Some("after"));
+}

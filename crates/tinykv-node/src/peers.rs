@@ -219,7 +219,7 @@ async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, bat
             Item::Read(r) => reads.push(r),
         }
     }
-    let msg = pb::ReplicaExchange {
+    let message = || pb::ReplicaExchange {
         writes: writes
             .iter()
             .map(|i| pb::KeyedRecord {
@@ -235,7 +235,23 @@ async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, bat
         let mut c = client.clone();
         async move { c.exchange_stream(rx).await }
     };
-    let answer = match link.call(msg, deadline, open).await {
+    // A stream that was open before this call may have died while idle
+    // (the peer restarted, or its address changed when its network was
+    // cut and restored): the failure shows only when it is used. Replica
+    // writes and reads are idempotent, so such a failure gets one retry on
+    // a fresh stream; a stream opened by this call that fails is a real
+    // failure.
+    let reused = matches!(link, Link::Open { .. });
+    let mut call = link.call(message(), deadline, open).await;
+    if reused && Instant::now() < deadline {
+        if let StreamCall::Failed(s) = &call {
+            if s.code() != tonic::Code::DeadlineExceeded {
+                tracing::debug!(error = %s, "peer stream failed on reuse; retrying on a new one");
+                call = link.call(message(), deadline, open).await;
+            }
+        }
+    }
+    let answer = match call {
         StreamCall::Answer(r) if r.reads.len() == reads_len => Ok(r.reads),
         StreamCall::Answer(_) => Err("malformed exchange answer".to_string()),
         StreamCall::Failed(s) => Err(describe(&s)),
