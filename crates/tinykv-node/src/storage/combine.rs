@@ -42,35 +42,56 @@ impl Store {
             !std::mem::replace(&mut p.scheduled, true)
         };
         if spawn {
-            let store = self.clone();
-            tokio::spawn(async move { store.drain().await });
+            let guard = Undrained(Some(self.clone()));
+            tokio::spawn(drain(guard));
         }
         rx.await.map_err(|_| StorageError::Closed)?
     }
+}
 
-    /// Applies everything pending as one batch and answers each writer.
-    async fn drain(&self) {
-        // Behind the tasks already ready to run: a coordinator's task that
-        // ran out of its scheduling budget mid-batch adds the rest first.
-        tokio::task::yield_now().await;
-        let (ops, replies) = match self.pending().lock() {
-            Ok(mut p) => {
+/// Held by a drain task until it has taken the pending list. A task dropped
+/// before that (its runtime shutting down) empties the list instead, so its
+/// writers get `Closed` rather than waiting forever, and the next write
+/// schedules a new drain.
+struct Undrained(Option<Store>);
+
+impl Drop for Undrained {
+    fn drop(&mut self) {
+        if let Some(store) = self.0.take() {
+            if let Ok(mut p) = store.pending().lock() {
                 p.scheduled = false;
-                (std::mem::take(&mut p.ops), std::mem::take(&mut p.replies))
+                p.ops.clear();
+                p.replies.clear();
             }
-            // Nothing can be taken; the writers see their replies dropped.
-            Err(_) => return,
-        };
-        match self.write(ops).await {
-            Ok(applied) => {
-                for (reply, changed) in replies.into_iter().zip(applied) {
-                    let _ = reply.send(Ok(changed));
-                }
+        }
+    }
+}
+
+/// Applies everything pending as one batch and answers each writer.
+async fn drain(mut guard: Undrained) {
+    // Behind the tasks already ready to run: a coordinator's task that ran
+    // out of its scheduling budget mid-batch adds the rest first.
+    tokio::task::yield_now().await;
+    let Some(store) = guard.0.take() else {
+        return;
+    };
+    let (ops, replies) = match store.pending().lock() {
+        Ok(mut p) => {
+            p.scheduled = false;
+            (std::mem::take(&mut p.ops), std::mem::take(&mut p.replies))
+        }
+        // Nothing can be taken; the writers see their replies dropped.
+        Err(_) => return,
+    };
+    match store.write(ops).await {
+        Ok(applied) => {
+            for (reply, changed) in replies.into_iter().zip(applied) {
+                let _ = reply.send(Ok(changed));
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(super::writer::dup(&e)));
-                }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(super::writer::dup(&e)));
             }
         }
     }
@@ -115,6 +136,33 @@ mod tests {
             Some(Bytes::from_static(b"v"))
         );
         store.close().await;
+    }
+
+    #[test]
+    fn a_drain_task_dropped_unrun_fails_its_writers_and_frees_the_list() {
+        let store = Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default());
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let mut write = Box::pin(store.write_one(put("a", val("v", 5, "n1"))));
+        // Queued, and a drain task spawned that has not run yet.
+        let polled = first.block_on(async { futures::poll!(&mut write) });
+        assert!(polled.is_pending());
+        drop(first); // drops the unrun drain task
+        let second = runtime();
+        let r = second.block_on(write);
+        assert!(matches!(r, Err(StorageError::Closed)), "{r:?}");
+        // The list was freed: the next write is drained as usual.
+        let r = second.block_on(store.write_one(put("b", val("v", 5, "n1"))));
+        assert!(matches!(r, Ok(true)), "{r:?}");
+        assert!(
+            store.get(b"a").unwrap().is_none(),
+            "the dropped write was not applied"
+        );
+        second.block_on(store.close());
     }
 
     #[tokio::test(flavor = "current_thread")]
