@@ -57,7 +57,7 @@ struct Fallbacks<'a> {
     node: &'a Node,
     key: &'a [u8],
     targets: &'a [String],
-    walk: &'a mut Option<std::vec::IntoIter<String>>,
+    walk: Option<std::vec::IntoIter<String>>,
 }
 
 impl Fallbacks<'_> {
@@ -96,12 +96,11 @@ impl Node {
         }
         let primaries = &targets[..];
         // The ring walk for fallbacks is only made when one is needed.
-        let mut walk = None;
         let mut fallbacks = Fallbacks {
             node: self,
             key: &key,
             targets: primaries,
-            walk: &mut walk,
+            walk: None,
         };
         let hinting = self.config.hinted_handoff;
         let sloppy = hinting && self.config.sloppy_quorum && !strict;

@@ -31,7 +31,8 @@ impl Store {
     /// anything.
     pub async fn write_one(&self, op: WriteOp) -> Result<bool, StorageError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            // No runtime to run a drain task on (the writer's own tests).
+            // Polled outside a tokio runtime (the Store itself needs none):
+            // there is no drain task to spawn, so the op is written alone.
             return first(self.write(vec![op]).await);
         }
         let (reply, rx) = oneshot::channel();

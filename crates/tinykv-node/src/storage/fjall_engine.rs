@@ -96,11 +96,12 @@ struct View<'a> {
 
 impl Stored for View<'_> {
     fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
-        self.engine.record(dk)
+        self.engine.stored(dk)
     }
 
     fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
-        self.engine.hint_size(hk)
+        let hint = self.engine.hints.get(hk).map_err(eng)?;
+        Ok(hint.map(|v| v.len() as u64))
     }
 
     fn known_order(&self, dk: &[u8], record: &Record) -> Option<std::cmp::Ordering> {
@@ -197,6 +198,14 @@ impl FjallEngine {
         StorageError::Engine("fjall engine lock poisoned".into())
     }
 
+    /// The stored version under data key `dk`.
+    fn stored(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        match self.data.get(dk).map_err(eng)? {
+            Some(v) => decode_record(user_key(dk), &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn check_failed(&self) -> Result<(), StorageError> {
         match self.failed.get() {
             Some(why) => Err(StorageError::Engine(format!(
@@ -256,25 +265,9 @@ impl FjallEngine {
     }
 }
 
-impl Stored for FjallEngine {
-    fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
-        match self.data.get(dk).map_err(eng)? {
-            Some(v) => decode_record(user_key(dk), &v).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
-        Ok(self.hints.get(hk).map_err(eng)?.map(|v| v.len() as u64))
-    }
-}
-
 impl Engine for FjallEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        match self.data.get(data_key(key)).map_err(eng)? {
-            Some(v) => decode_record(key, &v).map(Some),
-            None => Ok(None),
-        }
+        self.stored(&data_key(key))
     }
 
     fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {

@@ -122,29 +122,28 @@ fn one(stored: &impl Stored, p: &mut Plan, op: &WriteOp) -> Result<bool, Storage
     Ok(match op {
         WriteOp::Put { key, record } => {
             let dk = super::codec::data_key(key);
-            let known = match p.data.contains_key(&dk) {
-                true => None,
-                false => stored.known_order(&dk, record),
+            // A key this batch already wrote is decided against that
+            // version; otherwise the engine may know the order without a read.
+            let known = if p.data.contains_key(&dk) {
+                None
+            } else {
+                stored.known_order(&dk, record)
             };
-            if let Some(order) = known {
-                let write = order == Ordering::Greater;
-                if write {
-                    p.data.insert(dk, Some(record.clone()));
-                }
-                return Ok(write);
-            }
-            let write = match p.record(stored, &dk) {
-                Ok(None) => {
-                    p.counters.key_count += 1;
-                    true
-                }
-                Ok(Some(old)) => record.supersedes(&old),
-                Err(StorageError::Corrupt { reason, .. }) => {
-                    // Overwriting is the only way to repair the key.
-                    tracing::warn!(key = ?key, reason, "overwriting corrupt record");
-                    true
-                }
-                Err(e) => return Err(e),
+            let write = match known {
+                Some(order) => order == Ordering::Greater,
+                None => match p.record(stored, &dk) {
+                    Ok(None) => {
+                        p.counters.key_count += 1;
+                        true
+                    }
+                    Ok(Some(old)) => record.supersedes(&old),
+                    Err(StorageError::Corrupt { reason, .. }) => {
+                        // Overwriting is the only way to repair the key.
+                        tracing::warn!(key = ?key, reason, "overwriting corrupt record");
+                        true
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             if write {
                 p.data.insert(dk, Some(record.clone()));

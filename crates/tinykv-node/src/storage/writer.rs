@@ -392,16 +392,12 @@ impl Writer {
         }
         // An engine whose flush is only an fsync of what writers already
         // handed to the OS lets them go on meanwhile (no stall every window).
-        let _held = if self.shared.engine.flush_excludes_writes() {
-            Some(
-                self.shared
-                    .apply_lock
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            )
-        } else {
-            None
-        };
+        let lock = &self.shared.apply_lock;
+        let _held = self
+            .shared
+            .engine
+            .flush_excludes_writes()
+            .then(|| lock.lock().unwrap_or_else(|p| p.into_inner()));
         // Cleared before the flush: a write after this point starts a new
         // window; one before it is covered by this flush.
         self.shared.dirty.store(false, Ordering::Release);
