@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run tinykv-bench inside tinykv-net against the compose cluster:
 #   1. the old TinyKV shape: 50 workers, 10,000 write-only ops (replicated, RF 3)
-#   2. YCSB A: 50/50 reads/writes, same workers/ops
+#   2. YCSB A: 50/50 reads/writes, same workers/ops, after a load phase that
+#      writes its key space (BENCH_READ_KEYSPACE keys, default 10,000), so the
+#      reads find values instead of measuring misses
+# BENCH_DURATION (e.g. 20s) runs each workload for that long instead of BENCH_OPS.
 # JSON results go to $BENCH_OUT (default target/docker-bench/), one file per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +18,8 @@ CONSISTENCY="${BENCH_CONSISTENCY:-quorum}"
 WORKLOADS="${BENCH_WORKLOADS:-write a}"
 OUT="${BENCH_OUT:-$(pwd)/target/docker-bench}"
 EXTRA="${BENCH_ARGS:-}"
+DURATION="${BENCH_DURATION:-}"
+READ_KEYSPACE="${BENCH_READ_KEYSPACE:-10000}"
 
 die() { echo "benchmark: ERROR: $*" >&2; exit 1; }
 
@@ -29,20 +34,26 @@ mkdir -p "$OUT"
 chmod 0777 "$OUT" 2>/dev/null || true
 tty=""; [ -t 1 ] && tty="-t"
 
+if [ -n "$DURATION" ]; then budget=(--duration "$DURATION"); what="$DURATION"; else budget=(--ops "$OPS"); what="$OPS ops"; fi
+
 for wl in $WORKLOADS; do
   json="bench-${wl}-$(date +%Y%m%d-%H%M%S).json"
-  echo "=== tinykv-bench: workload $wl, $WORKERS workers, $OPS ops, ${VALUE_SIZE}-byte values, consistency $CONSISTENCY (in $TINYKV_NET) ==="
+  # Workloads with reads first load the key space they read.
+  if [ "$wl" = write ]; then keys=(); else keys=(--load --keyspace "$READ_KEYSPACE"); fi
+  echo "=== tinykv-bench: workload $wl, $WORKERS workers, $what, ${VALUE_SIZE}-byte values, consistency $CONSISTENCY${keys:+, ${READ_KEYSPACE} keys loaded first} (in $TINYKV_NET) ==="
   # shellcheck disable=SC2086
   docker run --rm $tty --network "$TINYKV_NET" --user "$(id -u):$(id -g)" -v "$OUT:/out" \
     --entrypoint tinykv-bench "$TINYKV_IMAGE" \
-    --endpoints "$endpoints" --workers "$WORKERS" --ops "$OPS" --workload "$wl" \
+    --endpoints "$endpoints" --workers "$WORKERS" "${budget[@]}" "${keys[@]}" --workload "$wl" \
     --value-size "$VALUE_SIZE" --consistency "$CONSISTENCY" --json "/out/$json" $EXTRA \
     || die "tinykv-bench (workload $wl) failed"
   echo "JSON: $OUT/$json"
 done
-echo "=== memory per node: peak since start (cgroup) / now (docker stats) ==="
+echo "=== memory per node: process peak RSS (VmHWM) / container peak incl. page cache (cgroup) / now (docker stats) ==="
 for c in $TINYKV_NODES; do
+  hwm="$(docker exec "$c" sh -c 'grep VmHWM /proc/1/status' 2>/dev/null | awk '{ printf "%.1f MiB", $2/1024 }' || true)"
   peak="$(docker exec "$c" sh -c 'cat /sys/fs/cgroup/memory.peak 2>/dev/null || cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null' || true)"
   now="$(docker stats --no-stream --format '{{.MemUsage}}' "$c" 2>/dev/null || true)"
-  printf '%s\tpeak %s\tnow %s\n' "$c" "$(awk -v b="${peak:-0}" 'BEGIN{ if (b > 0) printf "%.1f MiB", b/1048576; else print "n/a" }')" "${now:-n/a}"
+  printf '%s\tprocess peak %s\tcontainer peak %s\tnow %s\n' "$c" "${hwm:-n/a}" \
+    "$(awk -v b="${peak:-0}" 'BEGIN{ if (b > 0) printf "%.1f MiB", b/1048576; else print "n/a" }')" "${now:-n/a}"
 done
