@@ -400,3 +400,28 @@ async fn a_restarted_peer_is_reached_at_once_through_a_fresh_stream() {
     );
     assert_eq!(c.local(1, "k").await.as_deref(), Some("after"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_reaches_a_restarted_node_at_once_through_a_fresh_stream() {
+    // A client of one node only (no other endpoint to fall back to): its
+    // batch stream to the node died with the old process, and its first
+    // call after the restart must go out on a new stream instead of
+    // failing on the dead one.
+    let mut c = Cluster::start(3).await;
+    let client = c.client_for(1);
+    client
+        .put("k", "before", Consistency::Quorum)
+        .await
+        .expect("write with every node up");
+    c.restart(1).await;
+    let ack = client.put("k", "after", Consistency::Quorum).await;
+    assert!(
+        ack.is_ok(),
+        "first write after the node's restart failed: {ack:?}"
+    );
+    let got = client.get("k", Consistency::Quorum).await;
+    assert_eq!(
+        got.ok().flatten().map(|v| v.val),
+        Some(bytes::Bytes::from_static(b"after"))
+    );
+}

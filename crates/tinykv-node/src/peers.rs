@@ -235,12 +235,12 @@ async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, bat
         let mut c = client.clone();
         async move { c.exchange_stream(rx).await }
     };
-    // A stream that was open before this call may have died while idle
-    // (the peer restarted, or its address changed when its network was
-    // cut and restored): the failure shows only when it is used. Replica
-    // writes and reads are idempotent, so such a failure gets one retry on
-    // a fresh stream; a stream opened by this call that fails is a real
-    // failure.
+    // A stream that died while idle is replaced before the call when the
+    // death is already known (`StreamLink` checks); one whose connection
+    // dies unnoticed (its peer's network cut and restored) fails only when
+    // used. Replica writes and reads are idempotent, so a failure on a
+    // stream opened before this call gets one retry on a fresh stream; a
+    // stream opened by this call that fails is a real failure.
     let reused = matches!(link, Link::Open { .. });
     let mut call = link.call(message(), deadline, open).await;
     if reused && Instant::now() < deadline {

@@ -1,15 +1,19 @@
 //! The calling side of a long-lived bidirectional stream on which every
 //! request is answered by one response, in order (`BatchStream` from
 //! clients, `ExchangeStream` between nodes): one request in flight, the
-//! stream opened on first use and again after any failure, and a fallback
-//! for servers that do not have it.
+//! stream opened on first use and again after any failure (including one
+//! that happened while it was idle, found before the next request is sent),
+//! and a fallback for servers that do not have it.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 
 /// How long a server found without the stream gets the fallback before the
 /// stream is tried again (it may have been upgraded meanwhile).
@@ -59,6 +63,14 @@ impl<Req, Resp> StreamLink<Req, Resp> {
         if matches!(self, StreamLink::Fallback(since) if since.elapsed() >= FALLBACK_RECHECK) {
             *self = StreamLink::Unopened;
         }
+        if let StreamLink::Open { out, answers } = self {
+            if !idle_and_alive(out, answers) {
+                // Broken while idle (the server restarted, the connection
+                // was reset): the request has not been sent, so it goes out
+                // on a new stream instead of failing on the dead one.
+                *self = StreamLink::Unopened;
+            }
+        }
         match self {
             StreamLink::Fallback(_) => return StreamCall::Unsupported(req),
             StreamLink::Unopened => {
@@ -101,6 +113,22 @@ impl<Req, Resp> StreamLink<Req, Resp> {
             }
         }
     }
+}
+
+/// True when an open stream with no request in flight can take the next
+/// one: its request side is open and no answer, error or end is waiting on
+/// its answer side (between requests nothing is due, so anything there
+/// means the stream broke or fell out of step).
+fn idle_and_alive<Req, Resp>(
+    out: &mpsc::Sender<Req>,
+    answers: &mut tonic::Streaming<Resp>,
+) -> bool {
+    if out.is_closed() {
+        return false;
+    }
+    // One poll, no wait: whatever arrives later is awaited by the call.
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(Pin::new(answers).poll_next(&mut cx), Poll::Pending)
 }
 
 fn closed() -> tonic::Status {
