@@ -56,7 +56,9 @@ fn main() {
         (DiskEngine::Redb, SyncPolicy::default()),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = kind.open(dir.path()).expect("open");
+        let engine = kind
+            .open(dir.path(), &tinykv_node::storage::EngineTuning::default())
+            .expect("open");
         let store = Store::start(Arc::clone(&engine), policy);
         let took = rt.block_on(write_load(&store));
         rt.block_on(store.close());

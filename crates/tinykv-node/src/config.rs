@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::error::NodeError;
+use crate::storage::EngineTuning;
 
 /// Default virtual nodes per member: enough that 5 members each own within
 /// ±10% of an equal share of the ring (see the ring tests).
@@ -135,6 +136,17 @@ pub struct Config {
     /// also ask the next replica (speculative retry).
     #[arg(long, env = "TINYKV_READ_SPECULATIVE_RETRY", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub read_speculative_retry: Duration,
+    /// Storage cache in MiB: fjall's block cache (default 16), or redb's
+    /// page cache (default: redb's own). The OS page cache holds the
+    /// tables too; raise it for read-heavy nodes with memory to spare.
+    #[arg(long, env = "TINYKV_CACHE_MIB")]
+    pub cache_mib: Option<u64>,
+    /// Keys whose stored version's LWW stamp (timestamp, writer) fjall keeps
+    /// in memory, so a write to a recently written key skips the read
+    /// before it; about 70 bytes per key (the default is ~16 MiB). 0 turns
+    /// the index off (every write reads its key first).
+    #[arg(long, env = "TINYKV_STAMP_KEYS", default_value_t = crate::storage::fjall_engine::STAMP_KEYS)]
+    pub stamp_keys: usize,
     /// Largest value accepted, in bytes.
     #[arg(long, env = "TINYKV_MAX_VALUE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_value_bytes: usize,
@@ -241,8 +253,19 @@ impl Config {
                 "--request-timeout must be positive".into(),
             ));
         }
+        if self.cache_mib == Some(0) {
+            return Err(NodeError::Config("--cache-mib must be at least 1".into()));
+        }
         self.peer_specs()?;
         Ok(())
+    }
+
+    /// The storage engines' memory settings from the flags.
+    pub fn engine_tuning(&self) -> EngineTuning {
+        EngineTuning {
+            cache_bytes: self.cache_mib.map(|m| m.saturating_mul(1 << 20)),
+            stamp_keys: self.stamp_keys,
+        }
     }
 }
 
@@ -292,5 +315,26 @@ mod tests {
             assert!(err.contains("invalid --peers entry"), "{bad}: {err}");
         }
         assert!(parse(&["--replication-factor", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn storage_memory_flags_reach_the_engine_tuning() {
+        let defaults = parse(&[]).engine_tuning();
+        assert_eq!(defaults, EngineTuning::default());
+        let c = parse(&["--cache-mib", "64", "--stamp-keys", "0"]);
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.engine_tuning(),
+            EngineTuning {
+                cache_bytes: Some(64 << 20),
+                stamp_keys: 0,
+            }
+        );
+        let err = parse(&["--cache-mib", "0"])
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("--cache-mib must be at least 1"), "{err}");
     }
 }

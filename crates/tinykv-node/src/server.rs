@@ -63,7 +63,7 @@ pub fn build(
         StorageEngine::Fjall => DiskEngine::Fjall,
         StorageEngine::Redb => DiskEngine::Redb,
     };
-    let engine = kind.open(&config.data_dir)?;
+    let engine = kind.open(&config.data_dir, &config.engine_tuning())?;
     tracing::info!(engine = ?kind, dir = %config.data_dir.display(), "storage opened");
     let policy = match config.sync {
         SyncMode::Always => SyncPolicy::Always,

@@ -99,17 +99,30 @@ fn a_directory_opens_with_the_engine_that_wrote_it() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(DiskEngine::detect(dir.path()), None);
     {
-        let e = DiskEngine::Redb.open(dir.path()).unwrap();
+        let e = DiskEngine::Redb
+            .open(dir.path(), &EngineTuning::default())
+            .unwrap();
         e.apply(&[put("old", val("1", 1, "n1"))], true).unwrap();
     }
     assert_eq!(DiskEngine::detect(dir.path()), Some(DiskEngine::Redb));
-    let err = DiskEngine::Fjall.open(dir.path()).err().unwrap();
+    let err = DiskEngine::Fjall
+        .open(dir.path(), &EngineTuning::default())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("Redb data"), "{err}");
-    let e = DiskEngine::Redb.open(dir.path()).unwrap();
+    let e = DiskEngine::Redb
+        .open(dir.path(), &EngineTuning::default())
+        .unwrap();
     assert_eq!(e.get(b"old").unwrap(), Some(val("1", 1, "n1")));
 
     let fresh = tempfile::tempdir().unwrap();
-    drop(DiskEngine::Fjall.open(fresh.path()).unwrap());
+    drop(
+        DiskEngine::Fjall
+            .open(fresh.path(), &EngineTuning::default())
+            .unwrap(),
+    );
     assert_eq!(DiskEngine::detect(fresh.path()), Some(DiskEngine::Fjall));
-    assert!(DiskEngine::Redb.open(fresh.path()).is_err());
+    assert!(DiskEngine::Redb
+        .open(fresh.path(), &EngineTuning::default())
+        .is_err());
 }

@@ -30,7 +30,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
 use super::stamps::Stamps;
-use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use super::{token_segments, Engine, EngineTuning, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
 
@@ -50,9 +50,10 @@ const SMALL_MEMTABLE_BYTES: u64 = 4 << 20;
 const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// Background flush and compaction threads.
 const WORKER_THREADS: usize = 2;
-/// Keys whose LWW stamp is kept in memory ([`Stamps`]): two generations of
-/// 7/8 of 2^17, the most a hash table of 2^17 slots holds, about 16 MiB.
-const STAMP_KEYS: usize = 2 * 114_688;
+/// Keys whose LWW stamp is kept in memory ([`Stamps`]) by default: two
+/// generations of 7/8 of 2^17, the most a hash table of 2^17 slots holds,
+/// about 16 MiB.
+pub const STAMP_KEYS: usize = 2 * 114_688;
 
 fn eng<E: Display>(e: E) -> StorageError {
     StorageError::Engine(e.to_string())
@@ -126,11 +127,17 @@ impl FjallEngine {
     /// needed; a restart replays the journal, so every batch that was
     /// handed to the OS before a crash of the process is there.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_tuned(dir, &EngineTuning::default())
+    }
+
+    /// [`FjallEngine::open`] with the block cache and stamp index sized by
+    /// `tuning`.
+    pub fn open_tuned(dir: &Path, tuning: &EngineTuning) -> Result<Self, StorageError> {
         let path = dir.join(DIR);
         std::fs::create_dir_all(&path)
             .map_err(|e| StorageError::Engine(format!("create {}: {e}", path.display())))?;
         let db = Database::builder(&path)
-            .cache_size(CACHE_BYTES)
+            .cache_size(tuning.cache_bytes.unwrap_or(CACHE_BYTES))
             .worker_threads(WORKER_THREADS)
             .max_journaling_size(MAX_JOURNAL_BYTES)
             .open()
@@ -151,7 +158,7 @@ impl FjallEngine {
             meta,
             writer: Mutex::new(WriterState {
                 counters: counters.clone(),
-                stamps: Stamps::new(STAMP_KEYS),
+                stamps: Stamps::new(tuning.stamp_keys),
             }),
             published: RwLock::new(counters),
             path,

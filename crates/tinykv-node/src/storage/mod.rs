@@ -159,6 +159,28 @@ pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
 pub use writer::{Store, StoreStats, SyncPolicy};
 
+/// Memory the disk engines may use, from the node's flags; the defaults
+/// suit five nodes sharing a laptop (a fjall node peaks at ~100 MiB RSS
+/// under a write benchmark, docs/benchmarks.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineTuning {
+    /// Block cache (fjall) or page cache (redb) in bytes; `None`: the
+    /// engine's default (fjall 16 MiB here, redb its own 1 GiB ceiling).
+    pub cache_bytes: Option<u64>,
+    /// Keys whose stored LWW stamp fjall keeps in memory so a write can
+    /// skip the read before it (about 70 bytes each); 0 turns it off.
+    pub stamp_keys: usize,
+}
+
+impl Default for EngineTuning {
+    fn default() -> Self {
+        EngineTuning {
+            cache_bytes: None,
+            stamp_keys: fjall_engine::STAMP_KEYS,
+        }
+    }
+}
+
 /// The disk engines a node can store its data in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiskEngine {
@@ -185,7 +207,11 @@ impl DiskEngine {
     /// engine's data: opening it would look like an empty node and hide that
     /// data (anti-entropy would then refill it from the replicas, while the
     /// old files sat there unused).
-    pub fn open(self, dir: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
+    pub fn open(
+        self,
+        dir: &std::path::Path,
+        tuning: &EngineTuning,
+    ) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
         match Self::detect(dir) {
             Some(found) if found != self => {
                 return Err(StorageError::Engine(format!(
@@ -196,8 +222,8 @@ impl DiskEngine {
             _ => {}
         }
         Ok(match self {
-            DiskEngine::Fjall => std::sync::Arc::new(FjallEngine::open(dir)?),
-            DiskEngine::Redb => std::sync::Arc::new(RedbEngine::open(dir)?),
+            DiskEngine::Fjall => std::sync::Arc::new(FjallEngine::open_tuned(dir, tuning)?),
+            DiskEngine::Redb => std::sync::Arc::new(RedbEngine::open_tuned(dir, tuning)?),
         })
     }
 }

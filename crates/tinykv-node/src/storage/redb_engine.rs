@@ -20,7 +20,7 @@ use redb::{
 
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
-use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use super::{token_segments, Engine, EngineTuning, Hint, HintStats, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
 
@@ -96,9 +96,20 @@ impl RedbEngine {
     /// Opens (or creates) `dir/data.redb`, creating `dir` and the tables if
     /// needed, so a fresh data directory and a restart take the same path.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_tuned(dir, &EngineTuning::default())
+    }
+
+    /// [`RedbEngine::open`] with the page cache sized by `tuning` (redb
+    /// has no stamp index: its read before a write is a B-tree lookup in
+    /// the same transaction).
+    pub fn open_tuned(dir: &Path, tuning: &EngineTuning) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Engine(format!("create {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join(FILE)).map_err(eng)?;
+        let mut builder = Database::builder();
+        if let Some(bytes) = tuning.cache_bytes {
+            builder.set_cache_size(usize::try_from(bytes).unwrap_or(usize::MAX));
+        }
+        let db = builder.create(dir.join(FILE)).map_err(eng)?;
         let tx = db.begin_write().map_err(eng)?;
         {
             tx.open_table(DATA).map_err(eng)?;

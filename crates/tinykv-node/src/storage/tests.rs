@@ -381,6 +381,35 @@ engine_contract!(fjall_engine, || {
     let engine = FjallEngine::open(dir.path()).unwrap();
     (dir, engine)
 });
+// The stamp index must never change an outcome: off, and so small that
+// its generations turn over every few keys (stamps dropped mid-test).
+engine_contract!(fjall_engine_without_stamps, || {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = EngineTuning {
+        cache_bytes: Some(1 << 20),
+        stamp_keys: 0,
+    };
+    let engine = FjallEngine::open_tuned(dir.path(), &tuning).unwrap();
+    (dir, engine)
+});
+engine_contract!(fjall_engine_with_tiny_stamps, || {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = EngineTuning {
+        cache_bytes: None,
+        stamp_keys: 4,
+    };
+    let engine = FjallEngine::open_tuned(dir.path(), &tuning).unwrap();
+    (dir, engine)
+});
+engine_contract!(redb_engine_with_small_cache, || {
+    let dir = tempfile::tempdir().unwrap();
+    let tuning = EngineTuning {
+        cache_bytes: Some(1 << 20),
+        stamp_keys: 0,
+    };
+    let engine = RedbEngine::open_tuned(dir.path(), &tuning).unwrap();
+    (dir, engine)
+});
 
 #[test]
 fn sync_policy_display_and_parse() {
