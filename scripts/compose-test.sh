@@ -3,6 +3,7 @@
 #
 #   build tinykv:latest by the local (air-gapped) path -> compose up -> wait healthy
 #   -> put/get through each of the 5 nodes (and the published host ports)
+#   -> a short run of make benchmark's script (write-only, loaded 50/50 mix): 0 errors
 #   -> the resilience flow (primary owner killed, QUORUM read, restart, catch-up)
 #   -> network cut of one container (docker network disconnect): QUORUM reads and
 #      writes still succeed through the others; reconnect and it catches up
@@ -140,6 +141,20 @@ if [ -x "$HOST_CLI" ]; then
 else
   echo "    (no host tinykv_client at $HOST_CLI: host-port checks skipped)"
 fi
+
+# --- 3b. make benchmark's path, short: both workloads, 0 errors -----------
+bench_short() {
+  local out rc
+  out="$(BENCH_OPS=2000 BENCH_READ_KEYSPACE=2000 BENCH_OUT="$LOGDIR/bench" docker/benchmark.sh 2>&1)"; rc=$?
+  printf '%s\n' "$out" >"$LOGDIR/benchmark.out"
+  printf '%s\n' "$out" | grep -E '^  [0-9]+ ops in ' | sed 's/^  /    /' >&3
+  [ "$rc" = 0 ] || { printf '%s\n' "$out" | tail -n 25; return 1; }
+  # write-only run, then A's load phase and its run: each error-free.
+  [ "$(printf '%s\n' "$out" | grep -cE '^  [0-9]+ ops in .*\([0-9]+ ok, 0 errors')" = 3 ] \
+    || { echo "expected 3 error-free phases"; printf '%s\n' "$out" | tail -n 25; return 1; }
+  [ "$(find "$LOGDIR/bench" -name 'bench-*.json' | wc -l)" = 2 ] || { echo "expected 2 JSON reports"; return 1; }
+}
+check "benchmark (docker/benchmark.sh, 2,000 ops each): write-only and a loaded 50/50 mix, 0 errors" bench_short
 
 # --- 4. resilience flow ----------------------------------------------------
 resilience() {
