@@ -11,7 +11,7 @@ HAVE_DOCKER := $(shell docker info >/dev/null 2>&1 && echo yes)
 -include Makefile.docker
 -include Makefile.k8s
 
-.PHONY: help build build-local run smoke test test-rust lint fmt bench-local benchmark resilience up down logs cli cargo-bench
+.PHONY: help build build-local run smoke test test-rust lint fmt bench-local bench-compare benchmark resilience up down logs cli cargo-bench
 
 help: ## this list
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -67,6 +67,10 @@ bench-local: ## benchmark the local cluster on 127.0.0.1:50051-50055
 
 resilience: ## kill a key's primary owner container, read at QUORUM, restart it, check it caught up
 	$(MAKE) docker-resilience
+
+bench-compare: ## alternate builds on fresh local clusters (BUILDS="dirA dirB", ROUNDS=3, COMPARE_ARGS="--duration 20s --workload write")
+	$(if $(BUILDS),,$(MAKE) build-local)
+	scripts/bench-compare.py --rounds $(or $(ROUNDS),3) --bench-args "--workers 50 $(or $(COMPARE_ARGS),--duration 20s --workload write)" $(or $(BUILDS),target/release)
 
 cargo-bench: ## micro-benchmarks (storage engine, group commit)
 	$(CARGO) bench -p tinykv-node --bench storage
