@@ -144,15 +144,16 @@ fi
 
 # --- 3b. make benchmark's path, short: both workloads, 0 errors -----------
 bench_short() {
-  local out rc
-  out="$(BENCH_OPS=2000 BENCH_READ_KEYSPACE=2000 BENCH_OUT="$LOGDIR/bench" docker/benchmark.sh 2>&1)"; rc=$?
+  local out rc dir="$LOGDIR/bench"
+  rm -rf "$dir" # reports of an earlier compose test (the other compose tool)
+  out="$(BENCH_OPS=2000 BENCH_READ_KEYSPACE=2000 BENCH_OUT="$dir" docker/benchmark.sh 2>&1)"; rc=$?
   printf '%s\n' "$out" >"$LOGDIR/benchmark.out"
   printf '%s\n' "$out" | grep -E '^  [0-9]+ ops in ' | sed 's/^  /    /' >&3
   [ "$rc" = 0 ] || { printf '%s\n' "$out" | tail -n 25; return 1; }
   # write-only run, then A's load phase and its run: each error-free.
   [ "$(printf '%s\n' "$out" | grep -cE '^  [0-9]+ ops in .*\([0-9]+ ok, 0 errors')" = 3 ] \
     || { echo "expected 3 error-free phases"; printf '%s\n' "$out" | tail -n 25; return 1; }
-  [ "$(find "$LOGDIR/bench" -name 'bench-*.json' | wc -l)" = 2 ] || { echo "expected 2 JSON reports"; return 1; }
+  [ "$(find "$dir" -name 'bench-*.json' | wc -l)" = 2 ] || { echo "expected 2 JSON reports in $dir"; ls -l "$dir"; return 1; }
 }
 check "benchmark (docker/benchmark.sh, 2,000 ops each): write-only and a loaded 50/50 mix, 0 errors" bench_short
 
