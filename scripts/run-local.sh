@@ -25,7 +25,10 @@ stop() {
   wait "${pids[@]}" 2>/dev/null || true
   echo "stopped. Data kept in $dir (delete it for a fresh cluster)."
 }
-trap stop INT TERM EXIT
+# Ctrl-C / SIGTERM: a clean stop is a success; any other exit (a node that
+# failed to start) keeps its status.
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 for i in $(seq 1 "$n"); do
   "$bin/tinykv-node" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
     --data-dir "$dir/node$i" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
