@@ -69,6 +69,7 @@ RUN set -eux; \
     mkdir -p /var/lib/tinykv; \
     chown 10001:10001 /var/lib/tinykv
 COPY --from=builder /out/ /usr/local/bin/
+COPY docker/entrypoint.sh /usr/local/bin/tinykv-entrypoint
 ENV TINYKV_DATA_DIR=/var/lib/tinykv \
     TINYKV_LISTEN=0.0.0.0:50051 \
     TINYKV_HEALTH_ADDR=127.0.0.1:50051 \
@@ -83,4 +84,5 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
 LABEL org.opencontainers.image.title="tinykv" \
       org.opencontainers.image.description="TinyKV: a Dynamo-style distributed key-value store" \
       io.tinykv.build-path="registry"
-ENTRYPOINT ["tinykv-node"]
+# The node by default; a program given first runs instead (docker/entrypoint.sh).
+ENTRYPOINT ["tinykv-entrypoint"]

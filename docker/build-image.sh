@@ -84,6 +84,7 @@ else
 
   # 3. a tiny build context: the Dockerfile and the executables only
   cp "$ROOT/docker/Dockerfile.local" "$CTX/Dockerfile"
+  cp "$ROOT/docker/entrypoint.sh" "$CTX/entrypoint.sh"
   grep -o '"executable":"[^"]*"' "$CTX/cargo.json" | sed 's/^"executable":"//; s/"$//' | sort -u \
     | while read -r exe; do cp "$exe" "$CTX/bin/"; done
   [ -x "$CTX/bin/tinykv-node" ] || die "no tinykv-node binary in $TARGET_DIR/release"
@@ -103,4 +104,10 @@ fi
 # Smoke check: the binaries start inside the image (catches glibc mismatches).
 docker run --rm --entrypoint tinykv-node "$IMAGE" --help >/dev/null 2>&1 \
   || die "tinykv-node does not run inside $IMAGE (glibc mismatch? the local path needs a host with glibc <= the base's; see docs/docker.md)"
+# The entry point: the node by default, and the original TinyKV's documented
+# `docker run ... tinykv ./build/src/tinykv_client ...` form.
+docker run --rm "$IMAGE" --help 2>/dev/null | grep -q -- '--peers' \
+  || die "the default entry point of $IMAGE does not run tinykv-node"
+docker run --rm "$IMAGE" ./build/src/tinykv_client --help >/dev/null 2>&1 \
+  || die "$IMAGE does not run ./build/src/tinykv_client (the original TinyKV's docker run form)"
 log "built $IMAGE by the '$MODE' path in $(( $(now) - t0 ))s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"

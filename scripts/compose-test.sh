@@ -3,6 +3,7 @@
 #
 #   build tinykv:latest by the local (air-gapped) path -> compose up -> wait healthy
 #   -> put/get through each of the 5 nodes (and the published host ports)
+#   -> the original TinyKV's `docker run ... tinykv ./build/src/tinykv_client` form
 #   -> a short run of make benchmark's script (write-only, loaded 50/50 mix): 0 errors
 #   -> the resilience flow (primary owner killed, QUORUM read, restart, catch-up)
 #   -> network cut of one container (docker network disconnect): QUORUM reads and
@@ -141,6 +142,20 @@ if [ -x "$HOST_CLI" ]; then
 else
   echo "    (no host tinykv_client at $HOST_CLI: host-port checks skipped)"
 fi
+
+# --- 3a. the original TinyKV's documented CLI form --------------------------
+# `docker run -it --rm --network tinykv-net tinykv ./build/src/tinykv_client
+# tinykv-node1:50051 put my_key my_data 3`, then `get my_key 2`, as its README
+# showed (without -it: no terminal here).
+old_form() {
+  local key="old-form-$$" got
+  docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
+    ./build/src/tinykv_client "${NODES[0]}:50051" put "$key" my_data 3 || return 1
+  got="$(docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
+    ./build/src/tinykv_client "${NODES[0]}:50051" get "$key" 2)" || return 1
+  [ "$got" = my_data ] || { echo "got '$got', want 'my_data'"; return 1; }
+}
+check "original form: docker run tinykv ./build/src/tinykv_client ... put k v 3 / get k 2" old_form
 
 # --- 3b. make benchmark's path, short: both workloads, 0 errors -----------
 bench_short() {
