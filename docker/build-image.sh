@@ -106,8 +106,13 @@ docker run --rm --entrypoint tinykv-node "$IMAGE" --help >/dev/null 2>&1 \
   || die "tinykv-node does not run inside $IMAGE (glibc mismatch? the local path needs a host with glibc <= the base's; see docs/docker.md)"
 # The entry point: the node by default, and the original TinyKV's documented
 # `docker run ... tinykv ./build/src/tinykv_client ...` form.
-docker run --rm "$IMAGE" --help 2>/dev/null | grep -q -- '--peers' \
-  || die "the default entry point of $IMAGE does not run tinykv-node"
+# (Output captured, not piped into grep -q: under pipefail, grep quitting
+# early would fail the pipeline with SIGPIPE at random.)
+node_help="$(docker run --rm "$IMAGE" --help 2>/dev/null || true)"
+case "$node_help" in
+  *--peers*) ;;
+  *) die "the default entry point of $IMAGE does not run tinykv-node" ;;
+esac
 docker run --rm "$IMAGE" ./build/src/tinykv_client --help >/dev/null 2>&1 \
   || die "$IMAGE does not run ./build/src/tinykv_client (the original TinyKV's docker run form)"
 log "built $IMAGE by the '$MODE' path in $(( $(now) - t0 ))s ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
