@@ -65,8 +65,10 @@ class Cluster:
         peers = ",".join(f"node{i + 1}=127.0.0.1:{p}" for i, p in enumerate(self.ports))
         env = dict(os.environ, **node_env)
         self.procs = []
+        self.logs = []
         for i, port in enumerate(self.ports):
             log = open(os.path.join(self.dir, f"node{i + 1}.log"), "w")
+            self.logs.append(log)
             self.procs.append(
                 subprocess.Popen(
                     [
@@ -112,6 +114,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        for log in self.logs:
+            log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

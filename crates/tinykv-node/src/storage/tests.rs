@@ -371,45 +371,36 @@ macro_rules! engine_contract {
 }
 
 engine_contract!(memory_engine, || ((), MemoryEngine::new()));
-engine_contract!(redb_engine, || {
+/// A disk engine opened by `open` in a fresh temporary directory (kept
+/// alive beside it).
+fn on_disk<E>(
+    open: impl FnOnce(&std::path::Path) -> Result<E, StorageError>,
+) -> (tempfile::TempDir, E) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = RedbEngine::open(dir.path()).unwrap();
+    let engine = open(dir.path()).unwrap();
     (dir, engine)
-});
-engine_contract!(fjall_engine, || {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = FjallEngine::open(dir.path()).unwrap();
-    (dir, engine)
-});
+}
+
+fn tuning(cache_bytes: Option<u64>, stamp_keys: usize) -> EngineTuning {
+    EngineTuning {
+        cache_bytes,
+        stamp_keys,
+    }
+}
+
+engine_contract!(redb_engine, || on_disk(RedbEngine::open));
+engine_contract!(fjall_engine, || on_disk(FjallEngine::open));
 // The stamp index must never change an outcome: off, and so small that
 // its generations turn over every few keys (stamps dropped mid-test).
-engine_contract!(fjall_engine_without_stamps, || {
-    let dir = tempfile::tempdir().unwrap();
-    let tuning = EngineTuning {
-        cache_bytes: Some(1 << 20),
-        stamp_keys: 0,
-    };
-    let engine = FjallEngine::open_tuned(dir.path(), &tuning).unwrap();
-    (dir, engine)
-});
-engine_contract!(fjall_engine_with_tiny_stamps, || {
-    let dir = tempfile::tempdir().unwrap();
-    let tuning = EngineTuning {
-        cache_bytes: None,
-        stamp_keys: 4,
-    };
-    let engine = FjallEngine::open_tuned(dir.path(), &tuning).unwrap();
-    (dir, engine)
-});
-engine_contract!(redb_engine_with_small_cache, || {
-    let dir = tempfile::tempdir().unwrap();
-    let tuning = EngineTuning {
-        cache_bytes: Some(1 << 20),
-        stamp_keys: 0,
-    };
-    let engine = RedbEngine::open_tuned(dir.path(), &tuning).unwrap();
-    (dir, engine)
-});
+engine_contract!(fjall_engine_without_stamps, || on_disk(|p| {
+    FjallEngine::open_tuned(p, &tuning(Some(1 << 20), 0))
+}));
+engine_contract!(fjall_engine_with_tiny_stamps, || on_disk(|p| {
+    FjallEngine::open_tuned(p, &tuning(None, 4))
+}));
+engine_contract!(redb_engine_with_small_cache, || on_disk(|p| {
+    RedbEngine::open_tuned(p, &tuning(Some(1 << 20), 0))
+}));
 
 #[test]
 fn sync_policy_display_and_parse() {
