@@ -1,5 +1,6 @@
 //! `Cluster`: start(n), kill(i), restart(i), pause(i), client().
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -100,11 +101,24 @@ fn node_binary() -> PathBuf {
     bin
 }
 
+/// A port free now and never handed out before in this process. Tests of
+/// one binary run in parallel, each with its own cluster, and a node that
+/// is killed and restarted leaves its port free for a moment: without the
+/// record, another test's new node could take it, and the two clusters
+/// (whose node ids are the same `node1..`) would gossip into each other.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no port left that this process has not used");
 }
 
 impl Cluster {
