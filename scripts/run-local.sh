@@ -30,7 +30,7 @@ stop() {
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
 for i in $(seq 1 "$n"); do
-  "$bin/tinykv-node" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
+  "$bin/tinykv-node" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --cluster-name "${TINYKV_CLUSTER_NAME:-local}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
     --data-dir "$dir/node$i" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done

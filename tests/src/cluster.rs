@@ -20,6 +20,9 @@ pub struct ClusterOptions {
     pub args: Vec<String>,
     /// Client deadline.
     pub client_timeout: Duration,
+    /// `--cluster-name` of every node; none: a name of its own per cluster,
+    /// so two test clusters never merge even if one reaches the other.
+    pub cluster_name: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -29,6 +32,7 @@ impl Default for ClusterOptions {
             sync: "periodic",
             args: vec!["--heartbeat-interval".into(), "200ms".into()],
             client_timeout: Duration::from_secs(5),
+            cluster_name: None,
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct NodeProc {
 pub struct Cluster {
     /// The nodes, index 0-based; ids are `node{index+1}`.
     pub nodes: Vec<NodeProc>,
+    /// The nodes' `--cluster-name`.
+    pub name: String,
     opts: ClusterOptions,
     dir: tempfile::TempDir,
     /// One client per node, made on first use (lazily connected channels
@@ -129,6 +135,11 @@ impl Cluster {
 
     /// Starts `n` nodes with `opts` and waits until all serve.
     pub async fn start_with(n: usize, opts: ClusterOptions) -> Cluster {
+        static CLUSTERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = opts.cluster_name.clone().unwrap_or_else(|| {
+            let seq = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("test-{}-{seq}", std::process::id())
+        });
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let nodes: Vec<NodeProc> = (0..n)
             .map(|i| NodeProc {
@@ -148,6 +159,7 @@ impl Cluster {
             .join(",");
         let mut c = Cluster {
             nodes,
+            name,
             opts,
             dir,
             clients: Default::default(),
@@ -221,16 +233,18 @@ impl Cluster {
             .arg(opts.rf.to_string())
             .arg("--sync")
             .arg(opts.sync)
+            .arg("--cluster-name")
+            .arg(&self.name)
             .args(&opts.args)
             .args(&node.extra)
             .env("TINYKV_METRICS_LISTEN", "off")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
             .env("TINYKV_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        match log {
-            Some(f) => cmd.stderr(f),
-            None => cmd.stderr(Stdio::null()),
+            .stdin(Stdio::null());
+        // The node logs to stdout; both streams go to the node's log file.
+        match log.and_then(|f| Some((f.try_clone().ok()?, f))) {
+            Some((out, err)) => cmd.stdout(out).stderr(err),
+            None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
         };
         node.child = Some(
             cmd.spawn()

@@ -180,3 +180,68 @@ async fn a_node_finds_the_cluster_through_dns_and_joins() {
         .expect("found");
     assert_eq!(got.val, "v".as_bytes());
 }
+
+/// The members node `i` of `c` lists, as (id, address).
+async fn members(c: &Cluster, i: usize) -> Vec<(String, String)> {
+    c.client_for(i)
+        .status()
+        .await
+        .map(|s| {
+            s.members
+                .into_iter()
+                .map(|m| (m.node_id, m.address))
+                .collect()
+        })
+        .unwrap_or_else(|e| panic!("status of node{}: {e}", i + 1))
+}
+
+/// A node of one cluster given a node of another as a seed (an address
+/// reused, a wrong seed list) is refused by it, and neither cluster takes
+/// the other's members into its table. Both clusters use the ids `node1..`,
+/// as two test clusters (or two deployments of one chart) do.
+#[tokio::test]
+async fn a_node_of_another_cluster_is_refused_and_the_clusters_stay_apart() {
+    let a = Cluster::start(2).await;
+    let seed = format!("seed={}", a.addr(0));
+    let b = Cluster::start_with(
+        1,
+        ClusterOptions {
+            args: vec![
+                "--heartbeat-interval".into(),
+                "200ms".into(),
+                "--peers".into(),
+                seed,
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_ne!(a.name, b.name);
+    wait_until(
+        "the second cluster's node to be refused by the first's",
+        Duration::from_secs(30),
+        || async { b.log(0).contains("a node of another cluster answers") },
+    )
+    .await;
+    // Its heartbeat carried its table; a merge would have happened in the
+    // refused call, so the tables are final here.
+    for i in 0..2 {
+        let seen = members(&a, i).await;
+        assert!(
+            seen.iter()
+                .all(|(id, addr)| id != "seed" && *addr != b.addr(0)),
+            "node{} of the first cluster took in the second's members: {seen:?}",
+            i + 1
+        );
+    }
+    let seen = members(&b, 0).await;
+    assert!(
+        seen.iter().all(|(id, _)| id != "node2"),
+        "the second cluster took in the first's members: {seen:?}"
+    );
+    // The first cluster still works as one.
+    a.client()
+        .put("apart", "yes", Consistency::Quorum)
+        .await
+        .expect("put at QUORUM in the first cluster");
+}

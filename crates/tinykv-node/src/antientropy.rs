@@ -27,11 +27,7 @@ const PAGE: u32 = 1024;
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Node {
-    fn peer(
-        &self,
-        id: &str,
-    ) -> Result<tinykv_proto::internal::peer_client::PeerClient<tonic::transport::Channel>, String>
-    {
+    fn peer(&self, id: &str) -> Result<crate::peers::PeerConn, String> {
         if self.partitioned_from(id) {
             return Err("unreachable (fault injected)".into());
         }

@@ -77,6 +77,11 @@ pub struct Config {
     /// Address other nodes and clients should use for this node (defaults to --listen).
     #[arg(long, env = "TINYKV_ADVERTISE")]
     pub advertise: Option<String>,
+    /// The cluster this node belongs to: calls from nodes of a cluster with
+    /// another name are refused, so clusters that can reach each other never
+    /// merge. Unnamed nodes are not checked (see `cluster_name.rs`).
+    #[arg(long, env = "TINYKV_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
     /// Static members, `ID=HOST:PORT,...`; may include this node.
     #[arg(long, env = "TINYKV_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
@@ -256,6 +261,9 @@ impl Config {
         if self.cache_mib == Some(0) {
             return Err(NodeError::Config("--cache-mib must be at least 1".into()));
         }
+        if let Some(name) = &self.cluster_name {
+            crate::cluster_name::validate(name).map_err(NodeError::Config)?;
+        }
         self.peer_specs()?;
         Ok(())
     }
@@ -315,6 +323,17 @@ mod tests {
             assert!(err.contains("invalid --peers entry"), "{bad}: {err}");
         }
         assert!(parse(&["--replication-factor", "0"]).validate().is_err());
+    }
+
+    #[test]
+    fn cluster_names_are_checked() {
+        assert!(parse(&["--cluster-name", "prod/orders"]).validate().is_ok());
+        let err = parse(&["--cluster-name", "two words"])
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("--cluster-name"), "{err}");
     }
 
     #[test]

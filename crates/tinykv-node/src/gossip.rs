@@ -4,7 +4,7 @@
 //! every address behind `--peers-dns` that it does not know yet); answers
 //! feed the failure detector and are merged into the table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +20,26 @@ use crate::node::Node;
 /// Addresses found through DNS and the node id that answered at each.
 #[derive(Default)]
 pub struct DnsSeen(Mutex<HashMap<SocketAddr, String>>);
+
+/// Addresses whose node refused this one's cluster name, so the warning is
+/// logged once per address, not every round.
+#[derive(Default)]
+pub struct Foreign(Mutex<HashSet<String>>);
+
+impl Foreign {
+    /// Logs that the node at `addr` belongs to another cluster (once).
+    fn refused(&self, addr: &str, status: &tonic::Status) {
+        if let Ok(mut seen) = self.0.lock() {
+            if seen.insert(addr.to_string()) {
+                tracing::warn!(
+                    peer = %addr,
+                    reason = %status.message(),
+                    "a node of another cluster answers at this address; its membership is ignored"
+                );
+            }
+        }
+    }
+}
 
 impl Node {
     /// Keeps this node's own row true: if gossip carried a stale address for
@@ -108,8 +128,14 @@ pub async fn heartbeat_round(node: &Arc<Node>) {
                 members: table,
             });
             req.set_timeout(timeout);
-            let Ok(resp) = client.heartbeat(req).await.map(|r| r.into_inner()) else {
-                return;
+            let resp = match client.heartbeat(req).await {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    if crate::cluster_name::is_mismatch(&s) {
+                        node.foreign.refused(&addr, &s);
+                    }
+                    return;
+                }
             };
             if resp.from.is_empty() || node.partitioned_from(&resp.from) {
                 return;

@@ -4,6 +4,7 @@
 
 pub mod antientropy;
 pub mod background;
+pub mod cluster_name;
 pub mod config;
 pub mod coordinator;
 pub mod detector;

@@ -46,6 +46,8 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// Peers found through `--peers-dns`.
     pub dns_seen: crate::gossip::DnsSeen,
+    /// Addresses where a node of another cluster answered.
+    pub foreign: crate::gossip::Foreign,
     /// Progress of this node's own join or decommission streaming.
     pub stream_progress: std::sync::Mutex<crate::lifecycle::StreamProgress>,
     /// Test-only fault switches.

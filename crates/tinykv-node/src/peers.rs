@@ -23,8 +23,10 @@ use tinykv_proto::internal::peer_client::PeerClient;
 use tinykv_proto::ordered::{StreamCall, StreamLink};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::cluster_name::Stamp;
 use crate::version::Record;
 
 /// Most requests in one batch.
@@ -43,6 +45,10 @@ struct ReadItem {
     reply: oneshot::Sender<Result<Option<Record>, String>>,
 }
 
+/// A client of another node's peer service: every call carries this node's
+/// cluster name.
+pub type PeerConn = PeerClient<InterceptedService<Channel, Stamp>>;
+
 /// The sender's stream to its peer (unary batch calls for a peer without it).
 type Link = StreamLink<pb::ReplicaExchange, pb::ReplicaExchangeResult>;
 
@@ -54,7 +60,7 @@ enum Item {
 
 #[derive(Clone)]
 struct Peer {
-    client: PeerClient<Channel>,
+    client: PeerConn,
     queue: mpsc::UnboundedSender<Item>,
 }
 
@@ -63,16 +69,19 @@ pub struct Peers {
     self_id: String,
     channels: RwLock<HashMap<String, Peer>>,
     max_message: usize,
+    stamp: Stamp,
 }
 
 impl Peers {
     /// A pool whose clients accept messages up to `max_message` bytes;
-    /// batches are sent as from `self_id`.
-    pub fn new(self_id: &str, max_message: usize) -> Self {
+    /// batches are sent as from `self_id` of cluster `cluster` (none: calls
+    /// carry no cluster name).
+    pub fn new(self_id: &str, cluster: Option<&str>, max_message: usize) -> Self {
         Peers {
             self_id: self_id.to_string(),
             channels: RwLock::new(HashMap::new()),
             max_message,
+            stamp: Stamp::new(cluster),
         }
     }
 
@@ -89,7 +98,7 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let client = PeerClient::new(endpoint.connect_lazy())
+        let client = PeerClient::with_interceptor(endpoint.connect_lazy(), self.stamp.clone())
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);
         let mut map = self
@@ -107,7 +116,7 @@ impl Peers {
     }
 
     /// The client for `addr` (`host:port`), created on first use.
-    pub fn client(&self, addr: &str) -> Result<PeerClient<Channel>, String> {
+    pub fn client(&self, addr: &str) -> Result<PeerConn, String> {
         self.peer(addr).map(|p| p.client)
     }
 
@@ -185,11 +194,7 @@ impl Item {
 /// The sender loop: take what is queued, drop what nobody waits for any
 /// more, and send the rest as one message on the peer's exchange stream,
 /// one at a time (the queue fills meanwhile, so batches grow with load).
-async fn send_exchanges(
-    client: PeerClient<Channel>,
-    from: String,
-    mut rx: mpsc::UnboundedReceiver<Item>,
-) {
+async fn send_exchanges(client: PeerConn, from: String, mut rx: mpsc::UnboundedReceiver<Item>) {
     let mut link = Link::Unopened;
     loop {
         let Some(mut batch) = next_batch(&mut rx).await else {
@@ -205,7 +210,7 @@ async fn send_exchanges(
 }
 
 /// Sends one batch of writes and reads and hands each its result.
-async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, batch: Vec<Item>) {
+async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Item>) {
     let deadline = batch
         .iter()
         .map(Item::deadline)
@@ -280,7 +285,7 @@ async fn exchange(client: &PeerClient<Channel>, link: &mut Link, from: &str, bat
 /// One exchange as the unary `WriteBatch` and `ReadBatch` calls that every
 /// version of the peer service has.
 async fn legacy_exchange(
-    client: &PeerClient<Channel>,
+    client: &PeerConn,
     msg: pb::ReplicaExchange,
     deadline: Instant,
 ) -> Result<Vec<pb::ReplicaReadResult>, String> {

@@ -14,6 +14,7 @@ use tinykv_proto::tinykv::admin_server::AdminServer;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKvServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::{Config, StorageEngine, SyncMode};
@@ -110,7 +111,11 @@ pub fn build(
     let metrics = Metrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?;
     Ok(Arc::new(Node {
         detector: Detector::new(config.phi_threshold, config.heartbeat_interval),
-        peers: Peers::new(&id, config.max_value_bytes + MESSAGE_OVERHEAD),
+        peers: Peers::new(
+            &id,
+            config.cluster_name.as_deref(),
+            config.max_value_bytes + MESSAGE_OVERHEAD,
+        ),
         clock: Hlc::new(Duration::from_secs(60)),
         id,
         addr,
@@ -120,6 +125,7 @@ pub fn build(
         shutdown,
         stream_progress: Default::default(),
         dns_seen: Default::default(),
+        foreign: Default::default(),
         #[cfg(feature = "fault-injection")]
         faults: crate::faults::Faults::default(),
         config,
@@ -181,11 +187,12 @@ pub async fn run(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .add_service(
+        .add_service(InterceptedService::new(
             PeerServer::new(PeerService::new(node.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        )
+            crate::cluster_name::Check::new(node.config.cluster_name.as_deref()),
+        ))
         // The builder's `tcp_nodelay` applies only to listeners tonic binds
         // itself: set it on the accepted sockets here, or Nagle's algorithm
         // holds small responses back until the peer's delayed ACK (~40 ms).

@@ -126,7 +126,7 @@ async fn an_older_peer_gets_unary_batches() {
         }
     });
 
-    let peers = Arc::new(Peers::new("me", 1 << 20));
+    let peers = Arc::new(Peers::new("me", None, 1 << 20));
     let deadline = || Instant::now() + Duration::from_secs(5);
     let writes: Vec<_> = (0..50u64)
         .map(|i| {

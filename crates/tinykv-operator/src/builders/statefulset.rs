@@ -29,6 +29,10 @@ pub const DATA_VOLUME: &str = "data";
 pub const DATA_DIR: &str = "/var/lib/tinykv";
 /// Environment variable that makes a node join with streaming (`--join`).
 pub const JOIN_ENV: &str = "TINYKV_JOIN";
+/// Environment variable naming the node's cluster (`--cluster-name`): nodes
+/// refuse calls from nodes of another cluster, so two TinyKVClusters whose
+/// pods can reach each other never merge.
+pub const CLUSTER_NAME_ENV: &str = "TINYKV_CLUSTER_NAME";
 /// User id the image runs as.
 const NODE_UID: i64 = 10001;
 /// Default SIGTERM grace: time to hand off hints and flush.
@@ -214,13 +218,20 @@ fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
     // Every pod starts with `--join` semantics: a fresh data dir streams its
     // ranges before serving (a scale-up), a brand-new cluster bootstraps at
     // once, and a restarted member never re-joins (marker in the data dir).
-    // A user-set TINYKV_JOIN wins (and a duplicate name would break the apply).
-    if !spec.env.iter().any(|e| e.name == JOIN_ENV) {
-        env.push(EnvVar {
-            name: JOIN_ENV.to_string(),
-            value: Some("true".to_string()),
-            ..EnvVar::default()
-        });
+    // Its cluster name is the resource's `namespace/name`, unique in the
+    // Kubernetes cluster. A variable the user sets wins (and a duplicate
+    // name would break the apply).
+    for (var, value) in [
+        (JOIN_ENV, "true".to_string()),
+        (CLUSTER_NAME_ENV, format!("{ns}/{name}")),
+    ] {
+        if !spec.env.iter().any(|e| e.name == var) {
+            env.push(EnvVar {
+                name: var.to_string(),
+                value: Some(value),
+                ..EnvVar::default()
+            });
+        }
     }
     env.extend(spec.env.iter().cloned());
 

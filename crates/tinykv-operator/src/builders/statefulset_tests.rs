@@ -108,6 +108,10 @@ fn defaults() {
     assert_eq!(join.len(), 1, "{env:?}");
     assert_eq!(join[0].value.as_deref(), Some("true"));
     assert!(join[0].value_from.is_none());
+    // Its cluster name is unique per resource: namespace/name.
+    let named: Vec<_> = env.iter().filter(|e| e.name == CLUSTER_NAME_ENV).collect();
+    assert_eq!(named.len(), 1, "{env:?}");
+    assert_eq!(named[0].value.as_deref(), Some("db/demo"));
     for probe in [&ctr.readiness_probe, &ctr.liveness_probe] {
         let grpc = probe
             .as_ref()
