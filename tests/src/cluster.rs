@@ -266,6 +266,31 @@ impl Cluster {
         .await;
     }
 
+    /// Waits until node `via` reports member `node` with `health` ("up",
+    /// "suspect" or "down").
+    pub async fn wait_health(&self, via: usize, node: &str, health: &str) {
+        let client = self.client_for(via);
+        wait_until(
+            &format!("node{} to see {node} {health}", via + 1),
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                async move {
+                    client
+                        .status()
+                        .await
+                        .map(|s| {
+                            s.members
+                                .iter()
+                                .any(|m| m.node_id == node && m.health == health)
+                        })
+                        .unwrap_or(false)
+                }
+            },
+        )
+        .await;
+    }
+
     /// `127.0.0.1:port` of node `i`.
     pub fn addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.nodes[i].port)

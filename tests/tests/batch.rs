@@ -250,3 +250,105 @@ async fn sticky_client_uses_one_node_and_moves_on_when_it_dies() {
         assert_ne!(v.expect("found").writer, sticky);
     }
 }
+
+fn put_with(key: &str, val: &str, level: WireConsistency, strict: bool) -> Operation {
+    Operation {
+        op: Some(Op::Put(PutRequest {
+            key: key.as_bytes().to_vec().into(),
+            val: val.as_bytes().to_vec().into(),
+            consistency: level as i32,
+            strict_quorum: strict,
+            ..Default::default()
+        })),
+    }
+}
+
+/// A batch's writes are coordinated together (one call per replica), but
+/// each keeps its own quorum: with a replica killed and not yet known down,
+/// its call fails and every QUORUM write of the batch still succeeds
+/// (and every ALL write that is not strict, through a fallback), while a
+/// strict ALL write succeeds only if its key's replicas are all alive. Once the node is known down a batch goes to
+/// fallbacks at once; restarted, the node gets every write it missed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_keeps_each_writes_quorum_when_a_replica_dies() {
+    let mut c = Cluster::start(5).await;
+    const KEYS: usize = 40;
+    let owners_of: Vec<Vec<String>> = {
+        let mut v = Vec::new();
+        for i in 0..KEYS {
+            v.push(c.owners(0, &format!("bk{i}")).await);
+        }
+        v
+    };
+    let dead = "node3";
+    assert!(owners_of.iter().any(|o| o.iter().any(|n| n == dead)));
+    c.kill(c.index_of(dead));
+
+    let mut ops: Vec<Operation> = (0..KEYS)
+        .map(|i| put_with(&format!("bk{i}"), "v1", WireConsistency::Quorum, false))
+        .collect();
+    ops.extend((0..KEYS).map(|i| put_with(&format!("strict{i}"), "s", WireConsistency::All, true)));
+    ops.extend(
+        (0..KEYS).map(|i| put_with(&format!("sloppy{i}"), "s", WireConsistency::All, false)),
+    );
+    let results = batch(&c, ops).await.expect("batch");
+    // Not strict: a write whose replica failed gets its third ack from a
+    // fallback that keeps a hint.
+    for (i, r) in results[2 * KEYS..].iter().enumerate() {
+        assert!(
+            matches!(r, OpResult::Put(p) if p.acks == 3),
+            "sloppy{i} at ALL: {r:?}"
+        );
+    }
+    for (i, r) in results[..KEYS].iter().enumerate() {
+        match r {
+            OpResult::Put(p) => assert!(p.operation_success && p.acks >= 2, "bk{i}: {p:?}"),
+            other => panic!("bk{i}: expected success at QUORUM, got {other:?}"),
+        }
+    }
+    for (i, r) in results[KEYS..2 * KEYS].iter().enumerate() {
+        let key = format!("strict{i}");
+        let owned_by_dead = c.owners(0, &key).await.iter().any(|n| n == dead);
+        match r {
+            OpResult::Put(p) if !owned_by_dead => assert_eq!(p.acks, 3, "{key}: {p:?}"),
+            OpResult::Error(e) if owned_by_dead => {
+                assert!(
+                    e.message.contains("write quorum not reached: 2 of 3 acks"),
+                    "{key}: {e:?}"
+                );
+                assert!(e.message.contains(dead), "{key}: {e:?}");
+            }
+            other => panic!("{key} (owned by {dead}: {owned_by_dead}): got {other:?}"),
+        }
+    }
+
+    // Known down: the next batch's writes go to fallbacks from the start.
+    c.wait_health(0, dead, "down").await;
+    let ops = (0..KEYS)
+        .map(|i| put_with(&format!("bk{i}"), "v2", WireConsistency::All, false))
+        .collect();
+    for (i, r) in batch(&c, ops).await.expect("batch").iter().enumerate() {
+        assert!(
+            matches!(r, OpResult::Put(p) if p.acks == 3),
+            "bk{i} at ALL while {dead} is down: {r:?}"
+        );
+    }
+
+    c.restart(c.index_of(dead)).await;
+    let dead_i = c.index_of(dead);
+    for (i, owners) in owners_of.iter().enumerate() {
+        if !owners.iter().any(|n| n == dead) {
+            continue;
+        }
+        let key = format!("bk{i}");
+        wait_until(
+            &format!("{dead} to get {key} back"),
+            Duration::from_secs(60),
+            || {
+                let (c, key) = (&c, key.clone());
+                async move { c.local(dead_i, &key).await.as_deref() == Some("v2") }
+            },
+        )
+        .await;
+    }
+}

@@ -115,18 +115,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
     let mut c = Cluster::start_with(5, o).await;
     load(&c).await;
     c.kill(1);
-    wait_until("node2 to be seen down", Duration::from_secs(30), || async {
-        c.client_for(0)
-            .status()
-            .await
-            .map(|s| {
-                s.members
-                    .iter()
-                    .any(|m| m.node_id == "node2" && m.health == "down")
-            })
-            .unwrap_or(false)
-    })
-    .await;
+    c.wait_health(0, "node2", "down").await;
     let r = c
         .client_for(0)
         .remove_node("node2")

@@ -5,7 +5,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use tinykv_client::Consistency;
-use tinykv_tests::{wait_until, Cluster, ClusterOptions};
+use tinykv_tests::{Cluster, ClusterOptions};
 
 fn scrape(port: u16) -> String {
     let mut s = match TcpStream::connect(("127.0.0.1", port)) {
@@ -45,22 +45,7 @@ async fn metrics_and_status_report_requests_hints_and_members() {
             .expect("get");
     }
     let _ = client.get("obs-0", Consistency::All).await;
-    wait_until(
-        "node3 to be reported down",
-        Duration::from_secs(30),
-        || async {
-            client
-                .status()
-                .await
-                .map(|s| {
-                    s.members
-                        .iter()
-                        .any(|m| m.node_id == "node3" && m.health == "down")
-                })
-                .unwrap_or(false)
-        },
-    )
-    .await;
+    c.wait_health(0, "node3", "down").await;
     let status = client.status().await.expect("status");
     assert!(
         status.pending_hints > 0,

@@ -28,13 +28,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Node {
     fn peer(&self, id: &str) -> Result<crate::peers::PeerConn, String> {
-        if self.partitioned_from(id) {
-            return Err("unreachable (fault injected)".into());
-        }
-        let addr = self
-            .membership
-            .address_of(id)
-            .ok_or_else(|| format!("unknown member {id}"))?;
+        let addr = self.peer_address(id)?;
         self.peers.client(&addr)
     }
 

@@ -1,16 +1,17 @@
 //! Coordinating client requests: any node sends a request to all N replicas
 //! of the key in parallel and answers once W (or R) of them have.
 //!
-//! Writes use a sloppy quorum: a replica that fails (or is known down) is
-//! replaced by the next healthy node clockwise, which stores the version as a
-//! hint for the owner and, unless the request is strict, counts toward W.
-//! Every failed replica write also leaves a hint on the coordinator, so the
-//! owner gets the version once it is back. Reads ask all N replicas (or,
-//! with `--read-fanout needed`, R of them, this node first, and the next one
-//! when one fails or is slow), merge the answers by LWW, and repair stale or
-//! missing replicas among those that answered, in the background.
+//! Writes (in `writes.rs`) use a sloppy quorum: a replica that fails (or is
+//! known down) is replaced by the next healthy node clockwise, which stores
+//! the version as a hint for the owner and, unless the request is strict,
+//! counts toward W. Every failed replica write also leaves a hint on the
+//! coordinator, so the owner gets the version once it is back. A client
+//! batch's writes make one call per replica for all of them. Reads ask all
+//! N replicas (or, with `--read-fanout needed`, R of them, this node first,
+//! and the next one when one fails or is slow), merge the answers by LWW,
+//! and repair stale or missing replicas among those that answered, in the
+//! background.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,8 +20,10 @@ use tokio::time::Instant;
 use crate::config::ReadFanout;
 use crate::node::Node;
 use crate::quorum::{Quorum, QuorumError};
-use crate::ring::key_token;
 use crate::version::{merge, Record};
+
+mod writes;
+pub use writes::WriteRequest;
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,131 +53,7 @@ pub struct ReadOutcome {
     pub answered: usize,
 }
 
-/// The healthy nodes after `key`'s replicas on the ring, clockwise: where a
-/// sloppy write goes when a replica is down or fails. The walk is computed
-/// on the first call, which most writes never make.
-struct Fallbacks<'a> {
-    node: &'a Node,
-    key: &'a [u8],
-    targets: &'a [String],
-    walk: Option<std::vec::IntoIter<String>>,
-}
-
-impl Fallbacks<'_> {
-    fn next(&mut self) -> Option<String> {
-        let walk = self.walk.get_or_insert_with(|| {
-            self.node
-                .membership
-                .future_ring()
-                .walk(key_token(self.key))
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
-                .into_iter()
-        });
-        let (targets, detector) = (self.targets, &self.node.detector);
-        walk.find(|f| !targets.contains(f) && !detector.is_down(f))
-    }
-}
-
 impl Node {
-    /// Replicates `record` for `key` and waits for `w` acknowledgements.
-    pub async fn coordinate_write(
-        self: &Arc<Self>,
-        key: Bytes,
-        record: Record,
-        w: usize,
-        strict: bool,
-        deadline: Instant,
-    ) -> Result<WriteOutcome, RequestError> {
-        let targets = self.membership.write_targets(&key);
-        let n = self.membership.read_ring().replicas_per_key();
-        if w > n || w > targets.len() {
-            return Err(RequestError::Unavailable(format!(
-                "write needs {w} acks but the ring has only {n} replicas for this key"
-            )));
-        }
-        let primaries = &targets[..];
-        // The ring walk for fallbacks is only made when one is needed.
-        let mut fallbacks = Fallbacks {
-            node: self,
-            key: &key,
-            targets: primaries,
-            walk: None,
-        };
-        let hinting = self.config.hinted_handoff;
-        let sloppy = hinting && self.config.sloppy_quorum && !strict;
-
-        let mut q = Quorum::new(w, deadline);
-        let mut hinted_for: HashSet<String> = HashSet::new();
-        for owner in primaries {
-            if sloppy && self.detector.is_down(owner) {
-                if let Some(fb) = fallbacks.next() {
-                    self.spawn_hinted(&mut q, fb, owner, &key, &record, deadline);
-                    hinted_for.insert(owner.clone());
-                    continue;
-                }
-            }
-            let (node, k, r) = (self.clone(), key.clone(), record.clone());
-            let owner_id = owner.clone();
-            let fut = async move {
-                let res = node
-                    .replica_write(&owner_id, k.clone(), r.clone(), None, deadline)
-                    .await;
-                if res.is_err() && hinting && owner_id != node.id {
-                    // Keep the version for the owner whatever the quorum's fate.
-                    let _ = Box::pin(node.store_hint(&owner_id, k, r)).await;
-                }
-                res
-            };
-            q.spawn(owner.clone(), fut);
-        }
-        while !q.reached() {
-            match q.next().await {
-                None => break,
-                Some((failed, Some(_)))
-                    if sloppy && !hinted_for.contains(&failed) && primaries.contains(&failed) =>
-                {
-                    if let Some(fb) = fallbacks.next() {
-                        self.spawn_hinted(&mut q, fb, &failed, &key, &record, deadline);
-                        hinted_for.insert(failed);
-                    }
-                }
-                Some(_) => {}
-            }
-        }
-        if !q.reached() {
-            self.metrics
-                .quorum_failures
-                .with_label_values(&["write"])
-                .inc();
-            return Err(q.error("write").into());
-        }
-        let acks = q.ok.len();
-        if q.in_flight() > 0 {
-            // The other replicas still get the version (or a hint is kept).
-            tokio::spawn(q.finish());
-        }
-        Ok(WriteOutcome { acks })
-    }
-
-    fn spawn_hinted(
-        self: &Arc<Self>,
-        q: &mut Quorum<()>,
-        fallback: String,
-        owner: &str,
-        key: &Bytes,
-        record: &Record,
-        deadline: Instant,
-    ) {
-        let (node, k, r, owner) = (self.clone(), key.clone(), record.clone(), owner.to_string());
-        let label = format!("{fallback} (hint for {owner})");
-        q.spawn(label, async move {
-            node.replica_write(&fallback, k, r, Some(&owner), deadline)
-                .await
-        });
-    }
-
     /// Reads `key` from its replicas and waits for `r` answers.
     pub async fn coordinate_read(
         self: &Arc<Self>,

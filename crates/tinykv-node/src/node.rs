@@ -133,13 +133,7 @@ impl Node {
                 None => self.apply_local(key, record).await.map(|_| ()),
             };
         }
-        if self.partitioned_from(node) {
-            return Err("unreachable (fault injected)".into());
-        }
-        let addr = self
-            .membership
-            .address_of(node)
-            .ok_or_else(|| format!("unknown member {node}"))?;
+        let addr = self.peer_address(node)?;
         if hint_for.is_none() {
             // Plain replica writes are coalesced per peer.
             return self.peers.write(&addr, key, record, deadline).await;
@@ -160,6 +154,40 @@ impl Node {
             .map_err(|s| describe(&s))
     }
 
+    /// The address of peer `node`, unless it is unknown or cut off.
+    pub(crate) fn peer_address(&self, node: &str) -> CallResult<String> {
+        if self.partitioned_from(node) {
+            return Err("unreachable (fault injected)".into());
+        }
+        self.membership
+            .address_of(node)
+            .ok_or_else(|| format!("unknown member {node}"))
+    }
+
+    /// Applies versions on replica `node` (this node or a peer), answered
+    /// together: the write path sends each replica of a client batch one.
+    pub async fn replica_write_all(
+        self: &Arc<Self>,
+        node: &str,
+        entries: Vec<(Bytes, Record)>,
+        deadline: Instant,
+    ) -> CallResult<()> {
+        if node == self.id {
+            let ops = entries
+                .into_iter()
+                .map(|(key, record)| WriteOp::Put { key, record })
+                .collect();
+            return self
+                .store
+                .write(ops)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        let addr = self.peer_address(node)?;
+        self.peers.write_all(&addr, entries, deadline).await
+    }
+
     /// Reads replica `node`'s version of `key`, by the deadline.
     pub async fn replica_read(
         self: &Arc<Self>,
@@ -170,13 +198,7 @@ impl Node {
         if node == self.id {
             return self.store.get(&key).map_err(|e| e.to_string());
         }
-        if self.partitioned_from(node) {
-            return Err("unreachable (fault injected)".into());
-        }
-        let addr = self
-            .membership
-            .address_of(node)
-            .ok_or_else(|| format!("unknown member {node}"))?;
+        let addr = self.peer_address(node)?;
         let rec = self.peers.read(&addr, key, deadline).await?;
         if let Some(r) = &rec {
             self.observe(r.timestamp, node);

@@ -32,9 +32,10 @@ use crate::version::Record;
 /// Most requests in one batch.
 const MAX_BATCH: usize = 512;
 
+/// Versions to apply on the peer, answered together (one request's, or
+/// every version a client batch sends this peer).
 struct WriteItem {
-    key: Bytes,
-    record: Record,
+    entries: Vec<(Bytes, Record)>,
     deadline: Instant,
     reply: oneshot::Sender<Result<(), String>>,
 }
@@ -109,7 +110,12 @@ impl Peers {
             return Ok(p.clone());
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_exchanges(client.clone(), self.self_id.clone(), rx));
+        tokio::spawn(send_exchanges(
+            client.clone(),
+            self.self_id.clone(),
+            rx,
+            self.max_message,
+        ));
         let peer = Peer { client, queue: tx };
         map.insert(addr.to_string(), peer.clone());
         Ok(peer)
@@ -128,12 +134,22 @@ impl Peers {
         record: Record,
         deadline: Instant,
     ) -> Result<(), String> {
+        self.write_all(addr, vec![(key, record)], deadline).await
+    }
+
+    /// Applies versions on the replica at `addr`, coalesced with others; one
+    /// answer for all of them.
+    pub async fn write_all(
+        &self,
+        addr: &str,
+        entries: Vec<(Bytes, Record)>,
+        deadline: Instant,
+    ) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
             .queue
             .send(Item::Write(WriteItem {
-                key,
-                record,
+                entries,
                 deadline,
                 reply,
             }))
@@ -161,13 +177,31 @@ impl Peers {
     }
 }
 
-/// Takes the first queued item and whatever else is queued behind it.
-async fn next_batch<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
-    let first = rx.recv().await?;
+/// Takes the first queued item (or the one carried over) and whatever else
+/// is queued behind it, up to [`MAX_BATCH`] items and about `max_bytes` of
+/// keys and values: an item that would go over is carried to the next batch,
+/// so coalesced large values never make a message the peer must refuse.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<Item>,
+    carry: &mut Option<Item>,
+    max_bytes: usize,
+) -> Option<Vec<Item>> {
+    let first = match carry.take() {
+        Some(item) => item,
+        None => rx.recv().await?,
+    };
+    let mut bytes = first.size();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(item) => batch.push(item),
+            Ok(item) if bytes + item.size() > max_bytes => {
+                *carry = Some(item);
+                break;
+            }
+            Ok(item) => {
+                bytes += item.size();
+                batch.push(item);
+            }
             Err(_) => break,
         }
     }
@@ -183,6 +217,18 @@ impl Item {
         }
     }
 
+    /// Encoded size, roughly: keys, values and a per-entry allowance.
+    fn size(&self) -> usize {
+        match self {
+            Item::Write(w) => w
+                .entries
+                .iter()
+                .map(|(k, r)| k.len() + r.value.len() + r.writer.len() + 32)
+                .sum(),
+            Item::Read(r) => r.key.len() + 8,
+        }
+    }
+
     fn deadline(&self) -> Instant {
         match self {
             Item::Write(w) => w.deadline,
@@ -194,10 +240,16 @@ impl Item {
 /// The sender loop: take what is queued, drop what nobody waits for any
 /// more, and send the rest as one message on the peer's exchange stream,
 /// one at a time (the queue fills meanwhile, so batches grow with load).
-async fn send_exchanges(client: PeerConn, from: String, mut rx: mpsc::UnboundedReceiver<Item>) {
+async fn send_exchanges(
+    client: PeerConn,
+    from: String,
+    mut rx: mpsc::UnboundedReceiver<Item>,
+    max_message: usize,
+) {
     let mut link = Link::Unopened;
+    let mut carry = None;
     loop {
-        let Some(mut batch) = next_batch(&mut rx).await else {
+        let Some(mut batch) = next_batch(&mut rx, &mut carry, max_message / 2).await else {
             return;
         };
         let now = Instant::now();
@@ -227,9 +279,10 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
     let message = || pb::ReplicaExchange {
         writes: writes
             .iter()
-            .map(|i| pb::KeyedRecord {
-                key: i.key.clone(),
-                record: Some(i.record.clone().into()),
+            .flat_map(|i| &i.entries)
+            .map(|(key, record)| pb::KeyedRecord {
+                key: key.clone(),
+                record: Some(record.clone().into()),
             })
             .collect(),
         reads: reads.iter().map(|i| i.key.clone()).collect(),

@@ -11,9 +11,8 @@ use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
 use tonic::{Request, Response, Status};
 
-use super::{
-    check_key, deadline, deadline_within, header_timeout, replicas_needed, serve_in_order,
-};
+use super::{check_key, deadline, deadline_at, header_timeout, replicas_needed, serve_in_order};
+use crate::coordinator::{RequestError, WriteOutcome, WriteRequest};
 use crate::node::Node;
 use crate::version::Record;
 
@@ -60,12 +59,8 @@ impl ClientService {
         }
     }
 
-    /// A write of a value, as `Put` and a batch's put operation run it.
-    async fn put_op(
-        &self,
-        r: pb::PutRequest,
-        deadline: Instant,
-    ) -> Result<pb::PutResponse, Status> {
+    /// Checks a put and makes its version; a failed check is recorded.
+    fn prepare_put(&self, r: pb::PutRequest, deadline: Instant) -> Result<Prepared, Status> {
         let started = StdInstant::now();
         let (w, level) = replicas_needed(
             &self.node,
@@ -73,8 +68,7 @@ impl ClientService {
             "replication_factor",
             r.consistency,
         )?;
-        let result = async {
-            check_key(&r.key)?;
+        let checked = check_key(&r.key).and_then(|()| {
             let max = self.node.config.max_value_bytes;
             if r.val.len() > max {
                 return Err(Status::invalid_argument(format!(
@@ -82,21 +76,89 @@ impl ClientService {
                     r.val.len()
                 )));
             }
-            let ts = self.timestamp(r.timestamp)?;
-            let record = Record::value(r.val, ts, self.node.id.clone());
-            let out = self
-                .node
-                .coordinate_write(r.key, record, w, r.strict_quorum, deadline)
-                .await?;
-            Ok(pb::PutResponse {
-                operation_success: true,
-                timestamp: ts as i64,
-                acks: out.acks as u32,
-            })
-        }
-        .await;
-        self.record("put", level, started, &result);
+            self.timestamp(r.timestamp)
+        });
+        let ts =
+            checked.inspect_err(|s| self.record::<()>("put", level, started, &Err(s.clone())))?;
+        Ok(Prepared {
+            op: "put",
+            level,
+            started,
+            ts,
+            req: WriteRequest {
+                key: r.key,
+                record: Record::value(r.val, ts, self.node.id.clone()),
+                w,
+                strict: r.strict_quorum,
+                deadline,
+            },
+        })
+    }
+
+    /// Checks a delete and makes its tombstone; a failed check is recorded.
+    fn prepare_delete(&self, r: pb::DeleteRequest, deadline: Instant) -> Result<Prepared, Status> {
+        let started = StdInstant::now();
+        let (w, level) = replicas_needed(&self.node, r.w, "w", r.consistency)?;
+        check_key(&r.key)
+            .inspect_err(|s| self.record::<()>("delete", level, started, &Err(s.clone())))?;
+        let ts = self.node.clock.now();
+        Ok(Prepared {
+            op: "delete",
+            level,
+            started,
+            ts,
+            req: WriteRequest {
+                key: r.key,
+                record: Record::tombstone(ts, self.node.id.clone()),
+                w,
+                strict: r.strict_quorum,
+                deadline,
+            },
+        })
+    }
+
+    /// Records a coordinated write and makes its answer: `acks` and the
+    /// version's timestamp, or the failure.
+    fn finish_write(
+        &self,
+        meta: &Meta,
+        outcome: Result<WriteOutcome, RequestError>,
+    ) -> Result<(i64, u32), Status> {
+        let result = outcome
+            .map(|o| (meta.ts as i64, o.acks as u32))
+            .map_err(Status::from);
+        self.record(meta.op, meta.level, meta.started, &result);
         result
+    }
+
+    /// Coordinates one prepared write.
+    async fn write_one(&self, p: Prepared) -> Result<(i64, u32), Status> {
+        let (meta, req) = p.split();
+        let out = self
+            .node
+            .coordinate_writes(vec![req])
+            .await
+            .pop()
+            .unwrap_or_else(|| {
+                Err(RequestError::Unavailable(
+                    "write was not coordinated".into(),
+                ))
+            });
+        self.finish_write(&meta, out)
+    }
+
+    /// A write of a value, as `Put` runs it.
+    async fn put_op(
+        &self,
+        r: pb::PutRequest,
+        deadline: Instant,
+    ) -> Result<pb::PutResponse, Status> {
+        let (timestamp, acks) = self.write_one(self.prepare_put(r, deadline)?).await?;
+        Ok(pb::PutResponse {
+            operation_success: true,
+            timestamp,
+            acks,
+        })
     }
 
     /// A quorum read, as `Get` and a batch's get operation run it.
@@ -133,80 +195,144 @@ impl ClientService {
         result
     }
 
-    /// A tombstone write, as `Delete` and a batch's delete operation run it.
+    /// A tombstone write, as `Delete` runs it.
     async fn delete_op(
         &self,
         r: pb::DeleteRequest,
         deadline: Instant,
     ) -> Result<pb::DeleteResponse, Status> {
-        let started = StdInstant::now();
-        let (w, level) = replicas_needed(&self.node, r.w, "w", r.consistency)?;
-        let result = async {
-            check_key(&r.key)?;
-            let ts = self.node.clock.now();
-            let record = Record::tombstone(ts, self.node.id.clone());
-            let out = self
-                .node
-                .coordinate_write(r.key, record, w, r.strict_quorum, deadline)
-                .await?;
-            Ok(pb::DeleteResponse {
-                operation_success: true,
-                timestamp: ts as i64,
-                acks: out.acks as u32,
-            })
-        }
-        .await;
-        self.record("delete", level, started, &result);
-        result
+        let (timestamp, acks) = self.write_one(self.prepare_delete(r, deadline)?).await?;
+        Ok(pb::DeleteResponse {
+            operation_success: true,
+            timestamp,
+            acks,
+        })
     }
 
-    /// Runs a batch's operations concurrently on this task; each coordinates
-    /// its own replicas, which the peer queues coalesce per node.
+    /// Runs a batch: its puts and deletes are coordinated together (one
+    /// call per replica for all of them), its gets each on its own, all
+    /// at once. Each operation's failure is its own result.
     async fn run_batch(
         &self,
         ops: Vec<pb::Operation>,
         header: Option<Duration>,
     ) -> Result<pb::BatchResponse, Status> {
+        use pb::operation::Op;
+        use pb::operation_result::Result as R;
         if ops.len() > MAX_BATCH_OPS {
             return Err(Status::invalid_argument(format!(
                 "batch has {} operations; the limit is {MAX_BATCH_OPS}",
                 ops.len()
             )));
         }
-        let results =
-            futures::future::join_all(ops.into_iter().map(|op| self.batch_op(op, header))).await;
+        // One `now` for the batch: its writes with the same timeout share a
+        // deadline, and so a call per replica.
+        let now = Instant::now();
+        let mut results: Vec<Option<R>> = vec![None; ops.len()];
+        let mut writes: Vec<(usize, Meta)> = Vec::new();
+        let mut reqs = Vec::new();
+        let mut gets = Vec::new();
+        for (i, op) in ops.into_iter().enumerate() {
+            let prepared = match op.op {
+                Some(Op::Put(r)) => {
+                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    self.prepare_put(r, d)
+                }
+                Some(Op::Delete(r)) => {
+                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    self.prepare_delete(r, d)
+                }
+                Some(Op::Get(r)) => {
+                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    gets.push(async move { (i, self.get_op(r, d).await) });
+                    continue;
+                }
+                None => Err(Status::invalid_argument(
+                    "batch operation has no put, get or delete",
+                )),
+            };
+            match prepared {
+                Ok(p) => {
+                    let (meta, req) = p.split();
+                    writes.push((i, meta));
+                    reqs.push(req);
+                }
+                Err(s) => results[i] = Some(error_result(&s)),
+            }
+        }
+        let coordinate = async {
+            if reqs.is_empty() {
+                Vec::new()
+            } else {
+                self.node.coordinate_writes(reqs).await
+            }
+        };
+        let (outcomes, reads) = tokio::join!(coordinate, futures::future::join_all(gets));
+        for ((i, meta), outcome) in writes.into_iter().zip(outcomes) {
+            let answer = self.finish_write(&meta, outcome);
+            results[i] = Some(match answer {
+                Ok((timestamp, acks)) if meta.op == "put" => R::Put(pb::PutResponse {
+                    operation_success: true,
+                    timestamp,
+                    acks,
+                }),
+                Ok((timestamp, acks)) => R::Delete(pb::DeleteResponse {
+                    operation_success: true,
+                    timestamp,
+                    acks,
+                }),
+                Err(s) => error_result(&s),
+            });
+        }
+        for (i, read) in reads {
+            results[i] = Some(read.map(R::Get).unwrap_or_else(|s| error_result(&s)));
+        }
+        let results = results
+            .into_iter()
+            .map(|r| pb::OperationResult {
+                result: Some(
+                    r.unwrap_or_else(|| error_result(&Status::internal("operation got no result"))),
+                ),
+            })
+            .collect();
         Ok(pb::BatchResponse { results })
     }
+}
 
-    /// One operation of a batch; its failure is its own result.
-    async fn batch_op(&self, op: pb::Operation, header: Option<Duration>) -> pb::OperationResult {
-        use pb::operation::Op;
-        use pb::operation_result::Result as R;
-        let result = match op.op {
-            Some(Op::Put(r)) => {
-                let d = deadline_within(&self.node, header, r.timeout_ms);
-                self.put_op(r, d).await.map(R::Put)
-            }
-            Some(Op::Get(r)) => {
-                let d = deadline_within(&self.node, header, r.timeout_ms);
-                self.get_op(r, d).await.map(R::Get)
-            }
-            Some(Op::Delete(r)) => {
-                let d = deadline_within(&self.node, header, r.timeout_ms);
-                self.delete_op(r, d).await.map(R::Delete)
-            }
-            None => Err(Status::invalid_argument(
-                "batch operation has no put, get or delete",
-            )),
+/// A batch operation's failure as its result.
+fn error_result(s: &Status) -> pb::operation_result::Result {
+    pb::operation_result::Result::Error(pb::OperationError {
+        code: s.code() as i32,
+        message: s.message().to_string(),
+    })
+}
+
+/// What a write's answer and metrics need besides its outcome.
+struct Meta {
+    op: &'static str,
+    level: &'static str,
+    started: StdInstant,
+    ts: u64,
+}
+
+/// A checked write, ready to coordinate.
+struct Prepared {
+    op: &'static str,
+    level: &'static str,
+    started: StdInstant,
+    ts: u64,
+    req: WriteRequest,
+}
+
+impl Prepared {
+    fn split(self) -> (Meta, WriteRequest) {
+        let meta = Meta {
+            op: self.op,
+            level: self.level,
+            started: self.started,
+            ts: self.ts,
         };
-        pb::OperationResult {
-            result: Some(result.unwrap_or_else(|s| {
-                R::Error(pb::OperationError {
-                    code: s.code() as i32,
-                    message: s.message().to_string(),
-                })
-            })),
-        }
+        (meta, self.req)
     }
 }
 

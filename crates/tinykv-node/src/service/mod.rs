@@ -74,6 +74,17 @@ pub(crate) fn header_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
 /// The deadline of an operation with its own `timeout_ms` inside a call
 /// bounded by `header` (a batch's operations share the call's header).
 pub(crate) fn deadline_within(node: &Node, header: Option<Duration>, timeout_ms: u32) -> Instant {
+    deadline_at(node, header, timeout_ms, Instant::now())
+}
+
+/// [`deadline_within`] counted from `now`: the operations of one batch share
+/// one `now`, so those with the same timeout have the same deadline.
+pub(crate) fn deadline_at(
+    node: &Node,
+    header: Option<Duration>,
+    timeout_ms: u32,
+    now: Instant,
+) -> Instant {
     let mut d = node.config.request_timeout;
     if timeout_ms > 0 {
         d = Duration::from_millis(u64::from(timeout_ms)).min(MAX_DEADLINE);
@@ -81,7 +92,7 @@ pub(crate) fn deadline_within(node: &Node, header: Option<Duration>, timeout_ms:
     if let Some(h) = header {
         d = d.min(h);
     }
-    Instant::now() + d
+    now + d
 }
 
 /// Parses a `grpc-timeout` header value (`<digits><unit>`).
