@@ -5,24 +5,20 @@
 //! known down) is replaced by the next healthy node clockwise, which stores
 //! the version as a hint for the owner and, unless the request is strict,
 //! counts toward W. Every failed replica write also leaves a hint on the
-//! coordinator, so the owner gets the version once it is back. A client
-//! batch's writes make one call per replica for all of them. Reads ask all
-//! N replicas (or, with `--read-fanout needed`, R of them, this node first,
-//! and the next one when one fails or is slow), merge the answers by LWW,
-//! and repair stale or missing replicas among those that answered, in the
-//! background.
+//! coordinator, so the owner gets the version once it is back. Reads (in
+//! `reads.rs`) ask all N replicas (or, with `--read-fanout needed`, R of
+//! them, this node first, and the next one when one fails or is slow), merge
+//! the answers by LWW, and repair stale or missing replicas among those that
+//! answered, in the background. A client batch's reads, and its writes,
+//! make one call per replica for all of them ([`crate::quorum::Quorums`]).
 
-use std::sync::Arc;
-
-use bytes::Bytes;
-use tokio::time::Instant;
-
-use crate::config::ReadFanout;
 use crate::node::Node;
-use crate::quorum::{Quorum, QuorumError};
-use crate::version::{merge, Record};
+use crate::quorum::{Answers, QuorumError};
+use crate::version::Record;
 
+mod reads;
 mod writes;
+pub use reads::ReadRequest;
 pub use writes::WriteRequest;
 
 /// Why a coordinated request failed.
@@ -54,106 +50,22 @@ pub struct ReadOutcome {
 }
 
 impl Node {
-    /// Reads `key` from its replicas and waits for `r` answers.
-    pub async fn coordinate_read(
-        self: &Arc<Self>,
-        key: Bytes,
-        r: usize,
-        deadline: Instant,
-    ) -> Result<ReadOutcome, RequestError> {
-        let ring = self.membership.read_ring();
-        let replicas: Vec<String> = ring
-            .preference_list(&key)
-            .into_iter()
-            .map(String::from)
-            .collect();
-        if r > replicas.len() {
-            return Err(RequestError::Unavailable(format!(
-                "read needs {r} replies but the ring has only {} replicas for this key",
-                replicas.len()
-            )));
+    /// Gives an unanswered request its outcome once it has its quorum
+    /// (made by `answer`), or has too few answers with no call left to make
+    /// them; true when it got one.
+    fn settle<T, O>(
+        &self,
+        op: &'static str,
+        answers: &Answers<T>,
+        outcome: &mut Option<Result<O, RequestError>>,
+        answer: impl FnOnce(&Answers<T>) -> O,
+    ) -> bool {
+        if answers.reached() {
+            *outcome = Some(Ok(answer(answers)));
+        } else if answers.running() == 0 {
+            self.metrics.quorum_failures.with_label_values(&[op]).inc();
+            *outcome = Some(Err(answers.error(op).into()));
         }
-        // Ask R replicas first (this node first when it is one, known-down
-        // nodes last); ask the next one when a replica fails, or when no
-        // quorum has formed after the speculative-retry delay.
-        let mut order: Vec<String> = replicas.clone();
-        order.sort_by_key(|n| (*n != self.id, self.detector.is_down(n)));
-        let mut pending = order.into_iter();
-        let mut q = Quorum::new(r, deadline);
-        let spawn_read = |q: &mut Quorum<Option<Record>>, rep: String| {
-            let (node, k) = (self.clone(), key.clone());
-            q.spawn(rep.clone(), async move {
-                node.replica_read(&rep, k, deadline).await
-            });
-        };
-        let first = match self.config.read_fanout {
-            ReadFanout::All => replicas.len(),
-            ReadFanout::Needed => r,
-        };
-        for rep in pending.by_ref().take(first) {
-            spawn_read(&mut q, rep);
-        }
-        // Only armed when there is a replica left to ask.
-        let speculate = tokio::time::sleep(self.config.read_speculative_retry);
-        tokio::pin!(speculate);
-        let mut speculated = pending.len() == 0;
-        while !q.reached() {
-            tokio::select! {
-                ev = q.next() => match ev {
-                    None => match pending.next() {
-                        Some(rep) => spawn_read(&mut q, rep),
-                        None => break,
-                    },
-                    Some((_, Some(_))) => {
-                        if let Some(rep) = pending.next() {
-                            spawn_read(&mut q, rep);
-                        }
-                    }
-                    Some(_) => {}
-                },
-                _ = &mut speculate, if !speculated => {
-                    speculated = true;
-                    if let Some(rep) = pending.next() {
-                        spawn_read(&mut q, rep);
-                    }
-                }
-            }
-        }
-        if !q.reached() {
-            self.metrics
-                .quorum_failures
-                .with_label_values(&["read"])
-                .inc();
-            return Err(q.error("read").into());
-        }
-        let winner = merge(q.ok.iter().filter_map(|(_, v)| v.as_ref())).cloned();
-        let answered = q.ok.len();
-        // Read repair in the background, over every answer that arrives in time.
-        let node = self.clone();
-        tokio::spawn(async move { node.read_repair(key, q).await });
-        Ok(ReadOutcome { winner, answered })
-    }
-
-    async fn read_repair(self: Arc<Self>, key: Bytes, q: Quorum<Option<Record>>) {
-        let (answers, _) = q.finish().await;
-        let Some(winner) = merge(answers.iter().filter_map(|(_, v)| v.as_ref())).cloned() else {
-            return;
-        };
-        let deadline = Instant::now() + self.config.request_timeout;
-        for (replica, version) in answers {
-            let stale = match &version {
-                None => true,
-                Some(v) => winner.supersedes(v),
-            };
-            if stale {
-                self.metrics.read_repairs.inc();
-                if let Err(e) = self
-                    .replica_write(&replica, key.clone(), winner.clone(), None, deadline)
-                    .await
-                {
-                    tracing::debug!(replica, error = %e, "read repair failed");
-                }
-            }
-        }
+        outcome.is_some()
     }
 }

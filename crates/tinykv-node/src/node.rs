@@ -188,6 +188,29 @@ impl Node {
         self.peers.write_all(&addr, entries, deadline).await
     }
 
+    /// Reads replica `node`'s versions of `keys` (this node's or a peer's),
+    /// answered together, in order: the read path asks each replica of a
+    /// client batch once.
+    pub async fn replica_read_all(
+        self: &Arc<Self>,
+        node: &str,
+        keys: Vec<Bytes>,
+        deadline: Instant,
+    ) -> CallResult<Vec<Option<Record>>> {
+        if node == self.id {
+            return keys
+                .iter()
+                .map(|k| self.store.get(k).map_err(|e| e.to_string()))
+                .collect();
+        }
+        let addr = self.peer_address(node)?;
+        let recs = self.peers.read_all(&addr, keys, deadline).await?;
+        for r in recs.iter().flatten() {
+            self.observe(r.timestamp, node);
+        }
+        Ok(recs)
+    }
+
     /// Reads replica `node`'s version of `key`, by the deadline.
     pub async fn replica_read(
         self: &Arc<Self>,

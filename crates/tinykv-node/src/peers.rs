@@ -40,10 +40,11 @@ struct WriteItem {
     reply: oneshot::Sender<Result<(), String>>,
 }
 
+/// Keys to read on the peer, answered together, in order.
 struct ReadItem {
-    key: Bytes,
+    keys: Vec<Bytes>,
     deadline: Instant,
-    reply: oneshot::Sender<Result<Option<Record>, String>>,
+    reply: oneshot::Sender<Result<Vec<Option<Record>>, String>>,
 }
 
 /// A client of another node's peer service: every call carries this node's
@@ -164,11 +165,24 @@ impl Peers {
         key: Bytes,
         deadline: Instant,
     ) -> Result<Option<Record>, String> {
+        let mut got = self.read_all(addr, vec![key], deadline).await?;
+        got.pop()
+            .ok_or_else(|| "malformed exchange answer".to_string())
+    }
+
+    /// Reads `keys` on the replica at `addr`, coalesced with others; one
+    /// answer for all of them, in order.
+    pub async fn read_all(
+        &self,
+        addr: &str,
+        keys: Vec<Bytes>,
+        deadline: Instant,
+    ) -> Result<Vec<Option<Record>>, String> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
             .queue
             .send(Item::Read(ReadItem {
-                key,
+                keys,
                 deadline,
                 reply,
             }))
@@ -225,7 +239,7 @@ impl Item {
                 .iter()
                 .map(|(k, r)| k.len() + r.value.len() + r.writer.len() + 32)
                 .sum(),
-            Item::Read(r) => r.key.len() + 8,
+            Item::Read(r) => r.keys.iter().map(|k| k.len() + 8).sum(),
         }
     }
 
@@ -285,10 +299,10 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
                 record: Some(record.clone().into()),
             })
             .collect(),
-        reads: reads.iter().map(|i| i.key.clone()).collect(),
+        reads: reads.iter().flat_map(|i| i.keys.iter().cloned()).collect(),
         from: from.to_string(),
     };
-    let reads_len = reads.len();
+    let reads_len: usize = reads.iter().map(|r| r.keys.len()).sum();
     let open = |rx| {
         let mut c = client.clone();
         async move { c.exchange_stream(rx).await }
@@ -320,8 +334,14 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
             for w in writes {
                 let _ = w.reply.send(Ok(()));
             }
-            for (r, res) in reads.into_iter().zip(results) {
-                let _ = r.reply.send(Ok(res.record.map(Record::from)));
+            let mut results = results.into_iter();
+            for r in reads {
+                let mine = results
+                    .by_ref()
+                    .take(r.keys.len())
+                    .map(|res| res.record.map(Record::from))
+                    .collect();
+                let _ = r.reply.send(Ok(mine));
             }
         }
         Err(e) => {

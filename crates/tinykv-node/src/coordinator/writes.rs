@@ -20,15 +20,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use super::{RequestError, WriteOutcome};
 use crate::node::Node;
-use crate::quorum::{CallResult, QuorumError};
+use crate::quorum::{Answers, Groups, Quorums};
 use crate::ring::key_token;
 use crate::version::Record;
+
+/// How a hinted call's label names its owner: `fallback (hint for owner)`.
+const HINT_LABEL: &str = " (hint for ";
 
 /// One write to coordinate.
 #[derive(Clone, Debug)]
@@ -45,33 +46,11 @@ pub struct WriteRequest {
     pub deadline: Instant,
 }
 
-/// A finished replica call.
-enum Done {
-    /// A call to one of the writes' own replicas, for the writes `items`.
-    Replica {
-        node: String,
-        items: Vec<usize>,
-        result: CallResult<()>,
-    },
-    /// A hinted write to a fallback node for `owner`, for write `item`.
-    Hinted {
-        label: String,
-        item: usize,
-        result: CallResult<()>,
-    },
-}
-
-type Calls = FuturesUnordered<BoxFuture<'static, Done>>;
-
-/// One write's progress.
+/// One write's state besides its answers.
 struct Progress {
     targets: Vec<String>,
-    acks: usize,
-    /// Calls made for it that have not finished.
-    running: usize,
     /// Owners already replaced by a fallback.
     hinted_for: Vec<String>,
-    failures: Vec<(String, String)>,
     /// The healthy nodes after the key's replicas, clockwise, computed on
     /// first need (most writes never need one).
     walk: Option<std::vec::IntoIter<String>>,
@@ -93,14 +72,6 @@ impl Progress {
         let targets = &self.targets;
         walk.find(|f| !targets.contains(f) && !node.detector.is_down(f))
     }
-}
-
-/// A replica's share of the writes: the call it gets.
-struct Group {
-    node: String,
-    deadline: Instant,
-    items: Vec<usize>,
-    entries: Vec<(Bytes, Record)>,
 }
 
 impl Node {
@@ -139,17 +110,14 @@ impl Node {
     ) -> Vec<Result<WriteOutcome, RequestError>> {
         let hinting = self.config.hinted_handoff;
         let n = self.membership.read_ring().replicas_per_key();
-        let mut calls: Calls = FuturesUnordered::new();
-        let mut groups: Vec<Group> = Vec::new();
+        let mut q: Quorums<()> = Quorums::new(reqs.iter().map(|r| r.w));
+        let mut groups = Groups::default();
         let mut progress: Vec<Progress> = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.iter().enumerate() {
             let targets = self.membership.write_targets(&req.key);
             let mut p = Progress {
                 targets: Vec::new(),
-                acks: 0,
-                running: 0,
                 hinted_for: Vec::new(),
-                failures: Vec::new(),
                 walk: None,
                 outcome: None,
             };
@@ -166,132 +134,80 @@ impl Node {
             for owner in p.targets.clone() {
                 if sloppy && self.detector.is_down(&owner) {
                     if let Some(fb) = p.fallback(self, &req.key) {
-                        self.call_hinted(&calls, i, req, fb, &owner);
+                        self.call_hinted(&mut q, i, req, fb, &owner);
                         p.hinted_for.push(owner);
-                        p.running += 1;
                         continue;
                     }
                 }
-                let group = match groups
-                    .iter_mut()
-                    .position(|g| g.node == owner && g.deadline == req.deadline)
-                {
-                    Some(g) => &mut groups[g],
-                    None => {
-                        groups.push(Group {
-                            node: owner,
-                            deadline: req.deadline,
-                            items: Vec::new(),
-                            entries: Vec::new(),
-                        });
-                        let last = groups.len() - 1;
-                        &mut groups[last]
-                    }
-                };
-                group.items.push(i);
-                group.entries.push((req.key.clone(), req.record.clone()));
-                p.running += 1;
+                groups.add(
+                    &owner,
+                    req.deadline,
+                    i,
+                    (req.key.clone(), req.record.clone()),
+                );
             }
             progress.push(p);
         }
-        for g in groups {
+        for g in groups.into_groups() {
             let node = self.clone();
-            calls.push(Box::pin(async move {
-                let result = tokio::time::timeout_at(
-                    g.deadline,
-                    node.replica_write_all(&g.node, g.entries, g.deadline),
-                )
-                .await
-                .unwrap_or_else(|_| Err("deadline exceeded".into()));
-                Done::Replica {
-                    node: g.node,
-                    items: g.items,
-                    result,
-                }
-            }));
+            let (replica, deadline, count) = (g.node.clone(), g.deadline, g.requests.len());
+            q.call(g.node, g.requests, deadline, async move {
+                node.replica_write_all(&replica, g.entries, deadline)
+                    .await
+                    .map(|()| vec![(); count])
+            });
         }
 
         let mut open = 0;
-        for (req, p) in reqs.iter().zip(progress.iter_mut()) {
-            if p.outcome.is_none() && !self.settle(req.w, p) {
+        for (i, p) in progress.iter_mut().enumerate() {
+            if p.outcome.is_none() && !self.settle_write(&q.requests[i], p) {
                 open += 1;
             }
         }
         while open > 0 {
-            let Some(done) = calls.next().await else {
+            let Some(ev) = q.next().await else {
                 break;
             };
-            let mut touched = Vec::new();
-            match done {
-                Done::Replica {
-                    node,
-                    items,
-                    result,
-                } => {
-                    if result.is_err() && hinting && node != self.id {
-                        self.spawn_hints(&node, &reqs, &items);
-                    }
-                    for &i in &items {
-                        let (req, p) = (&reqs[i], &mut progress[i]);
-                        p.running -= 1;
-                        match &result {
-                            Ok(()) => p.acks += 1,
-                            Err(e) => {
-                                p.failures.push((node.clone(), e.clone()));
-                                // A replacement only while the write still
-                                // needs acks (the hint above keeps the rest).
-                                if p.outcome.is_none()
-                                    && p.acks < req.w
-                                    && self.sloppy(req)
-                                    && !p.hinted_for.contains(&node)
-                                {
-                                    if let Some(fb) = p.fallback(self, &req.key) {
-                                        self.call_hinted(&calls, i, req, fb, &node);
-                                        p.hinted_for.push(node.clone());
-                                        p.running += 1;
-                                    }
-                                }
-                            }
+            let hinted = ev.node.contains(HINT_LABEL);
+            if ev.failure.is_some() && !hinted {
+                if hinting && ev.node != self.id {
+                    self.spawn_hints(&ev.node, &reqs, &ev.requests);
+                }
+                for &i in &ev.requests {
+                    let (req, p) = (&reqs[i], &mut progress[i]);
+                    // A replacement only while the write still needs acks
+                    // (the hint above keeps the version for the owner).
+                    if p.outcome.is_none()
+                        && !q.requests[i].reached()
+                        && self.sloppy(req)
+                        && !p.hinted_for.contains(&ev.node)
+                    {
+                        if let Some(fb) = p.fallback(self, &req.key) {
+                            self.call_hinted(&mut q, i, req, fb, &ev.node);
+                            p.hinted_for.push(ev.node.clone());
                         }
                     }
-                    touched = items;
-                }
-                Done::Hinted {
-                    label,
-                    item,
-                    result,
-                } => {
-                    let p = &mut progress[item];
-                    p.running -= 1;
-                    match result {
-                        Ok(()) => p.acks += 1,
-                        Err(e) => p.failures.push((label, e)),
-                    }
-                    touched.push(item);
                 }
             }
-            for i in touched {
-                let (req, p) = (&reqs[i], &mut progress[i]);
-                if p.outcome.is_none() && self.settle(req.w, p) {
+            for &i in &ev.requests {
+                let p = &mut progress[i];
+                if p.outcome.is_none() && self.settle_write(&q.requests[i], p) {
                     open -= 1;
                 }
             }
         }
-        if !calls.is_empty() {
+        if q.in_flight() > 0 {
             // The remaining replicas still get their versions, and a failed
             // one leaves its hints.
             let node = self.clone();
             tokio::spawn(async move {
-                while let Some(done) = calls.next().await {
-                    if let Done::Replica {
-                        node: replica,
-                        items,
-                        result: Err(_),
-                    } = done
+                while let Some(ev) = q.next().await {
+                    if ev.failure.is_some()
+                        && hinting
+                        && ev.node != node.id
+                        && !ev.node.contains(HINT_LABEL)
                     {
-                        if hinting && replica != node.id {
-                            node.spawn_hints(&replica, &reqs, &items);
-                        }
+                        node.spawn_hints(&ev.node, &reqs, &ev.requests);
                     }
                 }
             });
@@ -313,30 +229,17 @@ impl Node {
         self.config.hinted_handoff && self.config.sloppy_quorum && !req.strict
     }
 
-    /// Gives an unanswered write its outcome once it has `w` acks, or has
-    /// too few with no call left to make them; true when it got one.
-    fn settle(&self, w: usize, p: &mut Progress) -> bool {
-        if p.acks >= w {
-            p.outcome = Some(Ok(WriteOutcome { acks: p.acks }));
-        } else if p.running == 0 {
-            self.metrics
-                .quorum_failures
-                .with_label_values(&["write"])
-                .inc();
-            p.outcome = Some(Err(RequestError::Quorum(QuorumError {
-                op: "write",
-                required: w,
-                got: p.acks,
-                failures: std::mem::take(&mut p.failures),
-            })));
-        }
-        p.outcome.is_some()
+    /// Settles write `p` from its answers (see [`Node::settle`]).
+    fn settle_write(&self, answers: &Answers<()>, p: &mut Progress) -> bool {
+        self.settle("write", answers, &mut p.outcome, |a| WriteOutcome {
+            acks: a.ok.len(),
+        })
     }
 
     /// Writes `req`'s version to `fallback` as a hint for `owner`.
     fn call_hinted(
         self: &Arc<Self>,
-        calls: &Calls,
+        q: &mut Quorums<()>,
         item: usize,
         req: &WriteRequest,
         fallback: String,
@@ -349,19 +252,12 @@ impl Node {
             owner.to_string(),
         );
         let deadline = req.deadline;
-        calls.push(Box::pin(async move {
-            let result = tokio::time::timeout_at(
-                deadline,
-                node.replica_write(&fallback, k, r, Some(&owner), deadline),
-            )
-            .await
-            .unwrap_or_else(|_| Err("deadline exceeded".into()));
-            Done::Hinted {
-                label: format!("{fallback} (hint for {owner})"),
-                item,
-                result,
-            }
-        }));
+        let label = format!("{fallback}{HINT_LABEL}{owner})");
+        q.call(label, vec![item], deadline, async move {
+            node.replica_write(&fallback, k, r, Some(&owner), deadline)
+                .await
+                .map(|()| vec![()])
+        });
     }
 
     /// Keeps the versions of writes `items` on this node as hints for the

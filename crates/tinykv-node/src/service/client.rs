@@ -12,7 +12,7 @@ use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
 use tonic::{Request, Response, Status};
 
 use super::{check_key, deadline, deadline_at, header_timeout, replicas_needed, serve_in_order};
-use crate::coordinator::{RequestError, WriteOutcome, WriteRequest};
+use crate::coordinator::{ReadOutcome, ReadRequest, RequestError, WriteOutcome, WriteRequest};
 use crate::node::Node;
 use crate::version::Record;
 
@@ -161,19 +161,41 @@ impl ClientService {
         })
     }
 
-    /// A quorum read, as `Get` and a batch's get operation run it.
-    async fn get_op(
+    /// Checks a get; a failed check is recorded.
+    fn prepare_get(
         &self,
         r: pb::GetRequest,
         deadline: Instant,
-    ) -> Result<pb::GetResponse, Status> {
+    ) -> Result<(Meta, ReadRequest), Status> {
         let started = StdInstant::now();
         let (n, level) = replicas_needed(&self.node, r.quorum_size, "quorum_size", r.consistency)?;
-        let result = async {
-            check_key(&r.key)?;
-            let out = self.node.coordinate_read(r.key, n, deadline).await?;
+        check_key(&r.key)
+            .inspect_err(|s| self.record::<()>("get", level, started, &Err(s.clone())))?;
+        let meta = Meta {
+            op: "get",
+            level,
+            started,
+            ts: 0,
+        };
+        Ok((
+            meta,
+            ReadRequest {
+                key: r.key,
+                r: n,
+                deadline,
+            },
+        ))
+    }
+
+    /// Records a coordinated read and makes its answer.
+    fn finish_get(
+        &self,
+        meta: &Meta,
+        outcome: Result<ReadOutcome, RequestError>,
+    ) -> Result<pb::GetResponse, Status> {
+        let result = outcome.map_err(Status::from).map(|out| {
             let answered = out.answered as u32;
-            Ok(match out.winner {
+            match out.winner {
                 Some(v) if !v.tombstone => pb::GetResponse {
                     val: v.value,
                     timestamp: v.timestamp as i64,
@@ -188,11 +210,26 @@ impl ClientService {
                     replicas_answered: answered,
                     ..Default::default()
                 },
-            })
-        }
-        .await;
-        self.record("get", level, started, &result);
+            }
+        });
+        self.record(meta.op, meta.level, meta.started, &result);
         result
+    }
+
+    /// A quorum read, as `Get` runs it.
+    async fn get_op(
+        &self,
+        r: pb::GetRequest,
+        deadline: Instant,
+    ) -> Result<pb::GetResponse, Status> {
+        let (meta, req) = self.prepare_get(r, deadline)?;
+        let out = self
+            .node
+            .coordinate_reads(vec![req])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(RequestError::Unavailable("read was not coordinated".into())));
+        self.finish_get(&meta, out)
     }
 
     /// A tombstone write, as `Delete` runs it.
@@ -209,9 +246,9 @@ impl ClientService {
         })
     }
 
-    /// Runs a batch: its puts and deletes are coordinated together (one
-    /// call per replica for all of them), its gets each on its own, all
-    /// at once. Each operation's failure is its own result.
+    /// Runs a batch: its puts and deletes are coordinated together, and
+    /// its gets together (one call per replica for each kind), both at
+    /// once. Each operation's failure is its own result.
     async fn run_batch(
         &self,
         ops: Vec<pb::Operation>,
@@ -231,7 +268,8 @@ impl ClientService {
         let mut results: Vec<Option<R>> = vec![None; ops.len()];
         let mut writes: Vec<(usize, Meta)> = Vec::new();
         let mut reqs = Vec::new();
-        let mut gets = Vec::new();
+        let mut gets: Vec<(usize, Meta)> = Vec::new();
+        let mut get_reqs = Vec::new();
         for (i, op) in ops.into_iter().enumerate() {
             let prepared = match op.op {
                 Some(Op::Put(r)) => {
@@ -244,7 +282,13 @@ impl ClientService {
                 }
                 Some(Op::Get(r)) => {
                     let d = deadline_at(&self.node, header, r.timeout_ms, now);
-                    gets.push(async move { (i, self.get_op(r, d).await) });
+                    match self.prepare_get(r, d) {
+                        Ok((meta, req)) => {
+                            gets.push((i, meta));
+                            get_reqs.push(req);
+                        }
+                        Err(s) => results[i] = Some(error_result(&s)),
+                    }
                     continue;
                 }
                 None => Err(Status::invalid_argument(
@@ -267,7 +311,14 @@ impl ClientService {
                 self.node.coordinate_writes(reqs).await
             }
         };
-        let (outcomes, reads) = tokio::join!(coordinate, futures::future::join_all(gets));
+        let read = async {
+            if get_reqs.is_empty() {
+                Vec::new()
+            } else {
+                self.node.coordinate_reads(get_reqs).await
+            }
+        };
+        let (outcomes, reads) = tokio::join!(coordinate, read);
         for ((i, meta), outcome) in writes.into_iter().zip(outcomes) {
             let answer = self.finish_write(&meta, outcome);
             results[i] = Some(match answer {
@@ -284,8 +335,9 @@ impl ClientService {
                 Err(s) => error_result(&s),
             });
         }
-        for (i, read) in reads {
-            results[i] = Some(read.map(R::Get).unwrap_or_else(|s| error_result(&s)));
+        for ((i, meta), read) in gets.into_iter().zip(reads) {
+            let answer = self.finish_get(&meta, read);
+            results[i] = Some(answer.map(R::Get).unwrap_or_else(|s| error_result(&s)));
         }
         let results = results
             .into_iter()
