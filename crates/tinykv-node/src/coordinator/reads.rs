@@ -34,19 +34,6 @@ pub struct ReadRequest {
 }
 
 impl Node {
-    /// Reads `key` from its replicas and waits for `r` answers.
-    pub async fn coordinate_read(
-        self: &Arc<Self>,
-        key: Bytes,
-        r: usize,
-        deadline: Instant,
-    ) -> Result<ReadOutcome, RequestError> {
-        self.coordinate_reads(vec![ReadRequest { key, r, deadline }])
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(RequestError::Unavailable("read was not coordinated".into())))
-    }
-
     /// Reads every key of `reqs` (a client batch's gets) and returns each
     /// one's outcome, in order, once each has its R answers or has failed.
     pub async fn coordinate_reads(

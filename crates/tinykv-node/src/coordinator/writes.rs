@@ -75,32 +75,6 @@ impl Progress {
 }
 
 impl Node {
-    /// Replicates one version and waits for `w` acknowledgements.
-    pub async fn coordinate_write(
-        self: &Arc<Self>,
-        key: Bytes,
-        record: Record,
-        w: usize,
-        strict: bool,
-        deadline: Instant,
-    ) -> Result<WriteOutcome, RequestError> {
-        let req = WriteRequest {
-            key,
-            record,
-            w,
-            strict,
-            deadline,
-        };
-        self.coordinate_writes(vec![req])
-            .await
-            .pop()
-            .unwrap_or_else(|| {
-                Err(RequestError::Unavailable(
-                    "write was not coordinated".into(),
-                ))
-            })
-    }
-
     /// Replicates every version of `reqs` (a client batch's writes) and
     /// returns each one's outcome, in order, once each has its W acks or
     /// has failed.
