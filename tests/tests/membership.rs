@@ -206,6 +206,8 @@ async fn a_node_of_another_cluster_is_refused_and_the_clusters_stay_apart() {
     )
     .await;
     assert_ne!(a.name, b.name);
+    let status = a.client_for(0).status().await.expect("status");
+    assert_eq!(status.cluster_name, a.name);
     wait_until(
         "the second cluster's node to be refused by the first's",
         Duration::from_secs(30),

@@ -77,6 +77,7 @@ impl Node {
             state: own,
             operation: p.operation,
             operation_progress: progress,
+            cluster_name: self.config.cluster_name.clone().unwrap_or_default(),
         }
     }
 }

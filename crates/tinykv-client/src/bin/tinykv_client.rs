@@ -238,12 +238,18 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
             "sync": s.sync, "version": s.version, "local_keys": s.local_keys,
             "pending_hints": s.pending_hints, "members": members, "state": s.state,
             "operation": s.operation, "operation_progress": s.operation_progress,
+            "cluster_name": s.cluster_name,
         });
         println!("{v}");
         return;
     }
+    let cluster = if s.cluster_name.is_empty() {
+        String::new()
+    } else {
+        format!(" of cluster {}", s.cluster_name)
+    };
     println!(
-        "node {} (version {}), replication factor {}, {} vnodes, sync {}, {} local keys, {} pending hints",
+        "node {}{cluster} (version {}), replication factor {}, {} vnodes, sync {}, {} local keys, {} pending hints",
         s.node_id, s.version, s.replication_factor, s.vnodes, s.sync, s.local_keys, s.pending_hints
     );
     if !s.operation.is_empty() {
