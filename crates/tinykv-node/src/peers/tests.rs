@@ -1,5 +1,6 @@
-//! The per-peer queue against a peer of an older version, which has no
-//! `ExchangeStream`: replica reads and writes must still work.
+//! The per-peer queue: how it cuts batches, and a peer of an older
+//! version, which has no `ExchangeStream` (replica reads and writes must
+//! still work).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -158,4 +159,62 @@ async fn an_older_peer_gets_unary_batches() {
 
     stop.cancel();
     server.await.expect("server task").expect("server");
+}
+
+/// A write item of `n` versions with 100-byte values.
+fn write_item(
+    n: usize,
+) -> (
+    super::Item,
+    tokio::sync::oneshot::Receiver<Result<(), String>>,
+) {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let entries = (0..n)
+        .map(|i| {
+            let key = Bytes::from(format!("k{i:03}"));
+            (
+                key,
+                Record::value(Bytes::from(vec![b'v'; 100]), 1, String::from("n1")),
+            )
+        })
+        .collect();
+    let item = super::Item::Write(super::WriteItem {
+        entries,
+        deadline: Instant::now() + Duration::from_secs(5),
+        reply,
+    });
+    (item, rx)
+}
+
+#[tokio::test]
+async fn a_batch_stops_before_the_byte_limit_and_carries_the_rest() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut replies = Vec::new();
+    for n in [1, 2, 1, 1] {
+        let (item, r) = write_item(n);
+        assert!(tx.send(item).is_ok());
+        replies.push(r);
+    }
+    let one = write_item(1).0.size();
+    let mut carry = None;
+    // Room for three versions: the first two items, then the 2-version item
+    // would pass the limit only if it came third.
+    let first = super::next_batch(&mut rx, &mut carry, 3 * one)
+        .await
+        .expect("a batch");
+    assert_eq!(first.len(), 2, "1 + 2 versions fit");
+    assert!(carry.is_some(), "the third item waits");
+    let second = super::next_batch(&mut rx, &mut carry, 3 * one)
+        .await
+        .expect("a batch");
+    assert_eq!(second.len(), 2, "the carried item first, then the last");
+    assert!(carry.is_none());
+    // An item larger than the limit still goes, alone.
+    let (big, _r) = write_item(10);
+    assert!(tx.send(big).is_ok());
+    let alone = super::next_batch(&mut rx, &mut carry, one)
+        .await
+        .expect("a batch");
+    assert_eq!(alone.len(), 1);
+    drop(replies);
 }
