@@ -4,9 +4,10 @@
 //! A client batch's writes are grouped by replica: each replica gets one call
 //! carrying every version of the batch it holds (one engine batch for this
 //! node's own copies, one queued item for each peer), and each write counts
-//! the acks of the calls it is in. So a batch of k writes makes at most one
-//! call per node, not 3k replica calls with their futures, channels and
-//! tasks (those were a measurable share of a coordinator's CPU).
+//! the acks of the calls it is in. So a batch of k writes makes one call per
+//! node, not 3k replica calls with their futures, channels and tasks (those
+//! were a measurable share of a coordinator's CPU); only a fallback for a
+//! failed or down replica is a call of its own, per write.
 //!
 //! The rules are per write, as for a write alone: it waits for its own W
 //! acks by its own deadline; a replica known down is replaced by the next
