@@ -322,6 +322,35 @@ async fn a_batch_keeps_each_writes_quorum_when_a_replica_dies() {
         }
     }
 
+    // Reads of the batch are grouped the same way and keep their own R: at
+    // QUORUM every key reads back, at ALL only keys the dead node does not
+    // hold.
+    let mut reads: Vec<Operation> = (0..KEYS).map(|i| get(&format!("bk{i}"))).collect();
+    reads.extend((0..KEYS).map(|i| Operation {
+        op: Some(Op::Get(GetRequest {
+            key: format!("bk{i}").into_bytes().into(),
+            consistency: WireConsistency::All as i32,
+            ..Default::default()
+        })),
+    }));
+    let got = batch(&c, reads).await.expect("batch of reads");
+    for (i, r) in got.iter().enumerate() {
+        let key = format!("bk{}", i % KEYS);
+        let owned_by_dead = owners_of[i % KEYS].iter().any(|n| n == dead);
+        match r {
+            OpResult::Get(g) => {
+                assert!(i < KEYS || !owned_by_dead, "{key} at ALL: {g:?}");
+                assert_eq!(&g.val[..], b"v1", "{key}: {g:?}");
+            }
+            OpResult::Error(e) if i >= KEYS && owned_by_dead => assert!(
+                e.message
+                    .contains("read quorum not reached: 2 of 3 replies"),
+                "{key}: {e:?}"
+            ),
+            other => panic!("{key} (#{i}): got {other:?}"),
+        }
+    }
+
     // Known down: the next batch's writes go to fallbacks from the start.
     c.wait_health(0, dead, "down").await;
     let ops = (0..KEYS)
