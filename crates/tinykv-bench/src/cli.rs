@@ -19,7 +19,8 @@ pub const DEFAULT_OPS: u64 = 10_000;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tinykv-bench", version, about)]
 pub struct Args {
-    /// Node endpoints (host:port), comma-separated; requests go round-robin.
+    /// Node endpoints (host:port), comma-separated; `--routing` picks which
+    /// of them coordinates each operation (and the others are failed over to).
     #[arg(
         long,
         env = "TINYKV_BENCH_ENDPOINTS",
