@@ -30,6 +30,10 @@ use crate::ClientError;
 pub(crate) const MAX_BATCH: usize = 256;
 /// Largest message accepted: values may be up to the server's limit.
 pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Most bytes of operations in one batch; a larger operation goes alone. A
+/// node accepts messages of one value of its limit plus 1 MiB, so values
+/// that are valid alone must not pass that limit together.
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// A queued operation and where its result goes.
 struct Item {
@@ -135,17 +139,11 @@ impl Batcher {
 /// send it as one batch, one batch in flight (the queue fills meanwhile).
 async fn send_batches(shared: Shared, mut rx: mpsc::UnboundedReceiver<Item>) {
     let mut link = Link::Unopened;
+    let mut carry = None;
     loop {
-        let Some(first) = rx.recv().await else {
+        let Some(mut batch) = next_batch(&mut rx, &mut carry).await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
         let now = Instant::now();
         batch.retain(|i| i.deadline > now && !i.reply.is_closed());
         if batch.is_empty() {
@@ -153,6 +151,35 @@ async fn send_batches(shared: Shared, mut rx: mpsc::UnboundedReceiver<Item>) {
         }
         send_one(&shared, &mut link, batch).await;
     }
+}
+
+/// The next batch: the item carried over from the last one (or the next
+/// to arrive), then whatever is queued, up to [`MAX_BATCH`] operations and
+/// [`MAX_BATCH_BYTES`]; the item that would pass the byte limit is carried
+/// over to the next batch. `None` once the queue is closed and empty.
+async fn next_batch(
+    rx: &mut mpsc::UnboundedReceiver<Item>,
+    carry: &mut Option<Item>,
+) -> Option<Vec<Item>> {
+    let first = match carry.take() {
+        Some(item) => item,
+        None => rx.recv().await?,
+    };
+    let mut bytes = first.op.encoded_len();
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let Ok(item) = rx.try_recv() else {
+            break;
+        };
+        let size = item.op.encoded_len();
+        if bytes + size > MAX_BATCH_BYTES {
+            *carry = Some(item);
+            break;
+        }
+        bytes += size;
+        batch.push(item);
+    }
+    Some(batch)
 }
 
 /// The sender's stream to its node (unary `Batch` calls for a node
@@ -242,7 +269,17 @@ async fn send_one(shared: &Shared, link: &mut Link, batch: Vec<Item>) {
                 }
                 return;
             }
-            for ((reply, _), r) in replies.into_iter().zip(results) {
+            let alone = ops.len() == 1;
+            for ((op, (reply, deadline)), r) in ops.into_iter().zip(replies).zip(results) {
+                if !alone && left_out(&op, &r) {
+                    // The node cut its answer to stay under its message
+                    // limit: a read asked alone fits.
+                    let channel = channel.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(single(channel, op, deadline).await);
+                    });
+                    continue;
+                }
                 let _ = reply.send(from_result(r));
             }
         }
@@ -262,6 +299,16 @@ async fn send_one(shared: &Shared, link: &mut Link, batch: Vec<Item>) {
             }
         }
     }
+}
+
+/// A read that a node left out of a batch answer because the values
+/// before it filled the answer (RESOURCE_EXHAUSTED; reads are idempotent,
+/// so it is asked again alone).
+fn left_out(op: &Op, r: &pb::OperationResult) -> bool {
+    matches!(
+        (op, &r.result),
+        (Op::Get(_), Some(OpResult::Error(e))) if e.code == tonic::Code::ResourceExhausted as i32
+    )
 }
 
 /// One operation's result from the server's answer.
@@ -328,4 +375,96 @@ pub(crate) async fn single(
         Op::Get(r) => OpResult::Get(client.get(req(r, timeout)).await?.into_inner()),
         Op::Delete(r) => OpResult::Delete(client.delete(req(r, timeout)).await?.into_inner()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(val_bytes: usize) -> (Item, oneshot::Receiver<Result<OpResult, ClientError>>) {
+        let (reply, rx) = oneshot::channel();
+        let op = Op::Put(pb::PutRequest {
+            key: "k".into(),
+            val: vec![0u8; val_bytes].into(),
+            ..Default::default()
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        (
+            Item {
+                op,
+                deadline,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    fn sizes(batch: &[Item]) -> Vec<usize> {
+        batch
+            .iter()
+            .map(|i| match &i.op {
+                Op::Put(p) => p.val.len(),
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_are_cut_by_bytes_and_large_operations_go_alone() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut keep = Vec::new();
+        let big = 3 * MAX_BATCH_BYTES;
+        let half = MAX_BATCH_BYTES / 2;
+        for size in [100, 200, big, half, half, 10, big, big] {
+            let (i, r) = item(size);
+            keep.push(r);
+            tx.send(i).expect("queue open");
+        }
+        drop(tx);
+        let mut carry = None;
+        let mut got = Vec::new();
+        while let Some(batch) = next_batch(&mut rx, &mut carry).await {
+            let bytes: usize = batch.iter().map(|i| i.op.encoded_len()).sum();
+            assert!(
+                batch.len() == 1 || bytes <= MAX_BATCH_BYTES,
+                "a batch of {} operations has {bytes} bytes",
+                batch.len()
+            );
+            got.push(sizes(&batch));
+        }
+        // Order is kept; an item that would pass the limit starts the next
+        // batch; an item over the limit on its own is sent alone.
+        assert_eq!(
+            got,
+            vec![
+                vec![100, 200],
+                vec![big],
+                vec![half],
+                vec![half, 10],
+                vec![big],
+                vec![big]
+            ]
+        );
+    }
+
+    #[test]
+    fn only_a_read_answered_resource_exhausted_is_left_out() {
+        let exhausted = pb::OperationResult {
+            result: Some(OpResult::Error(pb::OperationError {
+                code: tonic::Code::ResourceExhausted as i32,
+                message: "left out".into(),
+            })),
+        };
+        let unavailable = pb::OperationResult {
+            result: Some(OpResult::Error(pb::OperationError {
+                code: tonic::Code::Unavailable as i32,
+                message: "quorum".into(),
+            })),
+        };
+        let get = Op::Get(pb::GetRequest::default());
+        let put = Op::Put(pb::PutRequest::default());
+        assert!(left_out(&get, &exhausted));
+        assert!(!left_out(&put, &exhausted));
+        assert!(!left_out(&get, &unavailable));
+    }
 }

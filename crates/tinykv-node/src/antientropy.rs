@@ -16,7 +16,7 @@ use crate::hlc::wall_micros;
 use crate::merkle::{digest_spans, Leaf};
 use crate::node::Node;
 use crate::peers::describe;
-use crate::storage::WriteOp;
+use crate::storage::{page_bytes, ScanLimit, WriteOp};
 use crate::version::Record;
 
 /// Spans digested per request.
@@ -75,10 +75,11 @@ impl Node {
     ) -> Result<u64, String> {
         let mut client = self.peer(peer)?;
         let mut bytes = 0u64;
-        for chunk in records.chunks(PAGE as usize) {
+        let limit = self.config.message_limit();
+        for chunk in chunks_by_size(&records, PAGE as usize, limit) {
             bytes += chunk
                 .iter()
-                .map(|(k, r)| (k.len() + r.approx_size()) as u64)
+                .map(|(k, r)| page_bytes(k, r) as u64)
                 .sum::<u64>();
             let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
                 records: chunk
@@ -105,14 +106,15 @@ impl Node {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut out: Vec<(Bytes, Record)> = Vec::new();
+            let limit = ScanLimit::count(PAGE as usize);
             loop {
                 let after = out.last().map(|(k, _)| k.clone());
                 let page = node
                     .store
                     .engine()
-                    .scan(lo, hi, after.as_deref(), PAGE as usize)
+                    .scan(lo, hi, after.as_deref(), limit)
                     .map_err(|e| e.to_string())?;
-                let done = page.len() < PAGE as usize;
+                let done = !limit.filled_by(&page);
                 out.extend(page);
                 if done {
                     return Ok(out);
@@ -299,5 +301,61 @@ impl Node {
             );
         }
         Ok(report)
+    }
+}
+
+/// `records` cut into consecutive chunks of at most `max_len` versions and
+/// `max_bytes` (keys and versions, roughly as encoded); a version larger
+/// than `max_bytes` is a chunk of its own. Each chunk is one message to a
+/// peer, which refuses messages past its limit.
+fn chunks_by_size(
+    records: &[(Bytes, Record)],
+    max_len: usize,
+    max_bytes: usize,
+) -> Vec<&[(Bytes, Record)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (k, r)) in records.iter().enumerate() {
+        let size = page_bytes(k, r);
+        if i > start && (i - start == max_len || bytes + size > max_bytes) {
+            chunks.push(&records[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        chunks.push(&records[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_cut_by_count_and_bytes_and_keep_every_version_in_order() {
+        let rec = |n: usize| (Bytes::from("k"), Record::value(vec![0u8; n].into(), 1, "w"));
+        // approx size: 1 (key) + n + 1 (writer) + 16.
+        let records: Vec<_> = [10, 10, 10, 500, 10, 1000, 10, 10, 10, 10]
+            .into_iter()
+            .map(rec)
+            .collect();
+        let chunks = chunks_by_size(&records, 3, 600);
+        let lens: Vec<Vec<usize>> = chunks
+            .iter()
+            .map(|c| c.iter().map(|(_, r)| r.value.len()).collect())
+            .collect();
+        assert_eq!(
+            lens,
+            vec![
+                vec![10, 10, 10],
+                vec![500, 10],
+                vec![1000],
+                vec![10, 10, 10],
+                vec![10]
+            ]
+        );
+        assert!(chunks_by_size(&[], 3, 600).is_empty());
     }
 }

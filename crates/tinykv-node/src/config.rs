@@ -200,7 +200,26 @@ pub struct PeerSpec {
     pub addr: String,
 }
 
+/// Headroom over the largest value for a key and framing in a gRPC message.
+const MESSAGE_OVERHEAD: usize = 1 << 20;
+
 impl Config {
+    /// The largest gRPC message a client may send this node or get from
+    /// it: one value of the limit with its key and framing. Batches that
+    /// would pass it are cut (by the client library, and in this node's
+    /// batch answers), so values valid alone stay valid together.
+    pub fn message_limit(&self) -> usize {
+        self.max_value_bytes.saturating_add(MESSAGE_OVERHEAD)
+    }
+
+    /// The largest node-to-node message: twice [`Config::message_limit`],
+    /// because a client batch just under that limit becomes a peer message
+    /// with more per entry (a timestamp and the writer's id per version).
+    /// Peers cut their own batches at half of it.
+    pub fn peer_message_limit(&self) -> usize {
+        self.message_limit().saturating_mul(2)
+    }
+
     /// Parses `--peers`: `ID=HOST:PORT` entries.
     pub fn peer_specs(&self) -> Result<Vec<PeerSpec>, NodeError> {
         self.peers

@@ -9,7 +9,7 @@
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::storage::{Engine, StorageError};
+use crate::storage::{Engine, ScanLimit, StorageError};
 use crate::version::Record;
 
 /// Records scanned per page while hashing.
@@ -40,14 +40,15 @@ pub fn version_hash(key: &[u8], r: &Record) -> u64 {
 pub fn digest_span(engine: &dyn Engine, start: u64, end: u64) -> Result<Leaf, StorageError> {
     let mut leaf = Leaf::default();
     let mut after: Option<bytes::Bytes> = None;
+    let limit = ScanLimit::count(PAGE);
     loop {
-        let page = engine.scan(start, end, after.as_deref(), PAGE)?;
+        let page = engine.scan(start, end, after.as_deref(), limit)?;
         for (key, rec) in &page {
             leaf.hash = leaf.hash.wrapping_add(version_hash(key, rec));
             leaf.count += 1;
         }
         match page.last() {
-            Some((k, _)) if page.len() == PAGE => after = Some(k.clone()),
+            Some((k, _)) if limit.filled_by(&page) => after = Some(k.clone()),
             _ => return Ok(leaf),
         }
     }

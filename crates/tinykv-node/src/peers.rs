@@ -301,6 +301,7 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
             .collect(),
         reads: reads.iter().flat_map(|i| i.keys.iter().cloned()).collect(),
         from: from.to_string(),
+        may_omit: true,
     };
     let reads_len: usize = reads.iter().map(|r| r.keys.len()).sum();
     let open = |rx| {
@@ -336,9 +337,14 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
             }
             let mut results = results.into_iter();
             for r in reads {
-                let mine = results
-                    .by_ref()
-                    .take(r.keys.len())
+                let mine: Vec<_> = results.by_ref().take(r.keys.len()).collect();
+                if mine.iter().any(|res| res.omitted) {
+                    // Off the sender loop: the next batch need not wait.
+                    tokio::spawn(read_omitted(client.clone(), r, mine));
+                    continue;
+                }
+                let mine = mine
+                    .into_iter()
                     .map(|res| res.record.map(Record::from))
                     .collect();
                 let _ = r.reply.send(Ok(mine));
@@ -353,6 +359,37 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
             }
         }
     }
+}
+
+/// Answers a read some of whose versions the peer left out of a batch
+/// answer to keep it under the message limit: each of those is asked
+/// alone (a lone version fits), all at once, under the read's deadline.
+async fn read_omitted(client: PeerConn, item: ReadItem, results: Vec<pb::ReplicaReadResult>) {
+    let timeout = item
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    let asks = item.keys.iter().zip(results).map(|(key, res)| {
+        let mut client = client.clone();
+        let key = key.clone();
+        async move {
+            if !res.omitted {
+                return Ok(res.record.map(Record::from));
+            }
+            let mut req = tonic::Request::new(pb::ReplicaRead { key });
+            req.set_timeout(timeout);
+            match client.read(req).await {
+                Ok(r) if !r.get_ref().omitted => Ok(r.into_inner().record.map(Record::from)),
+                Ok(_) => Err("malformed read answer".to_string()),
+                Err(s) => Err(describe(&s)),
+            }
+        }
+    });
+    let answer = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, String>>();
+    let _ = item.reply.send(answer);
 }
 
 /// One exchange as the unary `WriteBatch` and `ReadBatch` calls that every
@@ -385,7 +422,10 @@ async fn legacy_exchange(
             return Ok(Vec::new());
         }
         let n = msg.reads.len();
-        let mut req = tonic::Request::new(pb::ReplicaReadBatch { keys: msg.reads });
+        let mut req = tonic::Request::new(pb::ReplicaReadBatch {
+            keys: msg.reads,
+            may_omit: msg.may_omit,
+        });
         req.set_timeout(timeout);
         match rc.read_batch(req).await {
             Ok(r) if r.get_ref().results.len() == n => Ok(r.into_inner().results),

@@ -28,9 +28,6 @@ use crate::peers::Peers;
 use crate::service::{admin::AdminService, client::ClientService, peer::PeerService};
 use crate::storage::{DiskEngine, Store, SyncPolicy};
 
-/// Headroom over the largest value for keys and framing in gRPC messages.
-const MESSAGE_OVERHEAD: usize = 1 << 20;
-
 /// The address this node tells others to use.
 fn advertise(config: &Config, local: SocketAddr, id: &str) -> String {
     if let Some(a) = config.advertise.as_deref().filter(|a| !a.is_empty()) {
@@ -114,7 +111,7 @@ pub fn build(
         peers: Peers::new(
             &id,
             config.cluster_name.as_deref(),
-            config.max_value_bytes + MESSAGE_OVERHEAD,
+            config.peer_message_limit(),
         ),
         clock: Hlc::new(Duration::from_secs(60)),
         id,
@@ -171,7 +168,8 @@ pub async fn run(
         })
     });
 
-    let max = node.config.max_value_bytes + MESSAGE_OVERHEAD;
+    let max = node.config.message_limit();
+    let peer_max = node.config.peer_message_limit();
     let token = shutdown.clone();
     let health_on_stop = health.clone();
     let result = tonic::transport::Server::builder()
@@ -189,8 +187,8 @@ pub async fn run(
         )
         .add_service(InterceptedService::new(
             PeerServer::new(PeerService::new(node.clone()))
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
+                .max_decoding_message_size(peer_max)
+                .max_encoding_message_size(peer_max),
             crate::cluster_name::Check::new(node.config.cluster_name.as_deref()),
         ))
         // The builder's `tcp_nodelay` applies only to listeners tonic binds

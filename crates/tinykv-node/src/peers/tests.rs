@@ -23,6 +23,11 @@ use crate::version::Record;
 struct OldPeer {
     data: Arc<Mutex<HashMap<Bytes, pb::Record>>>,
     stream_calls: Arc<AtomicUsize>,
+    /// Values longer than this are left out of `ReadBatch` answers that
+    /// allow it (marked `omitted`), as a node does past its message limit.
+    omit_over: Option<usize>,
+    /// Unary `Read` calls answered.
+    single_reads: Arc<AtomicUsize>,
 }
 
 fn unimplemented<T>() -> Result<T, Status> {
@@ -55,9 +60,14 @@ impl Peer for OldPeer {
 
     async fn read(
         &self,
-        _: Request<pb::ReplicaRead>,
+        req: Request<pb::ReplicaRead>,
     ) -> Result<Response<pb::ReplicaReadResult>, Status> {
-        unimplemented()
+        let data = self.data.lock().map_err(|_| Status::internal("poisoned"))?;
+        self.single_reads.fetch_add(1, Ordering::Relaxed);
+        Ok(Response::new(pb::ReplicaReadResult {
+            record: data.get(&req.into_inner().key).cloned(),
+            omitted: false,
+        }))
     }
 
     async fn read_batch(
@@ -65,12 +75,26 @@ impl Peer for OldPeer {
         req: Request<pb::ReplicaReadBatch>,
     ) -> Result<Response<pb::ReplicaReadBatchResult>, Status> {
         let data = self.data.lock().map_err(|_| Status::internal("poisoned"))?;
+        let req = req.into_inner();
         let results = req
-            .into_inner()
             .keys
             .iter()
-            .map(|k| pb::ReplicaReadResult {
-                record: data.get(k).cloned(),
+            .map(|k| {
+                let record = data.get(k).cloned();
+                let big = record
+                    .as_ref()
+                    .is_some_and(|r| self.omit_over.is_some_and(|n| r.value.len() > n));
+                if big && req.may_omit {
+                    pb::ReplicaReadResult {
+                        record: None,
+                        omitted: true,
+                    }
+                } else {
+                    pb::ReplicaReadResult {
+                        record,
+                        omitted: false,
+                    }
+                }
             })
             .collect();
         Ok(Response::new(pb::ReplicaReadBatchResult { results }))
@@ -109,23 +133,32 @@ impl Peer for OldPeer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_older_peer_gets_unary_batches() {
+/// Serves `peer` on a port of 127.0.0.1 until `stop`.
+async fn serve(
+    peer: OldPeer,
+    stop: CancellationToken,
+) -> (
+    String,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(PeerServer::new(peer))
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled())
+            .await
+    });
+    (addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_peer_gets_unary_batches() {
     let old = OldPeer::default();
     let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let (old, stop) = (old.clone(), stop.clone());
-        async move {
-            tonic::transport::Server::builder()
-                .add_service(PeerServer::new(old))
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener), stop.cancelled())
-                .await
-        }
-    });
+    let (addr, server) = serve(old.clone(), stop.clone()).await;
 
     let peers = Arc::new(Peers::new("me", None, 1 << 20));
     let deadline = || Instant::now() + Duration::from_secs(5);
@@ -156,6 +189,40 @@ async fn an_older_peer_gets_unary_batches() {
     assert!(missing.is_none());
     // The stream was tried once and not again.
     assert_eq!(old.stream_calls.load(Ordering::Relaxed), 1);
+
+    stop.cancel();
+    server.await.expect("server task").expect("server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_left_out_of_a_batch_answer_are_asked_alone() {
+    let old = OldPeer {
+        omit_over: Some(1000),
+        ..OldPeer::default()
+    };
+    let stop = CancellationToken::new();
+    let (addr, server) = serve(old.clone(), stop.clone()).await;
+    let peers = Peers::new("me", None, 1 << 20);
+    let deadline = || Instant::now() + Duration::from_secs(5);
+    let entries: Vec<(Bytes, Record)> = [("big1", 5000), ("small", 10), ("big2", 2000)]
+        .into_iter()
+        .map(|(k, n)| (Bytes::from(k), Record::value(vec![b'x'; n].into(), 7, "me")))
+        .collect();
+    peers
+        .write_all(&addr, entries, deadline())
+        .await
+        .expect("write");
+    let keys = ["big1", "small", "missing", "big2"]
+        .map(Bytes::from)
+        .to_vec();
+    let got = peers.read_all(&addr, keys, deadline()).await.expect("read");
+    let lens: Vec<Option<usize>> = got
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.value.len()))
+        .collect();
+    assert_eq!(lens, vec![Some(5000), Some(10), None, Some(2000)]);
+    // The two left out, asked alone; the others came in the batch.
+    assert_eq!(old.single_reads.load(Ordering::Relaxed), 2);
 
     stop.cancel();
     server.await.expect("server task").expect("server");

@@ -13,7 +13,7 @@ use super::serve_in_order;
 use crate::hlc::wall_micros;
 use crate::membership::Member;
 use crate::node::Node;
-use crate::storage::WriteOp;
+use crate::storage::{page_bytes, ScanLimit, WriteOp};
 use crate::version::Record;
 
 /// Most records one `FetchRange` page returns.
@@ -53,13 +53,37 @@ impl PeerService {
         Ok(applied.iter().filter(|a| **a).count() as u32)
     }
 
-    /// This replica's version of each key, in order.
-    fn read_all(&self, keys: Vec<bytes::Bytes>) -> Result<Vec<pb::ReplicaReadResult>, Status> {
+    /// This replica's version of each key, in order. With `may_omit`, the
+    /// answer stays within the client message limit (half a peer message):
+    /// once the versions so far fill it, a further version is left out and
+    /// marked `omitted`, for the sender to ask alone; the first is always
+    /// kept. Without it (an older sender) every version is sent.
+    fn read_all(
+        &self,
+        keys: Vec<bytes::Bytes>,
+        may_omit: bool,
+    ) -> Result<Vec<pb::ReplicaReadResult>, Status> {
+        let mut room = if may_omit {
+            self.node.config.message_limit()
+        } else {
+            usize::MAX
+        };
+        let mut first = true;
         keys.iter()
             .map(|key| {
                 let rec = self.node.store.get(key).map_err(storage_status)?;
+                let size = rec.as_ref().map_or(0, |r| page_bytes(key, r));
+                if !first && size > room {
+                    return Ok(pb::ReplicaReadResult {
+                        record: None,
+                        omitted: true,
+                    });
+                }
+                first = false;
+                room = room.saturating_sub(size);
                 Ok(pb::ReplicaReadResult {
                     record: rec.map(Into::into),
+                    omitted: false,
                 })
             })
             .collect()
@@ -73,7 +97,7 @@ impl PeerService {
         x: pb::ReplicaExchange,
     ) -> Result<pb::ReplicaExchangeResult, Status> {
         self.refuse_if_partitioned(&x.from)?;
-        let reads = self.read_all(x.reads)?;
+        let reads = self.read_all(x.reads, x.may_omit)?;
         let applied = self.apply(x.writes, &x.from).await?;
         Ok(pb::ReplicaExchangeResult { reads, applied })
     }
@@ -159,6 +183,7 @@ impl Peer for PeerService {
         let rec = self.node.store.get(&r.key).map_err(storage_status)?;
         Ok(Response::new(pb::ReplicaReadResult {
             record: rec.map(Into::into),
+            omitted: false,
         }))
     }
 
@@ -166,7 +191,8 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::ReplicaReadBatch>,
     ) -> Result<Response<pb::ReplicaReadBatchResult>, Status> {
-        let results = self.read_all(req.into_inner().keys)?;
+        let r = req.into_inner();
+        let results = self.read_all(r.keys, r.may_omit)?;
         Ok(Response::new(pb::ReplicaReadBatchResult { results }))
     }
 
@@ -229,7 +255,14 @@ impl Peer for PeerService {
         req: Request<pb::FetchRangeRequest>,
     ) -> Result<Response<pb::FetchRangeResponse>, Status> {
         let r = req.into_inner();
-        let limit = (r.limit as usize).clamp(1, MAX_PAGE);
+        // A page is cut by bytes too (the version that reaches the budget
+        // is its last), so a range of large values streams page by page
+        // within the peer message limit (twice this budget); the caller
+        // resumes after the last key it got.
+        let limit = ScanLimit {
+            count: (r.limit as usize).clamp(1, MAX_PAGE),
+            bytes: self.node.config.message_limit(),
+        };
         let node = self.node.clone();
         let after = if r.after_key.is_empty() {
             None
@@ -239,15 +272,14 @@ impl Peer for PeerService {
         let page = tokio::task::spawn_blocking(move || {
             node.store
                 .engine()
-                .scan(r.start, r.end, after.as_deref(), limit + 1)
+                .scan(r.start, r.end, after.as_deref(), limit)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(storage_status)?;
-        let more = page.len() > limit;
+        let more = limit.filled_by(&page);
         let records = page
             .into_iter()
-            .take(limit)
             .map(|(key, rec)| pb::KeyedRecord {
                 key,
                 record: Some(rec.into()),

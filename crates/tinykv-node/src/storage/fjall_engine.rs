@@ -29,8 +29,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
+use super::scan::Page;
 use super::stamps::Stamps;
-use super::{token_segments, Engine, EngineTuning, Hint, HintStats, StorageError, WriteOp};
+use super::{
+    token_segments, Engine, EngineTuning, Hint, HintStats, ScanLimit, StorageError, WriteOp,
+};
 use crate::ring::key_token;
 use crate::version::Record;
 
@@ -351,27 +354,26 @@ impl Engine for FjallEngine {
         start: u64,
         end: u64,
         after: Option<&[u8]>,
-        limit: usize,
+        limit: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError> {
-        let mut out = Vec::new();
+        let mut page = Page::new(limit);
         let Some(segments) = token_segments(start, end, after.map(key_token)) else {
-            return Ok(out);
+            return Ok(page.out);
         };
         let resume = after.map(data_key).unwrap_or_default();
         for seg in segments {
-            if out.len() >= limit {
+            if !page.open() {
                 break;
             }
             for entry in self.data.range::<Vec<u8>, _>(seg.data_key_bounds(&resume)) {
                 let (k, v) = entry.into_inner().map_err(eng)?;
                 let key = user_key(&k);
-                out.push((Bytes::copy_from_slice(key), decode_record(key, &v)?));
-                if out.len() >= limit {
+                if !page.push(Bytes::copy_from_slice(key), decode_record(key, &v)?) {
                     break;
                 }
             }
         }
-        Ok(out)
+        Ok(page.out)
     }
 
     fn key_count(&self) -> Result<u64, StorageError> {

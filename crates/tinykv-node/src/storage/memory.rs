@@ -12,7 +12,8 @@ use std::sync::RwLock;
 use bytes::Bytes;
 
 use super::codec::encode_hint;
-use super::{token_segments, Engine, Hint, HintStats, StorageError, WriteOp};
+use super::scan::Page;
+use super::{token_segments, Engine, Hint, HintStats, ScanLimit, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
 
@@ -125,11 +126,11 @@ impl Engine for MemoryEngine {
         start: u64,
         end: u64,
         after: Option<&[u8]>,
-        limit: usize,
+        limit: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError> {
-        let mut out = Vec::new();
+        let mut page = Page::new(limit);
         let Some(segments) = token_segments(start, end, after.map(key_token)) else {
-            return Ok(out);
+            return Ok(page.out);
         };
         let st = self.read()?;
         let resume = after.map(|a| (key_token(a), Bytes::copy_from_slice(a)));
@@ -143,15 +144,16 @@ impl Engine for MemoryEngine {
             } else {
                 Bound::Excluded((seg.hi + 1, Bytes::new()))
             };
-            let room = limit.saturating_sub(out.len());
-            out.extend(
-                st.data
-                    .range((lower, upper))
-                    .take(room)
-                    .map(|((_, k), r)| (k.clone(), r.clone())),
-            );
+            if !page.open() {
+                break;
+            }
+            for ((_, k), r) in st.data.range((lower, upper)) {
+                if !page.push(k.clone(), r.clone()) {
+                    break;
+                }
+            }
         }
-        Ok(out)
+        Ok(page.out)
     }
 
     fn key_count(&self) -> Result<u64, StorageError> {

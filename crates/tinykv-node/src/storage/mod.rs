@@ -117,13 +117,13 @@ pub trait Engine: Send + Sync + 'static {
     }
     /// Versions whose key token is in `(start, end]` (wrapping when
     /// `start >= end`), in `(token, key)` order, starting after `after`
-    /// (a key previously returned) and at most `limit` of them.
+    /// (a key previously returned), one page of `limit`.
     fn scan(
         &self,
         start: u64,
         end: u64,
         after: Option<&[u8]>,
-        limit: usize,
+        limit: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError>;
     /// Number of keys stored (values and tombstones).
     fn key_count(&self) -> Result<u64, StorageError>;
@@ -147,6 +147,7 @@ pub mod fjall_engine;
 pub mod memory;
 mod plan;
 pub mod redb_engine;
+mod scan;
 mod stamps;
 #[cfg(test)]
 mod store_tests;
@@ -157,6 +158,7 @@ pub mod writer;
 pub use fjall_engine::FjallEngine;
 pub use memory::MemoryEngine;
 pub use redb_engine::RedbEngine;
+pub use scan::{page_bytes, ScanLimit, SCAN_PAGE_BYTES};
 pub use writer::{Store, StoreStats, SyncPolicy};
 
 /// Memory the disk engines may use, from the node's flags; the defaults

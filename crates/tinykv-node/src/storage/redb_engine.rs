@@ -20,7 +20,10 @@ use redb::{
 
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
-use super::{token_segments, Engine, EngineTuning, Hint, HintStats, StorageError, WriteOp};
+use super::scan::Page;
+use super::{
+    token_segments, Engine, EngineTuning, Hint, HintStats, ScanLimit, StorageError, WriteOp,
+};
 use crate::ring::key_token;
 use crate::version::Record;
 
@@ -215,17 +218,17 @@ impl Engine for RedbEngine {
         start: u64,
         end: u64,
         after: Option<&[u8]>,
-        limit: usize,
+        limit: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError> {
-        let mut out = Vec::new();
+        let mut page = Page::new(limit);
         let Some(segments) = token_segments(start, end, after.map(key_token)) else {
-            return Ok(out);
+            return Ok(page.out);
         };
         let tx = self.db.begin_read().map_err(eng)?;
         let data = tx.open_table(DATA).map_err(eng)?;
         let resume = after.map(data_key).unwrap_or_default();
         for seg in segments {
-            if out.len() >= limit {
+            if !page.open() {
                 break;
             }
             let (lower, upper) = seg.data_key_bounds(&resume);
@@ -236,13 +239,12 @@ impl Engine for RedbEngine {
             for entry in data.range::<&[u8]>(bounds).map_err(eng)? {
                 let (k, v) = entry.map_err(eng)?;
                 let key = user_key(k.value());
-                out.push((Bytes::copy_from_slice(key), decode_record(key, v.value())?));
-                if out.len() >= limit {
+                if !page.push(Bytes::copy_from_slice(key), decode_record(key, v.value())?) {
                     break;
                 }
             }
         }
-        Ok(out)
+        Ok(page.out)
     }
 
     fn key_count(&self) -> Result<u64, StorageError> {

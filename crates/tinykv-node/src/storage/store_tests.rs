@@ -57,7 +57,7 @@ impl Engine for Gated {
         s: u64,
         e: u64,
         a: Option<&[u8]>,
-        l: usize,
+        l: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError> {
         self.inner.scan(s, e, a, l)
     }

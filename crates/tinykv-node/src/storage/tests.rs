@@ -105,7 +105,7 @@ fn purge_only_if_equal(e: &dyn Engine) {
 
 /// Pages through `(start, end]` with `after` and compares the result, in
 /// order, with a brute-force filter over `key_token`.
-fn check_scan(e: &dyn Engine, keys: &[String], start: u64, end: u64, page: usize) {
+fn check_scan(e: &dyn Engine, keys: &[String], start: u64, end: u64, page: ScanLimit) {
     let mut expected: Vec<(u64, String)> = keys
         .iter()
         .map(|k| (key_token(k.as_bytes()), k.clone()))
@@ -121,19 +121,30 @@ fn check_scan(e: &dyn Engine, keys: &[String], start: u64, end: u64, page: usize
     };
     let mut got = Vec::new();
     let mut after: Option<Bytes> = None;
+    // Paged as callers do: the next page is asked only after a full one.
     loop {
         let batch = e.scan(start, end, after.as_deref(), page).unwrap();
-        assert!(batch.len() <= page);
-        let Some((last, _)) = batch.last() else { break };
-        after = Some(last.clone());
+        assert!(batch.len() <= page.count);
+        // Only the last version may reach the byte budget.
+        let before_last: usize = batch
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|(k, r)| page_bytes(k, r))
+            .sum();
+        assert!(before_last < page.bytes, "page passed its budget early");
         got.extend(
             batch
                 .iter()
                 .map(|(k, _)| String::from_utf8(k.to_vec()).unwrap()),
         );
         assert!(got.len() <= keys.len(), "pagination does not terminate");
+        match batch.last() {
+            Some((last, _)) if page.filled_by(&batch) => after = Some(last.clone()),
+            _ => break,
+        }
     }
-    assert_eq!(got, expected, "scan ({start}, {end}] page {page}");
+    assert_eq!(got, expected, "scan ({start}, {end}] page {page:?}");
 }
 
 fn scan_ranges(e: &dyn Engine) {
@@ -151,14 +162,18 @@ fn scan_ranges(e: &dyn Engine) {
         (5, 6),            // almost certainly empty
     ] {
         for page in [1, 7, 1000] {
-            check_scan(e, &keys, s, t, page);
+            check_scan(e, &keys, s, t, ScanLimit::count(page));
+        }
+        // Cut by bytes: each version is ~30 bytes, so 1, 3 and 34 a page.
+        for bytes in [1, 80, 1000] {
+            check_scan(e, &keys, s, t, ScanLimit { count: 1000, bytes });
         }
     }
     // The values come back with the keys.
-    let all = e.scan(0, 0, None, 1000).unwrap();
+    let all = e.scan(0, 0, None, ScanLimit::count(1000)).unwrap();
     assert_eq!(all.len(), 300);
     assert!(all.iter().all(|(k, r)| r.value == *k));
-    assert!(e.scan(0, 0, None, 0).unwrap().is_empty());
+    assert!(e.scan(0, 0, None, ScanLimit::count(0)).unwrap().is_empty());
 }
 
 fn hints_contract(e: &dyn Engine) {

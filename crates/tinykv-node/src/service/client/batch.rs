@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use prost::Message;
 use tinykv_proto::tinykv as pb;
 use tokio::time::Instant;
 use tonic::Status;
@@ -104,7 +105,7 @@ impl ClientService {
             let answer = self.finish_get(&meta, read);
             results[i] = Some(answer.map(R::Get).unwrap_or_else(|s| error_result(&s)));
         }
-        let results = results
+        let mut results: Vec<pb::OperationResult> = results
             .into_iter()
             .map(|r| pb::OperationResult {
                 result: Some(
@@ -112,6 +113,7 @@ impl ClientService {
                 ),
             })
             .collect();
+        fit_answer(&mut results, self.node.config.message_limit());
         Ok(pb::BatchResponse { results })
     }
 }
@@ -122,4 +124,114 @@ pub(super) fn error_result(s: &Status) -> pb::operation_result::Result {
         code: s.code() as i32,
         message: s.message().to_string(),
     })
+}
+
+/// A result's bytes in the batch answer: its field tag, length and body.
+fn answer_len(r: &pb::OperationResult) -> usize {
+    let len = r.encoded_len();
+    1 + prost::length_delimiter_len(len) + len
+}
+
+/// The result of a read left out of a batch answer.
+fn left_out() -> pb::OperationResult {
+    pb::OperationResult {
+        result: Some(error_result(&Status::resource_exhausted(
+            "read left out of the batch answer to keep it under the message limit; send it alone",
+        ))),
+    }
+}
+
+/// Keeps a batch answer within `limit` bytes (the largest message this
+/// node sends): values each under the value limit can pass it together.
+/// Reads are kept in order while they fit beside every other result; a
+/// read after that is answered RESOURCE_EXHAUSTED instead, which the client
+/// library asks again alone (reads are idempotent, and a lone read fits).
+/// The first read is always kept, so a batch of one is never cut.
+fn fit_answer(results: &mut [pb::OperationResult], limit: usize) {
+    use pb::operation_result::Result as R;
+    let is_read = |r: &pb::OperationResult| matches!(r.result, Some(R::Get(_)));
+    let total: usize = results.iter().map(answer_len).sum();
+    if total <= limit {
+        return;
+    }
+    let reads = results.iter().filter(|r| is_read(r)).count();
+    let others: usize = results.iter().filter(|r| !is_read(r)).map(answer_len).sum();
+    let mut room = limit
+        .saturating_sub(others)
+        .saturating_sub(reads * answer_len(&left_out()));
+    let mut first = true;
+    for r in results.iter_mut().filter(|r| is_read(r)) {
+        let len = answer_len(r);
+        if first || len <= room {
+            room = room.saturating_sub(len);
+        } else {
+            *r = left_out();
+        }
+        first = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::operation_result::Result as R;
+
+    fn read(bytes: usize) -> pb::OperationResult {
+        pb::OperationResult {
+            result: Some(R::Get(pb::GetResponse {
+                val: vec![1u8; bytes].into(),
+                operation_success: true,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn write() -> pb::OperationResult {
+        pb::OperationResult {
+            result: Some(R::Put(pb::PutResponse {
+                operation_success: true,
+                timestamp: i64::MAX,
+                acks: 3,
+            })),
+        }
+    }
+
+    fn kinds(results: &[pb::OperationResult]) -> String {
+        results
+            .iter()
+            .map(|r| match &r.result {
+                Some(R::Get(g)) => format!("r{}", g.val.len()),
+                Some(R::Put(_)) => "w".into(),
+                Some(R::Error(e)) if e.code == tonic::Code::ResourceExhausted as i32 => {
+                    "cut".into()
+                }
+                _ => "?".into(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn an_answer_under_the_limit_is_unchanged() {
+        let mut results = vec![read(100), write(), read(200)];
+        let before = results.clone();
+        fit_answer(&mut results, 1000);
+        assert_eq!(results, before);
+    }
+
+    #[test]
+    fn reads_past_the_limit_are_left_out_and_every_write_result_stays() {
+        let mut results = vec![read(400), write(), read(400), read(100), write(), read(400)];
+        fit_answer(&mut results, 1000);
+        assert_eq!(kinds(&results), "r400 w cut r100 w cut");
+        let total: usize = results.iter().map(answer_len).sum();
+        assert!(total <= 1000, "answer is {total} bytes");
+    }
+
+    #[test]
+    fn the_first_read_is_kept_even_alone_over_the_limit() {
+        let mut results = vec![read(2000), read(10)];
+        fit_answer(&mut results, 1000);
+        assert_eq!(kinds(&results), "r2000 cut");
+    }
 }
