@@ -425,3 +425,41 @@ async fn a_client_reaches_a_restarted_node_at_once_through_a_fresh_stream() {
         Some(bytes::Bytes::from_static(b"after"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_fallback_still_leaves_a_hint_for_the_owner() {
+    // 4 nodes, RF 3: a key's one non-owner is the only fallback. It refuses
+    // every hint (--max-hints 0), so the hinted write for the dead owner
+    // fails while the write still reaches W on the two live owners; the
+    // coordinator must then keep the hint itself. No anti-entropy and no
+    // reads of the key: only a hint can bring the owner its copy.
+    let mut c = Cluster::start_with(4, opts(&["--anti-entropy-interval", "0s"])).await;
+    let key = "hint-after-failed-fallback";
+    let owners = c.owners(0, key).await;
+    let coordinator = c.index_of(&owners[0]);
+    let dead = c.index_of(&owners[2]);
+    let fallback = (0..4)
+        .find(|i| !owners.contains(&c.nodes[*i].id))
+        .expect("a non-owner");
+    c.nodes[fallback].extra = vec!["--max-hints".into(), "0".into()];
+    c.restart(fallback).await;
+    let (dead_id, fallback_id) = (c.nodes[dead].id.clone(), c.nodes[fallback].id.clone());
+    c.wait_health(coordinator, &fallback_id, "up").await;
+    c.kill(dead);
+    c.wait_health(coordinator, &dead_id, "down").await;
+
+    let put = c
+        .client_for(coordinator)
+        .put(key, "kept", Consistency::Quorum)
+        .await
+        .expect("QUORUM put on the two live owners");
+    assert_eq!(put.acks, 2, "the refused hint must not count as an ack");
+
+    c.restart(dead).await;
+    wait_until(
+        "the coordinator's hint to reach the returned owner",
+        Duration::from_secs(20),
+        || async { c.local(dead, key).await.as_deref() == Some("kept") },
+    )
+    .await;
+}

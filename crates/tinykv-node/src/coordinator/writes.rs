@@ -14,7 +14,9 @@
 //! healthy node clockwise, which keeps a hint for the owner and (sloppy
 //! quorum, unless strict) counts toward W; a replica call that fails is
 //! replaced the same way while the write still lacks acks, and leaves a hint
-//! on this node for the owner whatever the write's fate. Calls still running
+//! on this node for the owner whatever the write's fate; so does a failed
+//! fallback call (then the next fallback is tried while acks are missing),
+//! so a version is never left without a copy or a hint for every owner. Calls still running
 //! when every write has its answer finish in a background task, so the other
 //! replicas still get the version (or a hint is kept).
 
@@ -29,8 +31,7 @@ use crate::quorum::{Answers, Groups, Quorums};
 use crate::ring::key_token;
 use crate::version::Record;
 
-/// How a hinted call's label names its owner: `fallback (hint for owner)`.
-const HINT_LABEL: &str = " (hint for ";
+use std::collections::HashMap;
 
 /// One write to coordinate.
 #[derive(Clone, Debug)]
@@ -88,6 +89,8 @@ impl Node {
         let mut q: Quorums<()> = Quorums::new(reqs.iter().map(|r| r.w));
         let mut groups = Groups::default();
         let mut progress: Vec<Progress> = Vec::with_capacity(reqs.len());
+        // Hinted calls' labels, and the owner each holds a hint for.
+        let mut hinted: HashMap<String, String> = HashMap::new();
         for (i, req) in reqs.iter().enumerate() {
             let targets = self.membership.write_targets(&req.key);
             let mut p = Progress {
@@ -109,7 +112,7 @@ impl Node {
             for owner in p.targets.clone() {
                 if sloppy && self.detector.is_down(&owner) {
                     if let Some(fb) = p.fallback(self, &req.key) {
-                        self.call_hinted(&mut q, i, req, fb, &owner);
+                        self.call_hinted(&mut q, &mut hinted, i, req, fb, &owner);
                         p.hinted_for.push(owner);
                         continue;
                     }
@@ -143,23 +146,29 @@ impl Node {
             let Some(ev) = q.next().await else {
                 break;
             };
-            let hinted = ev.node.contains(HINT_LABEL);
-            if ev.failure.is_some() && !hinted {
-                if hinting && ev.node != self.id {
-                    self.spawn_hints(&ev.node, &reqs, &ev.requests);
+            if ev.failure.is_some() {
+                // The replica whose copy is missing: the call's node, or
+                // the owner a failed hinted call held the hint for.
+                let owner = hinted.get(&ev.node).cloned();
+                let replica = owner.clone().unwrap_or_else(|| ev.node.clone());
+                if hinting && replica != self.id {
+                    self.spawn_hints(&replica, &reqs, &ev.requests);
                 }
                 for &i in &ev.requests {
                     let (req, p) = (&reqs[i], &mut progress[i]);
                     // A replacement only while the write still needs acks
-                    // (the hint above keeps the version for the owner).
-                    if p.outcome.is_none()
+                    // (the hint above keeps the version for the owner): for
+                    // an owner not replaced yet, or the next fallback for
+                    // one whose fallback failed.
+                    let replace = owner.is_some() || !p.hinted_for.contains(&replica);
+                    if replace
+                        && p.outcome.is_none()
                         && !q.requests[i].reached()
                         && self.sloppy(req)
-                        && !p.hinted_for.contains(&ev.node)
                     {
                         if let Some(fb) = p.fallback(self, &req.key) {
-                            self.call_hinted(&mut q, i, req, fb, &ev.node);
-                            p.hinted_for.push(ev.node.clone());
+                            self.call_hinted(&mut q, &mut hinted, i, req, fb, &replica);
+                            p.hinted_for.push(replica.clone());
                         }
                     }
                 }
@@ -177,12 +186,9 @@ impl Node {
             let node = self.clone();
             tokio::spawn(async move {
                 while let Some(ev) = q.next().await {
-                    if ev.failure.is_some()
-                        && hinting
-                        && ev.node != node.id
-                        && !ev.node.contains(HINT_LABEL)
-                    {
-                        node.spawn_hints(&ev.node, &reqs, &ev.requests);
+                    let replica = hinted.get(&ev.node).unwrap_or(&ev.node);
+                    if ev.failure.is_some() && hinting && *replica != node.id {
+                        node.spawn_hints(replica, &reqs, &ev.requests);
                     }
                 }
             });
@@ -211,10 +217,12 @@ impl Node {
         })
     }
 
-    /// Writes `req`'s version to `fallback` as a hint for `owner`.
+    /// Writes `req`'s version to `fallback` as a hint for `owner`; the
+    /// call's label is recorded in `hinted` with its owner.
     fn call_hinted(
         self: &Arc<Self>,
         q: &mut Quorums<()>,
+        hinted: &mut HashMap<String, String>,
         item: usize,
         req: &WriteRequest,
         fallback: String,
@@ -227,7 +235,8 @@ impl Node {
             owner.to_string(),
         );
         let deadline = req.deadline;
-        let label = format!("{fallback}{HINT_LABEL}{owner})");
+        let label = format!("{fallback} (hint for {owner})");
+        hinted.insert(label.clone(), owner.clone());
         q.call(label, vec![item], deadline, async move {
             node.replica_write(&fallback, k, r, Some(&owner), deadline)
                 .await
