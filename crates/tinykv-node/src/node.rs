@@ -90,6 +90,16 @@ impl Node {
 
     /// Stores a hint on this node for `target`.
     pub async fn store_hint(&self, target: &str, key: Bytes, record: Record) -> Result<(), String> {
+        self.store_hints(target, vec![(key, record)]).await
+    }
+
+    /// Stores hints on this node for `target`, in one storage batch; none
+    /// once the hint limit is reached.
+    pub async fn store_hints(
+        &self,
+        target: &str,
+        versions: Vec<(Bytes, Record)>,
+    ) -> Result<(), String> {
         let stats = self
             .store
             .engine()
@@ -104,17 +114,63 @@ impl Node {
             );
             return Err("hint limit reached".into());
         }
-        self.store
-            .write(vec![WriteOp::Hint {
+        let n = versions.len() as u64;
+        let now = wall_micros();
+        let ops = versions
+            .into_iter()
+            .map(|(key, record)| WriteOp::Hint {
                 target: target.to_string(),
                 key,
                 record,
-                stored_at_us: wall_micros(),
-            }])
-            .await
-            .map_err(|e| e.to_string())?;
-        self.metrics.hints_stored.inc();
+                stored_at_us: now,
+            })
+            .collect();
+        self.store.write(ops).await.map_err(|e| e.to_string())?;
+        self.metrics.hints_stored.inc_by(n);
         Ok(())
+    }
+
+    /// Stores versions on `node` (this node or a peer) as hints for
+    /// `owner`, in one call, by the deadline. A peer without `WriteHints`
+    /// gets one `Write` per version, all at once.
+    pub async fn replica_write_hints(
+        self: &Arc<Self>,
+        node: &str,
+        owner: &str,
+        versions: Vec<(Bytes, Record)>,
+        deadline: Instant,
+    ) -> CallResult<()> {
+        if node == self.id {
+            return self.store_hints(owner, versions).await;
+        }
+        let addr = self.peer_address(node)?;
+        let mut client = self.peers.client(&addr)?;
+        let mut req = tonic::Request::new(pb::ReplicaHintBatch {
+            records: versions
+                .iter()
+                .map(|(key, record)| pb::KeyedRecord {
+                    key: key.clone(),
+                    record: Some(record.clone().into()),
+                })
+                .collect(),
+            hint_for: owner.to_string(),
+            from: self.id.clone(),
+        });
+        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        match client.write_hints(req).await {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                let each = versions.into_iter().map(|(key, record)| {
+                    self.replica_write(node, key, record, Some(owner), deadline)
+                });
+                futures::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect::<CallResult<Vec<()>>>()
+                    .map(|_| ())
+            }
+            Err(s) => Err(describe(&s)),
+        }
     }
 
     /// Writes a version to replica `node` (or stores it there as a hint for

@@ -6,19 +6,20 @@
 //! node's own copies, one queued item for each peer), and each write counts
 //! the acks of the calls it is in. So a batch of k writes makes one call per
 //! node, not 3k replica calls with their futures, channels and tasks (those
-//! were a measurable share of a coordinator's CPU); only a fallback for a
-//! failed or down replica is a call of its own, per write.
+//! were a measurable share of a coordinator's CPU). Hinted writes are
+//! grouped the same way, per fallback and owner.
 //!
 //! The rules are per write, as for a write alone: it waits for its own W
 //! acks by its own deadline; a replica known down is replaced by the next
 //! healthy node clockwise, which keeps a hint for the owner and (sloppy
 //! quorum, unless strict) counts toward W; a replica call that fails is
-//! replaced the same way while the write still lacks acks, and leaves a hint
-//! on this node for the owner whatever the write's fate; so does a failed
-//! fallback call (then the next fallback is tried while acks are missing),
-//! so a version is never left without a copy or a hint for every owner. Calls still running
-//! when every write has its answer finish in a background task, so the other
-//! replicas still get the version (or a hint is kept).
+//! replaced the same way while the write still lacks acks, and leaves a
+//! hint on this node for the owner whatever the write's fate; so does a
+//! failed fallback call (then the next fallback is tried while acks are
+//! missing), so a version is never left without a copy or a hint for each
+//! owner. Calls still running when every write has its answer finish in a
+//! background task, so the other replicas still get the version (or a hint
+//! is kept).
 
 use std::sync::Arc;
 
@@ -32,6 +33,39 @@ use crate::ring::key_token;
 use crate::version::Record;
 
 use std::collections::HashMap;
+
+/// Hinted writes: versions for an owner that is down (or failed), stored
+/// by a fallback node. They are grouped per fallback, owner and deadline,
+/// so a client batch's writes for one owner make one call, and each call's
+/// label names its fallback and owner.
+#[derive(Default)]
+struct Hinted {
+    /// Every hinted call's label, with its fallback and owner.
+    labels: HashMap<String, (String, String)>,
+    /// Versions not sent yet, by label.
+    pending: Groups<(Bytes, Record)>,
+}
+
+impl Hinted {
+    /// Queues write `item`'s version for `fallback`, as a hint for `owner`.
+    fn add(&mut self, item: usize, req: &WriteRequest, fallback: String, owner: &str) {
+        let label = format!("{fallback} (hint for {owner})");
+        self.pending.add(
+            &label,
+            req.deadline,
+            item,
+            (req.key.clone(), req.record.clone()),
+        );
+        self.labels
+            .entry(label)
+            .or_insert_with(|| (fallback, owner.to_string()));
+    }
+
+    /// The owner a hinted call (by its label) kept hints for.
+    fn owner(&self, label: &str) -> Option<&str> {
+        self.labels.get(label).map(|(_, owner)| owner.as_str())
+    }
+}
 
 /// One write to coordinate.
 #[derive(Clone, Debug)]
@@ -89,8 +123,7 @@ impl Node {
         let mut q: Quorums<()> = Quorums::new(reqs.iter().map(|r| r.w));
         let mut groups = Groups::default();
         let mut progress: Vec<Progress> = Vec::with_capacity(reqs.len());
-        // Hinted calls' labels, and the owner each holds a hint for.
-        let mut hinted: HashMap<String, String> = HashMap::new();
+        let mut hinted = Hinted::default();
         for (i, req) in reqs.iter().enumerate() {
             let targets = self.membership.write_targets(&req.key);
             let mut p = Progress {
@@ -112,7 +145,7 @@ impl Node {
             for owner in p.targets.clone() {
                 if sloppy && self.detector.is_down(&owner) {
                     if let Some(fb) = p.fallback(self, &req.key) {
-                        self.call_hinted(&mut q, &mut hinted, i, req, fb, &owner);
+                        hinted.add(i, req, fb, &owner);
                         p.hinted_for.push(owner);
                         continue;
                     }
@@ -126,6 +159,7 @@ impl Node {
             }
             progress.push(p);
         }
+        self.send_hinted(&mut q, &mut hinted);
         for g in groups.into_groups() {
             let node = self.clone();
             let (replica, deadline, count) = (g.node.clone(), g.deadline, g.requests.len());
@@ -149,7 +183,7 @@ impl Node {
             if ev.failure.is_some() {
                 // The replica whose copy is missing: the call's node, or
                 // the owner a failed hinted call held the hint for.
-                let owner = hinted.get(&ev.node).cloned();
+                let owner = hinted.owner(&ev.node).map(String::from);
                 let replica = owner.clone().unwrap_or_else(|| ev.node.clone());
                 if hinting && replica != self.id {
                     self.spawn_hints(&replica, &reqs, &ev.requests);
@@ -167,11 +201,12 @@ impl Node {
                         && self.sloppy(req)
                     {
                         if let Some(fb) = p.fallback(self, &req.key) {
-                            self.call_hinted(&mut q, &mut hinted, i, req, fb, &replica);
+                            hinted.add(i, req, fb, &replica);
                             p.hinted_for.push(replica.clone());
                         }
                     }
                 }
+                self.send_hinted(&mut q, &mut hinted);
             }
             for &i in &ev.requests {
                 let p = &mut progress[i];
@@ -186,8 +221,8 @@ impl Node {
             let node = self.clone();
             tokio::spawn(async move {
                 while let Some(ev) = q.next().await {
-                    let replica = hinted.get(&ev.node).unwrap_or(&ev.node);
-                    if ev.failure.is_some() && hinting && *replica != node.id {
+                    let replica = hinted.owner(&ev.node).unwrap_or(&ev.node);
+                    if ev.failure.is_some() && hinting && replica != node.id {
                         node.spawn_hints(replica, &reqs, &ev.requests);
                     }
                 }
@@ -217,31 +252,20 @@ impl Node {
         })
     }
 
-    /// Writes `req`'s version to `fallback` as a hint for `owner`; the
-    /// call's label is recorded in `hinted` with its owner.
-    fn call_hinted(
-        self: &Arc<Self>,
-        q: &mut Quorums<()>,
-        hinted: &mut HashMap<String, String>,
-        item: usize,
-        req: &WriteRequest,
-        fallback: String,
-        owner: &str,
-    ) {
-        let (node, k, r, owner) = (
-            self.clone(),
-            req.key.clone(),
-            req.record.clone(),
-            owner.to_string(),
-        );
-        let deadline = req.deadline;
-        let label = format!("{fallback} (hint for {owner})");
-        hinted.insert(label.clone(), owner.clone());
-        q.call(label, vec![item], deadline, async move {
-            node.replica_write(&fallback, k, r, Some(&owner), deadline)
-                .await
-                .map(|()| vec![()])
-        });
+    /// Sends the hinted writes `hinted` collected, one call per fallback,
+    /// owner and deadline.
+    fn send_hinted(self: &Arc<Self>, q: &mut Quorums<()>, hinted: &mut Hinted) {
+        for g in std::mem::take(&mut hinted.pending).into_groups() {
+            let Some((fallback, owner)) = hinted.labels.get(&g.node).cloned() else {
+                continue;
+            };
+            let (node, deadline, count) = (self.clone(), g.deadline, g.requests.len());
+            q.call(g.node, g.requests, deadline, async move {
+                node.replica_write_hints(&fallback, &owner, g.entries, deadline)
+                    .await
+                    .map(|()| vec![(); count])
+            });
+        }
     }
 
     /// Keeps the versions of writes `items` on this node as hints for the

@@ -43,6 +43,13 @@ impl Peer for OldPeer {
         unimplemented()
     }
 
+    async fn write_hints(
+        &self,
+        _: Request<pb::ReplicaHintBatch>,
+    ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
+        unimplemented()
+    }
+
     async fn write_batch(
         &self,
         req: Request<pb::ReplicaWriteBatch>,

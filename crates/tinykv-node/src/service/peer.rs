@@ -147,6 +147,35 @@ impl Peer for PeerService {
         }))
     }
 
+    async fn write_hints(
+        &self,
+        req: Request<pb::ReplicaHintBatch>,
+    ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
+        let b = req.into_inner();
+        self.refuse_if_partitioned(&b.from)?;
+        if b.hint_for.is_empty() {
+            return Err(Status::invalid_argument("hint_for must name the owner"));
+        }
+        let mut versions = Vec::with_capacity(b.records.len());
+        for kr in b.records {
+            let record: Record = kr
+                .record
+                .ok_or_else(|| Status::invalid_argument("record missing"))?
+                .into();
+            if kr.key.is_empty() {
+                return Err(Status::invalid_argument("key must not be empty"));
+            }
+            self.node.observe(record.timestamp, &b.from);
+            versions.push((kr.key, record));
+        }
+        let n = versions.len() as u32;
+        self.node
+            .store_hints(&b.hint_for, versions)
+            .await
+            .map_err(Status::resource_exhausted)?;
+        Ok(Response::new(pb::ReplicaWriteAck { applied: n }))
+    }
+
     async fn write_batch(
         &self,
         req: Request<pb::ReplicaWriteBatch>,
