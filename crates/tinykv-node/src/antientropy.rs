@@ -17,7 +17,7 @@ use crate::merkle::{digest_spans, Leaf};
 use crate::node::Node;
 use crate::peers::describe;
 use crate::storage::{page_bytes, ScanLimit, WriteOp};
-use crate::version::Record;
+use crate::version::{keyed, Record};
 
 /// Spans digested per request.
 const SPANS_PER_REQUEST: usize = 4096;
@@ -82,13 +82,7 @@ impl Node {
                 .map(|(k, r)| page_bytes(k, r) as u64)
                 .sum::<u64>();
             let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
-                records: chunk
-                    .iter()
-                    .map(|(k, r)| pb::KeyedRecord {
-                        key: k.clone(),
-                        record: Some(r.clone().into()),
-                    })
-                    .collect(),
+                records: chunk.iter().map(|(k, r)| keyed(k, r)).collect(),
                 from: self.id.clone(),
             });
             req.set_timeout(RPC_TIMEOUT);

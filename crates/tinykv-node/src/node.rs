@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::peers::{describe, Peers};
 use crate::quorum::CallResult;
 use crate::storage::{Store, WriteOp};
-use crate::version::Record;
+use crate::version::{keyed, Record};
 
 /// Everything a running node shares between its services and loops.
 pub struct Node {
@@ -146,13 +146,7 @@ impl Node {
         let addr = self.peer_address(node)?;
         let mut client = self.peers.client(&addr)?;
         let mut req = tonic::Request::new(pb::ReplicaHintBatch {
-            records: versions
-                .iter()
-                .map(|(key, record)| pb::KeyedRecord {
-                    key: key.clone(),
-                    record: Some(record.clone().into()),
-                })
-                .collect(),
+            records: versions.iter().map(|(k, r)| keyed(k, r)).collect(),
             hint_for: owner.to_string(),
             from: self.id.clone(),
         });

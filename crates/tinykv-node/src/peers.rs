@@ -27,7 +27,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cluster_name::Stamp;
-use crate::version::Record;
+use crate::version::{keyed, Record};
 
 /// Most requests in one batch.
 const MAX_BATCH: usize = 512;
@@ -294,10 +294,7 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
         writes: writes
             .iter()
             .flat_map(|i| &i.entries)
-            .map(|(key, record)| pb::KeyedRecord {
-                key: key.clone(),
-                record: Some(record.clone().into()),
-            })
+            .map(|(k, r)| keyed(k, r))
             .collect(),
         reads: reads.iter().flat_map(|i| i.keys.iter().cloned()).collect(),
         from: from.to_string(),

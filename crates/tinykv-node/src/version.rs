@@ -104,6 +104,14 @@ impl From<Record> for pb::Record {
     }
 }
 
+/// A version and its key as sent to a peer.
+pub fn keyed(key: &Bytes, record: &Record) -> pb::KeyedRecord {
+    pb::KeyedRecord {
+        key: key.clone(),
+        record: Some(record.clone().into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,24 @@ impl PeerService {
         PeerService { node }
     }
 
+    /// A version `from` sent for `key`, checked (a record, a key), its
+    /// timestamp observed by this node's clock.
+    fn version(
+        &self,
+        key: &[u8],
+        record: Option<pb::Record>,
+        from: &str,
+    ) -> Result<Record, Status> {
+        let record: Record = record
+            .ok_or_else(|| Status::invalid_argument("record missing"))?
+            .into();
+        if key.is_empty() {
+            return Err(Status::invalid_argument("key must not be empty"));
+        }
+        self.node.observe(record.timestamp, from);
+        Ok(record)
+    }
+
     /// Applies `records` sent by `from` in one storage batch; returns how
     /// many were newer than the replica's versions.
     async fn apply(&self, records: Vec<pb::KeyedRecord>, from: &str) -> Result<u32, Status> {
@@ -39,14 +57,10 @@ impl PeerService {
         }
         let mut ops = Vec::with_capacity(records.len());
         for kr in records {
-            let rec: Record = kr
-                .record
-                .ok_or_else(|| Status::invalid_argument("record missing"))?
-                .into();
-            self.node.observe(rec.timestamp, from);
+            let record = self.version(&kr.key, kr.record, from)?;
             ops.push(WriteOp::Put {
                 key: kr.key,
-                record: rec,
+                record,
             });
         }
         let applied = self.node.store.write(ops).await.map_err(storage_status)?;
@@ -122,14 +136,7 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
         let w = req.into_inner();
         self.refuse_if_partitioned(&w.from)?;
-        let record: Record = w
-            .record
-            .ok_or_else(|| Status::invalid_argument("record missing"))?
-            .into();
-        if w.key.is_empty() {
-            return Err(Status::invalid_argument("key must not be empty"));
-        }
-        self.node.observe(record.timestamp, &w.from);
+        let record = self.version(&w.key, w.record, &w.from)?;
         let applied = if w.hint_for.is_empty() {
             self.node
                 .apply_local(w.key, record)
@@ -158,14 +165,7 @@ impl Peer for PeerService {
         }
         let mut versions = Vec::with_capacity(b.records.len());
         for kr in b.records {
-            let record: Record = kr
-                .record
-                .ok_or_else(|| Status::invalid_argument("record missing"))?
-                .into();
-            if kr.key.is_empty() {
-                return Err(Status::invalid_argument("key must not be empty"));
-            }
-            self.node.observe(record.timestamp, &b.from);
+            let record = self.version(&kr.key, kr.record, &b.from)?;
             versions.push((kr.key, record));
         }
         let n = versions.len() as u32;
