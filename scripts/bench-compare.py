@@ -16,6 +16,7 @@ tinykv-bench (e.g. a copy of target/release). Examples:
     scripts/bench-compare.py target/release
     scripts/bench-compare.py --rounds 5 --bench-args "--duration 10s --workload a --load --keyspace 10000" /tmp/old /tmp/new
     scripts/bench-compare.py --node-env TINYKV_READ_FANOUT=needed target/release
+    scripts/bench-compare.py --down 3 /tmp/old /tmp/new   # node3 killed and known down first
 
 Exit status: 0 when every run finished with 0 errors, 1 otherwise.
 """
@@ -101,8 +102,34 @@ class Cluster:
                     raise RuntimeError(f"node{i + 1} not healthy after {timeout:.0f}s")
                 time.sleep(0.1)
 
+    def alive(self):
+        return [i for i, p in enumerate(self.procs) if p.poll() is None]
+
     def endpoints(self):
-        return ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return ",".join(f"127.0.0.1:{self.ports[i]}" for i in self.alive())
+
+    def kill_and_wait_down(self, i, timeout=30.0):
+        """SIGKILLs node i (0-based) and waits until every other node
+        reports it down, so the run measures a known-down replica."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+        deadline = time.monotonic() + timeout
+        client = os.path.join(self.build, "tinykv_client")
+        for j in self.alive():
+            while True:
+                out = subprocess.run(
+                    [client, f"127.0.0.1:{self.ports[j]}", "--timeout", "1s", "status", "--json"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                ).stdout
+                try:
+                    members = json.loads(out)["members"]
+                except (ValueError, KeyError):
+                    members = []
+                if any(m["node_id"] == f"node{i + 1}" and m["health"] == "down" for m in members):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"node{j + 1} did not see node{i + 1} down in {timeout:.0f}s")
+                time.sleep(0.2)
 
     def stop(self):
         for p in self.procs:
@@ -123,8 +150,10 @@ def one_run(build, args, node_env):
     cluster = Cluster(build, args.base_port, node_env, args.worker_threads)
     try:
         cluster.wait_healthy()
+        if args.down:
+            cluster.kill_and_wait_down(args.down - 1)
         speed = machine_speed()
-        pids = [p.pid for p in cluster.procs]
+        pids = [cluster.procs[i].pid for i in cluster.alive()]
         before = cpu_ticks_of(pids)
         bench = subprocess.Popen(
             [os.path.join(build, "tinykv-bench"), "--endpoints", cluster.endpoints(),
@@ -161,10 +190,15 @@ def main():
     ap.add_argument("--base-port", type=int, default=50051)
     ap.add_argument("--worker-threads", type=int, default=1,
                     help="async worker threads per node (make run uses 1)")
+    ap.add_argument("--down", type=int, default=0, metavar="N",
+                    help=f"kill node N (1-{NODES}) and wait until the others see it down "
+                         "before measuring (the benchmark uses the other nodes)")
     ap.add_argument("--node-env", action="append", default=[],
                     help="NAME=VALUE for every node of the builds (repeatable)")
     args = ap.parse_args()
     node_env = dict(kv.split("=", 1) for kv in args.node_env)
+    if not 0 <= args.down <= NODES:
+        sys.exit(f"bench-compare: --down takes a node number from 1 to {NODES}")
     for b in args.builds:
         for exe in ("tinykv-node", "tinykv_client", "tinykv-bench"):
             if not os.access(os.path.join(b, exe), os.X_OK):
