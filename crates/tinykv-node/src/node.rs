@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tinykv_proto::internal as pb;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -17,10 +16,10 @@ use crate::detector::Detector;
 use crate::hlc::{wall_micros, Hlc, Observed};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
-use crate::peers::{describe, Peers};
+use crate::peers::Peers;
 use crate::quorum::CallResult;
 use crate::storage::{Store, WriteOp};
-use crate::version::{keyed, Record};
+use crate::version::Record;
 
 /// Everything a running node shares between its services and loops.
 pub struct Node {
@@ -144,27 +143,9 @@ impl Node {
             return self.store_hints(owner, versions).await;
         }
         let addr = self.peer_address(node)?;
-        let mut client = self.peers.client(&addr)?;
-        let mut req = tonic::Request::new(pb::ReplicaHintBatch {
-            records: versions.iter().map(|(k, r)| keyed(k, r)).collect(),
-            hint_for: owner.to_string(),
-            from: self.id.clone(),
-        });
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        match client.write_hints(req).await {
-            Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::Unimplemented => {
-                let each = versions.into_iter().map(|(key, record)| {
-                    self.replica_write(node, key, record, Some(owner), deadline)
-                });
-                futures::future::join_all(each)
-                    .await
-                    .into_iter()
-                    .collect::<CallResult<Vec<()>>>()
-                    .map(|_| ())
-            }
-            Err(s) => Err(describe(&s)),
-        }
+        self.peers
+            .write_hints(&addr, owner, versions, deadline)
+            .await
     }
 
     /// Writes a version to replica `node` (or stores it there as a hint for
@@ -184,24 +165,15 @@ impl Node {
             };
         }
         let addr = self.peer_address(node)?;
-        if hint_for.is_none() {
+        match hint_for {
             // Plain replica writes are coalesced per peer.
-            return self.peers.write(&addr, key, record, deadline).await;
+            None => self.peers.write(&addr, key, record, deadline).await,
+            Some(owner) => {
+                self.peers
+                    .write_hint(&addr, owner, key, record, deadline)
+                    .await
+            }
         }
-        let mut client = self.peers.client(&addr)?;
-        let mut req = tonic::Request::new(pb::ReplicaWrite {
-            key,
-            record: Some(record.into()),
-            hint_for: hint_for.unwrap_or_default().to_string(),
-            from: self.id.clone(),
-        });
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        // Boxed: a unary call's future is kilobytes, and every replica write
-        // (most of which never get here) would carry it and be moved with it.
-        Box::pin(async move { client.write(req).await })
-            .await
-            .map(|_| ())
-            .map_err(|s| describe(&s))
     }
 
     /// The address of peer `node`, unless it is unknown or cut off.

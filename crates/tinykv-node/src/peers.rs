@@ -325,7 +325,7 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
         StreamCall::Answer(r) if r.reads.len() == reads_len => Ok(r.reads),
         StreamCall::Answer(_) => Err("malformed exchange answer".to_string()),
         StreamCall::Failed(s) => Err(describe(&s)),
-        StreamCall::Unsupported(msg) => legacy_exchange(client, msg, deadline).await,
+        StreamCall::Unsupported(msg) => unary::legacy_exchange(client, msg, deadline).await,
     };
     match answer {
         Ok(results) => {
@@ -337,7 +337,7 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
                 let mine: Vec<_> = results.by_ref().take(r.keys.len()).collect();
                 if mine.iter().any(|res| res.omitted) {
                     // Off the sender loop: the next batch need not wait.
-                    tokio::spawn(read_omitted(client.clone(), r, mine));
+                    tokio::spawn(unary::read_omitted(client.clone(), r, mine));
                     continue;
                 }
                 let mine = mine
@@ -358,83 +358,6 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
     }
 }
 
-/// Answers a read some of whose versions the peer left out of a batch
-/// answer to keep it under the message limit: each of those is asked
-/// alone (a lone version fits), all at once, under the read's deadline.
-async fn read_omitted(client: PeerConn, item: ReadItem, results: Vec<pb::ReplicaReadResult>) {
-    let timeout = item
-        .deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    let asks = item.keys.iter().zip(results).map(|(key, res)| {
-        let mut client = client.clone();
-        let key = key.clone();
-        async move {
-            if !res.omitted {
-                return Ok(res.record.map(Record::from));
-            }
-            let mut req = tonic::Request::new(pb::ReplicaRead { key });
-            req.set_timeout(timeout);
-            match client.read(req).await {
-                Ok(r) if !r.get_ref().omitted => Ok(r.into_inner().record.map(Record::from)),
-                Ok(_) => Err("malformed read answer".to_string()),
-                Err(s) => Err(describe(&s)),
-            }
-        }
-    });
-    let answer = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, String>>();
-    let _ = item.reply.send(answer);
-}
-
-/// One exchange as the unary `WriteBatch` and `ReadBatch` calls that every
-/// version of the peer service has.
-async fn legacy_exchange(
-    client: &PeerConn,
-    msg: pb::ReplicaExchange,
-    deadline: Instant,
-) -> Result<Vec<pb::ReplicaReadResult>, String> {
-    let timeout = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    let (mut wc, mut rc) = (client.clone(), client.clone());
-    let writes = async {
-        if msg.writes.is_empty() {
-            return Ok(());
-        }
-        let mut req = tonic::Request::new(pb::ReplicaWriteBatch {
-            records: msg.writes,
-            from: msg.from,
-        });
-        req.set_timeout(timeout);
-        wc.write_batch(req)
-            .await
-            .map(|_| ())
-            .map_err(|s| describe(&s))
-    };
-    let reads = async {
-        if msg.reads.is_empty() {
-            return Ok(Vec::new());
-        }
-        let n = msg.reads.len();
-        let mut req = tonic::Request::new(pb::ReplicaReadBatch {
-            keys: msg.reads,
-            may_omit: msg.may_omit,
-        });
-        req.set_timeout(timeout);
-        match rc.read_batch(req).await {
-            Ok(r) if r.get_ref().results.len() == n => Ok(r.into_inner().results),
-            Ok(_) => Err("malformed batch answer".to_string()),
-            Err(s) => Err(describe(&s)),
-        }
-    };
-    let (w, r) = tokio::join!(writes, reads);
-    w?;
-    r
-}
-
 /// A short reason for a failed peer call, for quorum error messages.
 pub fn describe(status: &tonic::Status) -> String {
     match status.code() {
@@ -450,6 +373,8 @@ pub fn describe(status: &tonic::Status) -> String {
         code => format!("{code:?}: {}", status.message()),
     }
 }
+
+mod unary;
 
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,8 @@ struct OldPeer {
     omit_over: Option<usize>,
     /// Unary `Read` calls answered.
     single_reads: Arc<AtomicUsize>,
+    /// Hints stored through unary `Write` calls: (owner, key).
+    hints: Arc<Mutex<Vec<(String, Bytes)>>>,
 }
 
 fn unimplemented<T>() -> Result<T, Status> {
@@ -38,9 +40,18 @@ fn unimplemented<T>() -> Result<T, Status> {
 impl Peer for OldPeer {
     async fn write(
         &self,
-        _: Request<pb::ReplicaWrite>,
+        req: Request<pb::ReplicaWrite>,
     ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
-        unimplemented()
+        let w = req.into_inner();
+        if w.hint_for.is_empty() {
+            return unimplemented();
+        }
+        let mut hints = self
+            .hints
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?;
+        hints.push((w.hint_for, w.key));
+        Ok(Response::new(pb::ReplicaWriteAck { applied: 1 }))
     }
 
     async fn write_hints(
@@ -230,6 +241,34 @@ async fn versions_left_out_of_a_batch_answer_are_asked_alone() {
     assert_eq!(lens, vec![Some(5000), Some(10), None, Some(2000)]);
     // The two left out, asked alone; the others came in the batch.
     assert_eq!(old.single_reads.load(Ordering::Relaxed), 2);
+
+    stop.cancel();
+    server.await.expect("server task").expect("server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_peer_gets_a_batch_of_hints_as_one_write_each() {
+    let old = OldPeer::default();
+    let stop = CancellationToken::new();
+    let (addr, server) = serve(old.clone(), stop.clone()).await;
+    let peers = Peers::new("me", None, 1 << 20);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let versions: Vec<(Bytes, Record)> = (0..3)
+        .map(|i| {
+            let key = Bytes::from(format!("h{i}"));
+            (key, Record::value(Bytes::from("v"), 10 + i, "me"))
+        })
+        .collect();
+    peers
+        .write_hints(&addr, "node9", versions, deadline)
+        .await
+        .expect("hints through unary Write");
+    let mut got = old.hints.lock().expect("lock").clone();
+    got.sort();
+    let want: Vec<(String, Bytes)> = (0..3)
+        .map(|i| ("node9".to_string(), Bytes::from(format!("h{i}"))))
+        .collect();
+    assert_eq!(got, want);
 
     stop.cancel();
     server.await.expect("server task").expect("server");
