@@ -140,3 +140,68 @@ async fn anti_entropy_moves_large_values_page_by_page() {
         assert!(got == Some(text(i)), "ae-big{i} on node3 after repair");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaving_node_streams_large_values_out_page_by_page() {
+    // 18 MiB on the leaving node: more than one page of its stream (8 MiB)
+    // and than one message (5 MiB), so both cuts are crossed.
+    let c = Cluster::start_with(
+        5,
+        ClusterOptions {
+            client_timeout: std::time::Duration::from_secs(30),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    let client = c.client_for(0);
+    const N: usize = 6;
+    let keys: Vec<String> = (0..N).map(|i| format!("leave-big{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        client
+            .put(key.clone(), text(i), Consistency::All)
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e}"));
+    }
+    let leaving = "node3";
+    let held = {
+        let mut n = 0;
+        for key in &keys {
+            n += usize::from(c.owners(0, key).await.iter().any(|o| o == leaving));
+        }
+        n
+    };
+    assert!(held >= 2, "{leaving} holds only {held} of the keys");
+    client.decommission(leaving).await.expect("decommission");
+    tinykv_tests::wait_until(
+        &format!("{leaving} to leave"),
+        std::time::Duration::from_secs(60),
+        || async {
+            client
+                .decommission(leaving)
+                .await
+                .map(|r| r.state == "left")
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    // node1 learns of the departure by gossip, just after it is done.
+    tinykv_tests::wait_until(
+        &format!("node1's ring to drop {leaving}"),
+        std::time::Duration::from_secs(30),
+        || async {
+            for key in &keys {
+                if c.owners(0, key).await.iter().any(|o| o == leaving) {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+    for (i, key) in keys.iter().enumerate() {
+        for o in c.owners(0, key).await {
+            let got = c.local(c.index_of(&o), key).await;
+            assert!(got == Some(text(i)), "{key} missing on owner {o}");
+        }
+    }
+}

@@ -91,6 +91,26 @@ impl Node {
         Ok(bytes)
     }
 
+    /// One page of local versions in `(lo, hi]` after `after` (see
+    /// [`ScanLimit`]: more may follow while `limit.filled_by(page)`).
+    pub(crate) async fn scan_page(
+        self: &Arc<Self>,
+        lo: u64,
+        hi: u64,
+        after: Option<Bytes>,
+        limit: ScanLimit,
+    ) -> Result<Vec<(Bytes, Record)>, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            node.store
+                .engine()
+                .scan(lo, hi, after.as_deref(), limit)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Every local version in `(lo, hi]`.
     pub(crate) async fn scan_all(
         self: &Arc<Self>,

@@ -14,7 +14,11 @@ use tonic::Status;
 use crate::membership::MemberState;
 use crate::node::Node;
 use crate::ring::{key_token, Ring};
+use crate::storage::ScanLimit;
 use crate::version::Record;
+
+/// Versions per page when a leaving node streams its data out.
+const STREAM_PAGE: usize = 1024;
 
 /// File in the data directory recording that this node has been a full
 /// member, so a restart never re-joins (and never re-streams).
@@ -172,12 +176,16 @@ impl Node {
         crate::gossip::heartbeat_round(&self).await;
     }
 
+    /// Streams every local version to its owners on the ring without this
+    /// node, page by page (a page of [`STREAM_PAGE`] versions or
+    /// [`crate::storage::SCAN_PAGE_BYTES`]), so a node of any size leaves
+    /// without holding its data in memory.
     async fn stream_out_once(self: &Arc<Self>) -> Result<(), String> {
-        let all = self.scan_all(0, 0).await?;
+        let keys_total = self.store.engine().key_count().map_err(|e| e.to_string())?;
         if let Ok(mut p) = self.stream_progress.lock() {
             *p = StreamProgress {
                 operation: "leaving".into(),
-                keys_total: all.len() as u64,
+                keys_total,
                 ..Default::default()
             };
         }
@@ -195,9 +203,13 @@ impl Node {
             self.config.vnodes,
             self.config.replication_factor as usize,
         );
-        for chunk in all.chunks(1024) {
+        let limit = ScanLimit::count(STREAM_PAGE);
+        let mut after = None;
+        loop {
+            let page = self.scan_page(0, 0, after.take(), limit).await?;
+            let more = limit.filled_by(&page);
             let mut by_dest: HashMap<String, Vec<(Bytes, Record)>> = HashMap::new();
-            for (k, r) in chunk {
+            for (k, r) in &page {
                 for dest in ring
                     .walk(key_token(k))
                     .into_iter()
@@ -215,11 +227,14 @@ impl Node {
                     .map_err(|e| format!("{dest}: {e}"))?;
             }
             if let Ok(mut p) = self.stream_progress.lock() {
-                p.keys_streamed += chunk.len() as u64;
+                p.keys_streamed += page.len() as u64;
             }
-            self.metrics.repair_keys.inc_by(chunk.len() as u64);
+            self.metrics.repair_keys.inc_by(page.len() as u64);
+            match page.last() {
+                Some((k, _)) if more => after = Some(k.clone()),
+                _ => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     /// Drops a dead node for good and re-replicates its ranges: every
