@@ -21,6 +21,7 @@
 //! background task, so the other replicas still get the version (or a hint
 //! is kept).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,8 +32,6 @@ use crate::node::Node;
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::ring::key_token;
 use crate::version::Record;
-
-use std::collections::HashMap;
 
 /// Hinted writes: versions for an owner that is down (or failed), stored
 /// by a fallback node. They are grouped per fallback, owner and deadline,
