@@ -32,8 +32,10 @@ pub(crate) const MAX_BATCH: usize = 256;
 pub(crate) const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Most bytes of operations in one batch; a larger operation goes alone. A
 /// node accepts messages of one value of its limit plus 1 MiB, so values
-/// that are valid alone must not pass that limit together.
-pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+/// that are valid alone must not pass that limit together; 64 KiB under
+/// 1 MiB leaves room for the message's framing (a few bytes an operation)
+/// even with a tiny value limit.
+pub(crate) const MAX_BATCH_BYTES: usize = (1 << 20) - (64 << 10);
 
 /// A queued operation and where its result goes.
 struct Item {
