@@ -463,3 +463,88 @@ async fn a_failed_fallback_still_leaves_a_hint_for_the_owner() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tombstones_are_purged_only_once_every_replica_holds_them() {
+    // Grace 1 ms: any tombstone is old enough. No hints, no background
+    // rounds: only the repairs below move or purge anything.
+    let c = Cluster::start_with(
+        3,
+        opts(&[
+            "--tombstone-grace",
+            "1ms",
+            "--max-hints",
+            "0",
+            "--anti-entropy-interval",
+            "0s",
+        ]),
+    )
+    .await;
+    let client = c.client_for(0);
+    let present = |i: usize, key: &'static str| {
+        let client = c.client_for(i);
+        async move {
+            client
+                .local_get(key)
+                .await
+                .unwrap_or_else(|e| panic!("local-get {key}: {e}"))
+                .present
+        }
+    };
+    // Deleted everywhere: the first round purges the tombstone on every
+    // replica it compares with agreement.
+    client
+        .put("gone", "v", Consistency::All)
+        .await
+        .expect("put");
+    client
+        .delete("gone", Consistency::All)
+        .await
+        .expect("delete");
+    // Deleted while node3 was cut off: node3 still holds the value.
+    client
+        .put("stale", "v", Consistency::All)
+        .await
+        .expect("put");
+    c.block(2, &["node1", "node2"]);
+    c.block(0, &["node3"]);
+    c.block(1, &["node3"]);
+    client
+        .delete("stale", Consistency::Quorum)
+        .await
+        .expect("delete without node3");
+    for i in 0..3 {
+        c.block(i, &[]);
+    }
+    assert_eq!(c.local(2, "stale").await.as_deref(), Some("v"));
+
+    let first = client.repair().await.expect("repair");
+    assert!(first.tombstones_purged >= 1, "{first:?}");
+    assert!(!present(0, "gone").await, "an agreed tombstone stays");
+    // The range holding "stale" disagreed: its tombstone was sent to node3,
+    // not purged (a purge there would let node3's value come back).
+    assert!(present(0, "stale").await, "a disputed tombstone was purged");
+    assert_eq!(c.local(2, "stale").await, None, "node3 got the delete");
+
+    // Now every replica holds it: one round on each node purges it on
+    // each, without a node that purged first getting it back from one that
+    // had not yet (it did before: purged tombstones bounced between
+    // replicas every round), and the value never comes back.
+    for i in 0..3 {
+        c.client_for(i).repair().await.expect("repair");
+    }
+    for i in 0..3 {
+        assert!(
+            !present(i, "stale").await,
+            "node{} kept the tombstone",
+            i + 1
+        );
+    }
+    assert_eq!(
+        c.client()
+            .get("stale", Consistency::All)
+            .await
+            .expect("get"),
+        None
+    );
+}

@@ -13,7 +13,7 @@ use tinykv_proto::internal as pb;
 use tinykv_proto::tinykv::RepairResponse;
 
 use crate::hlc::wall_micros;
-use crate::merkle::{digest_spans, Leaf};
+use crate::merkle::{digest_spans, purgeable, Leaf};
 use crate::node::Node;
 use crate::peers::describe;
 use crate::storage::{page_bytes, ScanLimit, WriteOp};
@@ -139,15 +139,26 @@ impl Node {
         .map_err(|e| e.to_string())?
     }
 
-    async fn local_digest(self: &Arc<Self>, spans: Vec<(u64, u64)>) -> Result<Vec<Leaf>, String> {
+    async fn local_digest(
+        self: &Arc<Self>,
+        spans: Vec<(u64, u64)>,
+        purge_before: u64,
+    ) -> Result<Vec<Leaf>, String> {
         let node = self.clone();
-        tokio::task::spawn_blocking(move || digest_spans(node.store.engine().as_ref(), &spans))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || {
+            digest_spans(node.store.engine().as_ref(), &spans, purge_before)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
-    async fn remote_digest(&self, peer: &str, spans: &[(u64, u64)]) -> Result<Vec<Leaf>, String> {
+    async fn remote_digest(
+        &self,
+        peer: &str,
+        spans: &[(u64, u64)],
+        purge_before: u64,
+    ) -> Result<Vec<Leaf>, String> {
         let mut client = self.peer(peer)?;
         let mut out = Vec::with_capacity(spans.len());
         for chunk in spans.chunks(SPANS_PER_REQUEST) {
@@ -156,6 +167,7 @@ impl Node {
                     .iter()
                     .map(|&(start, end)| pb::TokenSpan { start, end })
                     .collect(),
+                purge_before,
             });
             req.set_timeout(RPC_TIMEOUT);
             let d = client
@@ -179,12 +191,15 @@ impl Node {
         Ok(out)
     }
 
-    /// Brings one leaf in sync with one peer, both ways.
+    /// Brings one leaf in sync with one peer, both ways. A tombstone past
+    /// the grace period (`purge_before`) is not sent to a side that has no
+    /// version of its key: that side purged it (or never needed it), and
+    /// sending it back would undo the purge every round.
     async fn sync_leaf(
         self: &Arc<Self>,
         peer: &str,
-        lo: u64,
-        hi: u64,
+        (lo, hi): (u64, u64),
+        purge_before: u64,
         report: &mut RepairResponse,
     ) -> Result<(), String> {
         let theirs: HashMap<Bytes, Record> =
@@ -200,12 +215,14 @@ impl Node {
                         to_apply.push((k.clone(), t.clone()));
                     }
                 }
-                _ => to_send.push((k.clone(), r)),
+                Some(_) => to_send.push((k.clone(), r)),
+                None if purgeable(&r, purge_before) => {}
+                None => to_send.push((k.clone(), r)),
             }
             ours_keys.insert(k);
         }
         for (k, t) in theirs {
-            if !ours_keys.contains(&k) {
+            if !ours_keys.contains(&k) && !purgeable(&t, purge_before) {
                 to_apply.push((k, t));
             }
         }
@@ -234,22 +251,34 @@ impl Node {
         Ok(())
     }
 
-    /// Purges tombstones older than the grace period in `(start, end]`.
-    async fn purge_tombstones(self: &Arc<Self>, start: u64, end: u64) -> Result<u64, String> {
-        let grace = u64::try_from(self.config.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
-        let cutoff = wall_micros().saturating_sub(grace);
-        let ops: Vec<WriteOp> = self
-            .scan_all(start, end)
-            .await?
-            .into_iter()
-            .filter(|(_, rec)| rec.tombstone && rec.timestamp < cutoff)
-            .map(|(key, record)| WriteOp::Purge { key, record })
-            .collect();
-        if ops.is_empty() {
-            return Ok(0);
+    /// Purges tombstones written before `purge_before` in `(start, end]`,
+    /// page by page (a range is never read into memory whole).
+    async fn purge_tombstones(
+        self: &Arc<Self>,
+        start: u64,
+        end: u64,
+        purge_before: u64,
+    ) -> Result<u64, String> {
+        let limit = ScanLimit::count(PAGE as usize);
+        let (mut after, mut purged) = (None, 0);
+        loop {
+            let page = self.scan_page(start, end, after.take(), limit).await?;
+            let more = limit.filled_by(&page);
+            let last = page.last().map(|(k, _)| k.clone());
+            let ops: Vec<WriteOp> = page
+                .into_iter()
+                .filter(|(_, rec)| purgeable(rec, purge_before))
+                .map(|(key, record)| WriteOp::Purge { key, record })
+                .collect();
+            if !ops.is_empty() {
+                let done = self.store.write(ops).await.map_err(|e| e.to_string())?;
+                purged += done.iter().filter(|d| **d).count() as u64;
+            }
+            match last {
+                Some(k) if more => after = Some(k),
+                _ => return Ok(purged),
+            }
         }
-        let done = self.store.write(ops).await.map_err(|e| e.to_string())?;
-        Ok(done.iter().filter(|d| **d).count() as u64)
     }
 
     /// One anti-entropy round: with each peer, compare the digests of every
@@ -257,6 +286,10 @@ impl Node {
     /// A range's old tombstones are purged only when every other replica of
     /// it answered with an identical digest.
     pub async fn anti_entropy_round(self: &Arc<Self>) -> Result<RepairResponse, String> {
+        // One cutoff for the round, here and in the peers' digests: the
+        // tombstones before it count as purged everywhere.
+        let grace = u64::try_from(self.config.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
+        let purge_before = wall_micros().saturating_sub(grace);
         let ring = self.membership.read_ring();
         let mine: Vec<_> = ring.ranges_of(&self.id);
         let mut agree: HashMap<(u64, u64), bool> =
@@ -278,7 +311,7 @@ impl Node {
                 continue;
             }
             report.ranges_compared += spans.len() as u64;
-            let theirs = match self.remote_digest(&peer, &spans).await {
+            let theirs = match self.remote_digest(&peer, &spans, purge_before).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::debug!(peer, error = %e, "anti-entropy: peer digest failed");
@@ -289,21 +322,24 @@ impl Node {
                 }
             };
             report.peers_compared += 1;
-            let ours = self.local_digest(spans.clone()).await?;
+            let ours = self.local_digest(spans.clone(), purge_before).await?;
             for ((span, a), b) in spans.iter().zip(&ours).zip(&theirs) {
                 if a == b {
                     continue;
                 }
                 agree.insert(*span, false);
                 report.ranges_differing += 1;
-                if let Err(e) = self.sync_leaf(&peer, span.0, span.1, &mut report).await {
+                if let Err(e) = self
+                    .sync_leaf(&peer, *span, purge_before, &mut report)
+                    .await
+                {
                     tracing::warn!(peer, error = %e, "anti-entropy: range sync failed");
                 }
             }
         }
         for ((start, end), ok) in agree {
             if ok {
-                report.tombstones_purged += self.purge_tombstones(start, end).await?;
+                report.tombstones_purged += self.purge_tombstones(start, end, purge_before).await?;
             }
         }
         if report.keys_sent + report.keys_received > 0 {

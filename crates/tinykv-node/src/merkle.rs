@@ -36,14 +36,27 @@ pub fn version_hash(key: &[u8], r: &Record) -> u64 {
     h.digest()
 }
 
-/// The digest of one span `(start, end]`.
-pub fn digest_span(engine: &dyn Engine, start: u64, end: u64) -> Result<Leaf, StorageError> {
+/// Whether `r` is a tombstone written before `purge_before` (a wall-clock
+/// time in microseconds): one anti-entropy may purge, so a replica that
+/// still holds it and one that purged it must look the same.
+pub fn purgeable(r: &Record, purge_before: u64) -> bool {
+    r.tombstone && r.timestamp < purge_before
+}
+
+/// The digest of one span `(start, end]`, leaving out tombstones written
+/// before `purge_before` (0: every version counts).
+pub fn digest_span(
+    engine: &dyn Engine,
+    start: u64,
+    end: u64,
+    purge_before: u64,
+) -> Result<Leaf, StorageError> {
     let mut leaf = Leaf::default();
     let mut after: Option<bytes::Bytes> = None;
     let limit = ScanLimit::count(PAGE);
     loop {
         let page = engine.scan(start, end, after.as_deref(), limit)?;
-        for (key, rec) in &page {
+        for (key, rec) in page.iter().filter(|(_, r)| !purgeable(r, purge_before)) {
             leaf.hash = leaf.hash.wrapping_add(version_hash(key, rec));
             leaf.count += 1;
         }
@@ -54,11 +67,15 @@ pub fn digest_span(engine: &dyn Engine, start: u64, end: u64) -> Result<Leaf, St
     }
 }
 
-/// The digests of several spans, in order.
-pub fn digest_spans(engine: &dyn Engine, spans: &[(u64, u64)]) -> Result<Vec<Leaf>, StorageError> {
+/// The digests of several spans, in order (see [`digest_span`]).
+pub fn digest_spans(
+    engine: &dyn Engine,
+    spans: &[(u64, u64)],
+    purge_before: u64,
+) -> Result<Vec<Leaf>, StorageError> {
     spans
         .iter()
-        .map(|&(s, e)| digest_span(engine, s, e))
+        .map(|&(s, e)| digest_span(engine, s, e, purge_before))
         .collect()
 }
 
@@ -88,8 +105,8 @@ mod tests {
             .map_err(|e| e.to_string())
             .unwrap_or_default();
         let spans = [(0u64, u64::MAX / 2), (u64::MAX / 2, 0)];
-        let da = digest_spans(&a, &spans).ok();
-        assert_eq!(da, digest_spans(&b, &spans).ok());
+        let da = digest_spans(&a, &spans, 0).ok();
+        assert_eq!(da, digest_spans(&b, &spans, 0).ok());
         assert_eq!(
             da.map(|d| d.iter().map(|l| l.count).sum::<u64>()),
             Some(500)
@@ -105,10 +122,44 @@ mod tests {
         )
         .map_err(|e| e.to_string())
         .unwrap_or_default();
-        let (da, db) = (digest_spans(&a, &spans).ok(), digest_spans(&b, &spans).ok());
+        let (da, db) = (
+            digest_spans(&a, &spans, 0).ok(),
+            digest_spans(&b, &spans, 0).ok(),
+        );
         let changed = usize::from(key_token(&key) > u64::MAX / 2);
         let (da, db) = (da.unwrap_or_default(), db.unwrap_or_default());
         assert_ne!(da[changed], db[changed]);
         assert_eq!(da[1 - changed], db[1 - changed]);
+    }
+
+    #[test]
+    fn tombstones_before_the_cutoff_digest_as_if_purged() {
+        let (with, without) = (MemoryEngine::new(), MemoryEngine::new());
+        let put = |e: &MemoryEngine, key: &'static str, record: Record| {
+            e.apply(
+                &[WriteOp::Put {
+                    key: Bytes::from_static(key.as_bytes()),
+                    record,
+                }],
+                false,
+            )
+            .map_err(|e| e.to_string())
+            .unwrap_or_default();
+        };
+        for e in [&with, &without] {
+            put(e, "live", Record::value(Bytes::from_static(b"v"), 50, "n1"));
+        }
+        put(&with, "deleted", Record::tombstone(100, "n1"));
+        let all = [(0u64, 0u64)];
+        let digest = |e: &MemoryEngine, before| digest_spans(e, &all, before).ok();
+        // Counted while in its grace period (cutoff at or before it)...
+        assert_ne!(digest(&with, 0), digest(&without, 0));
+        assert_ne!(digest(&with, 100), digest(&without, 100));
+        // ...and left out after it, so purging it changes no digest.
+        assert_eq!(digest(&with, 101), digest(&without, 101));
+        // A live value is never left out, however old.
+        assert_eq!(digest(&without, 101).map(|d| d[0].count), Some(1));
+        assert!(purgeable(&Record::tombstone(100, "n1"), 101));
+        assert!(!purgeable(&Record::value(Bytes::new(), 1, "n1"), 101));
     }
 }

@@ -254,18 +254,15 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::RangeDigestRequest>,
     ) -> Result<Response<pb::RangeDigestResponse>, Status> {
-        let spans: Vec<(u64, u64)> = req
-            .into_inner()
-            .spans
-            .iter()
-            .map(|s| (s.start, s.end))
-            .collect();
+        let r = req.into_inner();
+        let spans: Vec<(u64, u64)> = r.spans.iter().map(|s| (s.start, s.end)).collect();
+        let purge_before = r.purge_before;
         if spans.len() > 1 << 16 {
             return Err(Status::invalid_argument("at most 65536 spans per request"));
         }
         let node = self.node.clone();
         let digest = tokio::task::spawn_blocking(move || {
-            crate::merkle::digest_spans(node.store.engine().as_ref(), &spans)
+            crate::merkle::digest_spans(node.store.engine().as_ref(), &spans, purge_before)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
