@@ -15,6 +15,7 @@ use tinykv_proto::tinykv::RepairResponse;
 use crate::hlc::wall_micros;
 use crate::merkle::{digest_spans, purgeable, Leaf};
 use crate::node::Node;
+use crate::pages::Pages;
 use crate::peers::describe;
 use crate::storage::{page_bytes, ScanLimit, WriteOp};
 use crate::version::{keyed, Record};
@@ -91,52 +92,18 @@ impl Node {
         Ok(bytes)
     }
 
-    /// One page of local versions in `(lo, hi]` after `after` (see
-    /// [`ScanLimit`]: more may follow while `limit.filled_by(page)`).
-    pub(crate) async fn scan_page(
-        self: &Arc<Self>,
-        lo: u64,
-        hi: u64,
-        after: Option<Bytes>,
-        limit: ScanLimit,
-    ) -> Result<Vec<(Bytes, Record)>, String> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || {
-            node.store
-                .engine()
-                .scan(lo, hi, after.as_deref(), limit)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-    }
-
     /// Every local version in `(lo, hi]`.
     pub(crate) async fn scan_all(
         self: &Arc<Self>,
         lo: u64,
         hi: u64,
     ) -> Result<Vec<(Bytes, Record)>, String> {
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out: Vec<(Bytes, Record)> = Vec::new();
-            let limit = ScanLimit::count(PAGE as usize);
-            loop {
-                let after = out.last().map(|(k, _)| k.clone());
-                let page = node
-                    .store
-                    .engine()
-                    .scan(lo, hi, after.as_deref(), limit)
-                    .map_err(|e| e.to_string())?;
-                let done = !limit.filled_by(&page);
-                out.extend(page);
-                if done {
-                    return Ok(out);
-                }
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let mut pages = Pages::new(lo, hi, ScanLimit::count(PAGE as usize));
+        let mut out = Vec::new();
+        while let Some(page) = pages.next(self).await? {
+            out.extend(page);
+        }
+        Ok(out)
     }
 
     async fn local_digest(
@@ -215,9 +182,8 @@ impl Node {
                         to_apply.push((k.clone(), t.clone()));
                     }
                 }
-                Some(_) => to_send.push((k.clone(), r)),
                 None if purgeable(&r, purge_before) => {}
-                None => to_send.push((k.clone(), r)),
+                _ => to_send.push((k.clone(), r)),
             }
             ours_keys.insert(k);
         }
@@ -259,12 +225,9 @@ impl Node {
         end: u64,
         purge_before: u64,
     ) -> Result<u64, String> {
-        let limit = ScanLimit::count(PAGE as usize);
-        let (mut after, mut purged) = (None, 0);
-        loop {
-            let page = self.scan_page(start, end, after.take(), limit).await?;
-            let more = limit.filled_by(&page);
-            let last = page.last().map(|(k, _)| k.clone());
+        let mut pages = Pages::new(start, end, ScanLimit::count(PAGE as usize));
+        let mut purged = 0;
+        while let Some(page) = pages.next(self).await? {
             let ops: Vec<WriteOp> = page
                 .into_iter()
                 .filter(|(_, rec)| purgeable(rec, purge_before))
@@ -274,11 +237,8 @@ impl Node {
                 let done = self.store.write(ops).await.map_err(|e| e.to_string())?;
                 purged += done.iter().filter(|d| **d).count() as u64;
             }
-            match last {
-                Some(k) if more => after = Some(k),
-                _ => return Ok(purged),
-            }
         }
+        Ok(purged)
     }
 
     /// One anti-entropy round: with each peer, compare the digests of every

@@ -20,6 +20,7 @@ pub mod membership;
 pub mod merkle;
 pub mod metrics;
 pub mod node;
+mod pages;
 pub mod peers;
 pub mod quorum;
 pub mod ring;

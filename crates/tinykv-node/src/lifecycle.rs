@@ -13,6 +13,7 @@ use tonic::Status;
 
 use crate::membership::MemberState;
 use crate::node::Node;
+use crate::pages::Pages;
 use crate::ring::{key_token, Ring};
 use crate::storage::ScanLimit;
 use crate::version::Record;
@@ -203,11 +204,8 @@ impl Node {
             self.config.vnodes,
             self.config.replication_factor as usize,
         );
-        let limit = ScanLimit::count(STREAM_PAGE);
-        let mut after = None;
-        loop {
-            let page = self.scan_page(0, 0, after.take(), limit).await?;
-            let more = limit.filled_by(&page);
+        let mut pages = Pages::new(0, 0, ScanLimit::count(STREAM_PAGE));
+        while let Some(page) = pages.next(self).await? {
             let mut by_dest: HashMap<String, Vec<(Bytes, Record)>> = HashMap::new();
             for (k, r) in &page {
                 for dest in ring
@@ -230,11 +228,8 @@ impl Node {
                 p.keys_streamed += page.len() as u64;
             }
             self.metrics.repair_keys.inc_by(page.len() as u64);
-            match page.last() {
-                Some((k, _)) if more => after = Some(k.clone()),
-                _ => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     /// Drops a dead node for good and re-replicates its ranges: every
