@@ -440,6 +440,15 @@ impl Cluster {
         }
     }
 
+    /// Waits (polling, up to `timeout`) for `what`: node `i`'s own replica
+    /// of `key` holding `want`.
+    pub async fn wait_local(&self, i: usize, key: &str, want: &str, what: &str, timeout: Duration) {
+        wait_until(what, timeout, || async {
+            self.local(i, key).await.as_deref() == Some(want)
+        })
+        .await;
+    }
+
     /// The log of node `i` so far (for failure messages).
     pub fn log(&self, i: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].id)))

@@ -370,13 +370,12 @@ async fn a_batch_keeps_each_writes_quorum_when_a_replica_dies() {
             continue;
         }
         let key = format!("bk{i}");
-        wait_until(
+        c.wait_local(
+            dead_i,
+            &key,
+            "v2",
             &format!("{dead} to get {key} back"),
             Duration::from_secs(60),
-            || {
-                let (c, key) = (&c, key.clone());
-                async move { c.local(dead_i, &key).await.as_deref() == Some("v2") }
-            },
         )
         .await;
     }

@@ -198,10 +198,12 @@ async fn stale_replica_is_repaired_by_a_read() {
         .expect("get")
         .expect("found");
     assert_eq!(got.val, "new".as_bytes());
-    wait_until(
+    c.wait_local(
+        stale,
+        key,
+        "new",
         "read repair of the stale replica",
         Duration::from_secs(10),
-        || async { c.local(stale, key).await.as_deref() == Some("new") },
     )
     .await;
 }

@@ -147,10 +147,12 @@ async fn a_paused_node_does_not_stall_requests_and_catches_up() {
         );
     }
     c.resume(paused);
-    wait_until(
+    c.wait_local(
+        paused,
+        key,
+        "during14",
         "the paused replica to catch up",
         Duration::from_secs(15),
-        || async { c.local(paused, key).await.as_deref() == Some("during14") },
     )
     .await;
 }
@@ -456,10 +458,12 @@ async fn a_failed_fallback_still_leaves_a_hint_for_the_owner() {
     assert_eq!(put.acks, 2, "the refused hint must not count as an ack");
 
     c.restart(dead).await;
-    wait_until(
+    c.wait_local(
+        dead,
+        key,
+        "kept",
         "the coordinator's hint to reach the returned owner",
         Duration::from_secs(20),
-        || async { c.local(dead, key).await.as_deref() == Some("kept") },
     )
     .await;
 }
