@@ -11,15 +11,30 @@
 //! the answers by LWW, and repair stale or missing replicas among those that
 //! answered, in the background. A client batch's reads, and its writes,
 //! make one call per replica for all of them ([`crate::quorum::Quorums`]).
+//!
+//! The coordinator talks to replicas only through [`Replicas`], and learns
+//! where keys live only from [`Placement`]: its tests (`tests.rs`) run it
+//! against a scripted replica set in memory.
 
-use crate::node::Node;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::ReadFanout;
+use crate::metrics::Metrics;
+use crate::placement::Placement;
 use crate::quorum::{Answers, QuorumError};
+use crate::replicas::Replicas;
 use crate::version::Record;
 
 mod reads;
 mod writes;
 pub use reads::ReadRequest;
 pub use writes::WriteRequest;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +64,50 @@ pub struct ReadOutcome {
     pub answered: usize,
 }
 
-impl Node {
+/// The coordinator's rules, fixed at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Keep hints for replicas that miss a write.
+    pub hinted_handoff: bool,
+    /// Let hinted fallbacks count toward W (unless a write is strict).
+    pub sloppy_quorum: bool,
+    /// Ask all N replicas of a read, or only the R needed.
+    pub read_fanout: ReadFanout,
+    /// When a read without its quorum asks one more replica.
+    pub speculative_retry: Duration,
+    /// Deadline of a read repair's writes.
+    pub repair_timeout: Duration,
+}
+
+/// Coordinates client reads and writes over the replicas of their keys.
+pub struct Coordinator {
+    placement: Arc<Placement>,
+    replicas: Arc<dyn Replicas>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+}
+
+impl Coordinator {
+    /// A coordinator placing keys with `placement` and calling `replicas`.
+    pub fn new(
+        placement: Arc<Placement>,
+        replicas: Arc<dyn Replicas>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Coordinator {
+            placement,
+            replicas,
+            settings,
+            metrics,
+        }
+    }
+
+    /// The configured replication factor (N).
+    pub fn replication_factor(&self) -> usize {
+        self.placement.replication_factor()
+    }
+
     /// Gives an unanswered request its outcome once it has its quorum
     /// (made by `answer`), or has too few answers with no call left to make
     /// them; true when it got one.
@@ -68,4 +126,21 @@ impl Node {
         }
         outcome.is_some()
     }
+}
+
+/// Each outcome, or "ended without an answer" for a request left open.
+fn finished<O>(
+    outcomes: Vec<Option<Result<O, RequestError>>>,
+    op: &str,
+) -> Vec<Result<O, RequestError>> {
+    outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Err(RequestError::Unavailable(format!(
+                    "{op} ended without an answer"
+                )))
+            })
+        })
+        .collect()
 }

@@ -186,6 +186,20 @@ impl Detector {
         peers.get(id).is_some_and(|h| h.health == Health::Down)
     }
 
+    /// Classifies `id` down at once, as missed heartbeats would (tests of
+    /// the layers above).
+    #[cfg(test)]
+    pub(crate) fn mark_down(&self, id: &str) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let h = peers.entry(id.to_string()).or_insert_with(|| PeerHistory {
+            last: Instant::now(),
+            intervals: VecDeque::new(),
+            health: Health::Down,
+            since_us: wall_micros(),
+        });
+        h.health = Health::Down;
+    }
+
     /// Forgets a peer (after it was removed).
     pub fn forget(&self, id: &str) {
         self.peers

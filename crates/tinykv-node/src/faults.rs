@@ -1,20 +1,32 @@
-//! Test-only fault switches (feature `fault-injection`, never in release
-//! builds): drop all traffic to and from chosen peers to simulate a network
-//! partition. Set through the `TINYKV_FAULT_BLOCK_FILE` file, which lists
-//! blocked peer ids, one per line, and is re-read when it changes.
+//! Test-only fault switches: with the `fault-injection` feature (never in
+//! release builds), drop all traffic to and from chosen peers to simulate a
+//! network partition. Set through the `TINYKV_FAULT_BLOCK_FILE` file, which
+//! lists blocked peer ids, one per line, and is re-read when it changes.
+//! Without the feature nothing is ever blocked, and the check costs nothing.
 
+#[cfg(feature = "fault-injection")]
 use std::collections::HashSet;
+#[cfg(feature = "fault-injection")]
 use std::sync::Mutex;
+#[cfg(feature = "fault-injection")]
 use std::time::SystemTime;
 
 /// Peers this node must not talk to.
 #[derive(Default)]
 pub struct Faults {
+    #[cfg(feature = "fault-injection")]
     cache: Mutex<(Option<SystemTime>, HashSet<String>)>,
 }
 
 impl Faults {
     /// True when traffic with `peer` must be dropped.
+    #[cfg(not(feature = "fault-injection"))]
+    pub fn blocks(&self, _peer: &str) -> bool {
+        false
+    }
+
+    /// True when traffic with `peer` must be dropped.
+    #[cfg(feature = "fault-injection")]
     pub fn blocks(&self, peer: &str) -> bool {
         let Ok(path) = std::env::var("TINYKV_FAULT_BLOCK_FILE") else {
             return false;

@@ -12,19 +12,21 @@ use std::time::Duration;
 use futures::future::join_all;
 use tinykv_proto::internal as pb;
 
-use crate::detector::Health;
+use crate::clock::Clock;
+use crate::detector::{Detector, Health};
+use crate::directory::Directory;
 use crate::hlc::wall_micros;
-use crate::membership::{Member, MemberState};
-use crate::node::Node;
+use crate::membership::{Member, MemberState, Membership};
+use crate::metrics::Metrics;
 
 /// Addresses found through DNS and the node id that answered at each.
 #[derive(Default)]
-pub struct DnsSeen(Mutex<HashMap<SocketAddr, String>>);
+struct DnsSeen(Mutex<HashMap<SocketAddr, String>>);
 
 /// Addresses whose node refused this one's cluster name, so the warning is
 /// logged once per address, not every round.
 #[derive(Default)]
-pub struct Foreign(Mutex<HashSet<String>>);
+struct Foreign(Mutex<HashSet<String>>);
 
 impl Foreign {
     /// Logs that the node at `addr` belongs to another cluster (once).
@@ -41,135 +43,228 @@ impl Foreign {
     }
 }
 
-impl Node {
+/// Who this node is and how it finds others, fixed at start.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// This node's id.
+    pub id: String,
+    /// The address it tells others to use.
+    pub addr: String,
+    /// `--peers-dns`: a name whose addresses are probed for members.
+    pub peers_dns: Option<String>,
+    /// How often heartbeats go out.
+    pub interval: Duration,
+}
+
+/// Heartbeats and the member table: this node's own row, the rows it
+/// merges from others, and what it learns of their health.
+pub struct Gossip {
+    me: Identity,
+    clock: Arc<Clock>,
+    membership: Arc<Membership>,
+    detector: Arc<Detector>,
+    directory: Directory,
+    metrics: Arc<Metrics>,
+    dns_seen: DnsSeen,
+    foreign: Foreign,
+}
+
+impl Gossip {
+    /// Gossip for node `me`.
+    pub fn new(
+        me: Identity,
+        clock: Arc<Clock>,
+        membership: Arc<Membership>,
+        detector: Arc<Detector>,
+        directory: Directory,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Gossip {
+            me,
+            clock,
+            membership,
+            detector,
+            directory,
+            metrics,
+            dns_seen: DnsSeen::default(),
+            foreign: Foreign::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> &str {
+        &self.me.id
+    }
+
+    /// This node's lifecycle state in its own table.
+    pub fn own_state(&self) -> Option<MemberState> {
+        self.membership.get(&self.me.id).map(|m| m.state)
+    }
+
+    /// Sets this node's own state, with a version that wins everywhere it
+    /// is gossiped.
+    pub fn announce(&self, state: MemberState) {
+        self.membership
+            .set(&self.me.id, &self.me.addr, state, self.clock.now());
+    }
+
     /// Keeps this node's own row true: if gossip carried a stale address for
     /// it (a restarted pod with a new IP, say), re-announce the current one
     /// with a higher version. A row saying it left or was removed is kept.
     pub fn assert_self(&self) {
-        if let Some(me) = self.membership.get(&self.id) {
-            if me.addr != self.addr && !matches!(me.state, MemberState::Left | MemberState::Removed)
+        if let Some(me) = self.membership.get(&self.me.id) {
+            if me.addr != self.me.addr
+                && !matches!(me.state, MemberState::Left | MemberState::Removed)
             {
-                self.membership
-                    .set(&self.id, &self.addr, me.state, self.clock.now());
+                tracing::info!(stale = %me.addr, current = %self.me.addr, "re-announcing this node's address");
+                self.announce(me.state);
             }
         }
     }
-}
 
-/// Addresses behind `--peers-dns` that no known member answered from yet.
-async fn discover(node: &Node) -> Vec<String> {
-    let Some(name) = node.config.peers_dns.as_deref() else {
-        return Vec::new();
-    };
-    let target = if name
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        name.to_string()
-    } else {
-        format!("{name}:50051")
-    };
-    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(&target).await {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            tracing::debug!(name = %target, error = %e, "peer DNS lookup failed");
+    /// Answers a peer's heartbeat: merges its table and sends ours.
+    pub fn receive(&self, hb: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
+        self.membership
+            .merge(hb.members.iter().filter_map(Member::from_info));
+        self.assert_self();
+        if !hb.from.is_empty() {
+            self.detector.heartbeat(&hb.from);
+        }
+        pb::HeartbeatResponse {
+            from: self.me.id.clone(),
+            now_us: wall_micros(),
+            members: self
+                .membership
+                .members()
+                .iter()
+                .map(Member::to_info)
+                .collect(),
+        }
+    }
+
+    /// One heartbeat round: the table to every member (and every address
+    /// behind `--peers-dns` not known yet), answers merged and timed.
+    #[tracing::instrument(level = "debug", name = "heartbeat_round", skip(self))]
+    pub async fn round(&self) {
+        self.assert_self();
+        let members = self.membership.members();
+        let table: Vec<pb::MemberInfo> = members.iter().map(Member::to_info).collect();
+        let mut targets: Vec<(Option<String>, String)> = members
+            .iter()
+            .filter(|m| {
+                m.id != self.me.id && !matches!(m.state, MemberState::Left | MemberState::Removed)
+            })
+            .map(|m| (Some(m.id.clone()), m.addr.clone()))
+            .collect();
+        for (id, _) in &targets {
+            if let Some(id) = id {
+                self.detector.expect(id);
+            }
+        }
+        targets.extend(self.discover().await.into_iter().map(|a| (None, a)));
+        let calls = targets
+            .into_iter()
+            .map(|(id, addr)| self.exchange(id, addr, table.clone()));
+        join_all(calls).await;
+        self.assert_self();
+        for (id, health) in self.detector.evaluate() {
+            tracing::info!(peer = %id, health = health.as_str(), "peer health changed");
+        }
+        self.export_health();
+    }
+
+    /// One heartbeat to `addr` (member `id`, or an address found by DNS).
+    async fn exchange(&self, id: Option<String>, addr: String, table: Vec<pb::MemberInfo>) {
+        if id.as_deref().is_some_and(|i| self.directory.cut_off(i)) {
+            return;
+        }
+        let Ok(mut client) = self.directory.peers().client(&addr) else {
+            return;
+        };
+        let sent = wall_micros();
+        let mut req = tonic::Request::new(pb::HeartbeatRequest {
+            from: self.me.id.clone(),
+            sent_at_us: sent,
+            members: table,
+        });
+        req.set_timeout(self.me.interval.max(Duration::from_millis(500)));
+        let resp = match client.heartbeat(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => {
+                if crate::cluster_name::is_mismatch(&s) {
+                    self.foreign.refused(&addr, &s);
+                }
+                return;
+            }
+        };
+        if resp.from.is_empty() || self.directory.cut_off(&resp.from) {
+            return;
+        }
+        if id.is_none() {
+            if let (Ok(sa), Ok(mut c)) = (addr.parse::<SocketAddr>(), self.dns_seen.0.lock()) {
+                c.insert(sa, resp.from.clone());
+            }
+        }
+        self.detector.heartbeat(&resp.from);
+        self.membership
+            .merge(resp.members.iter().filter_map(Member::from_info));
+        let received = wall_micros();
+        let midpoint = sent / 2 + received / 2;
+        let skew = (resp.now_us as f64 - midpoint as f64).abs() / 1e6;
+        if skew > self.metrics.clock_skew.get() {
+            self.metrics.clock_skew.set(skew);
+        }
+    }
+
+    /// Each member's health as a gauge per state.
+    fn export_health(&self) {
+        for m in self.membership.members() {
+            if m.id == self.me.id {
+                continue;
+            }
+            let current = self.detector.get(&m.id).health;
+            for h in [Health::Unknown, Health::Up, Health::Suspect, Health::Down] {
+                self.metrics
+                    .member_health
+                    .with_label_values(&[&m.id, h.as_str()])
+                    .set(if h == current { 1.0 } else { 0.0 });
+            }
+        }
+    }
+
+    /// Addresses behind `--peers-dns` that no known member answered from yet.
+    async fn discover(&self) -> Vec<String> {
+        let Some(name) = self.me.peers_dns.as_deref() else {
             return Vec::new();
-        }
-    };
-    let cache = node
-        .dns_seen
-        .0
-        .lock()
-        .map(|c| c.clone())
-        .unwrap_or_default();
-    addrs
-        .into_iter()
-        .filter(|a| match cache.get(a) {
-            None => true,
-            Some(id) => node.membership.get(id).is_none(),
-        })
-        .map(|a| a.to_string())
-        .collect()
-}
-
-/// One heartbeat round.
-pub async fn heartbeat_round(node: &Arc<Node>) {
-    let members = node.membership.members();
-    let table: Vec<pb::MemberInfo> = members.iter().map(Member::to_info).collect();
-    let mut targets: Vec<(Option<String>, String)> = members
-        .iter()
-        .filter(|m| m.id != node.id && !matches!(m.state, MemberState::Left | MemberState::Removed))
-        .map(|m| (Some(m.id.clone()), m.addr.clone()))
-        .collect();
-    for (id, _) in &targets {
-        if let Some(id) = id {
-            node.detector.expect(id);
-        }
-    }
-    targets.extend(discover(node).await.into_iter().map(|a| (None, a)));
-    let timeout = node
-        .config
-        .heartbeat_interval
-        .max(Duration::from_millis(500));
-    let calls = targets.into_iter().map(|(id, addr)| {
-        let node = node.clone();
-        let table = table.clone();
-        async move {
-            if id.as_deref().is_some_and(|i| node.partitioned_from(i)) {
-                return;
+        };
+        let target = if name
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            name.to_string()
+        } else {
+            format!("{name}:50051")
+        };
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host(&target).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                tracing::debug!(name = %target, error = %e, "peer DNS lookup failed");
+                return Vec::new();
             }
-            let Ok(mut client) = node.peers.client(&addr) else {
-                return;
-            };
-            let sent = wall_micros();
-            let mut req = tonic::Request::new(pb::HeartbeatRequest {
-                from: node.id.clone(),
-                sent_at_us: sent,
-                members: table,
-            });
-            req.set_timeout(timeout);
-            let resp = match client.heartbeat(req).await {
-                Ok(r) => r.into_inner(),
-                Err(s) => {
-                    if crate::cluster_name::is_mismatch(&s) {
-                        node.foreign.refused(&addr, &s);
-                    }
-                    return;
-                }
-            };
-            if resp.from.is_empty() || node.partitioned_from(&resp.from) {
-                return;
-            }
-            if id.is_none() {
-                if let (Ok(sa), Ok(mut c)) = (addr.parse::<SocketAddr>(), node.dns_seen.0.lock()) {
-                    c.insert(sa, resp.from.clone());
-                }
-            }
-            node.detector.heartbeat(&resp.from);
-            node.membership
-                .merge(resp.members.iter().filter_map(Member::from_info));
-            let received = wall_micros();
-            let midpoint = sent / 2 + received / 2;
-            let skew = (resp.now_us as f64 - midpoint as f64).abs() / 1e6;
-            if skew > node.metrics.clock_skew.get() {
-                node.metrics.clock_skew.set(skew);
-            }
-        }
-    });
-    join_all(calls).await;
-    for (id, health) in node.detector.evaluate() {
-        tracing::info!(peer = %id, health = health.as_str(), "peer health changed");
-    }
-    for m in node.membership.members() {
-        if m.id == node.id {
-            continue;
-        }
-        let current = node.detector.get(&m.id).health;
-        for h in [Health::Unknown, Health::Up, Health::Suspect, Health::Down] {
-            node.metrics
-                .member_health
-                .with_label_values(&[&m.id, h.as_str()])
-                .set(if h == current { 1.0 } else { 0.0 });
-        }
+        };
+        let cache = self
+            .dns_seen
+            .0
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        addrs
+            .into_iter()
+            .filter(|a| match cache.get(a) {
+                None => true,
+                Some(id) => self.membership.get(id).is_none(),
+            })
+            .map(|a| a.to_string())
+            .collect()
     }
 }

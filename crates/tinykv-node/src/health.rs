@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
-use crate::node::Node;
+use tokio_util::sync::CancellationToken;
+
 use crate::service::client::ClientService;
-use crate::storage::Engine;
+use crate::storage::{Engine, Store};
 
 /// How often the storage's state is looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -45,12 +46,16 @@ pub async fn check_storage(
 }
 
 /// The background loop running [`check_storage`] until shutdown.
-pub fn watch_storage(node: &Arc<Node>, health: HealthReporter) -> JoinHandle<()> {
+pub fn watch_storage(
+    store: Store,
+    health: HealthReporter,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
     let reported = Arc::new(AtomicBool::new(false));
-    crate::background::every(node, "storage-health", CHECK_EVERY, move |n| {
-        let (health, reported) = (health.clone(), reported.clone());
+    crate::background::every(shutdown, "storage-health", CHECK_EVERY, move || {
+        let (engine, health, reported) = (store.engine().clone(), health.clone(), reported.clone());
         async move {
-            check_storage(n.store.engine().as_ref(), &health, &reported).await;
+            check_storage(engine.as_ref(), &health, &reported).await;
         }
     })
 }

@@ -1,85 +1,174 @@
-//! Hinted handoff: replaying stored hints to their owners once they answer
-//! heartbeats again, and dropping hints that are too old.
+//! Hinted handoff: keeping versions for an owner that is down (as its
+//! fallback, or as the coordinator of a write its call missed), replaying
+//! them once it answers heartbeats again, and dropping hints that are too
+//! old or whose owner left.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::detector::Health;
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::detector::{Detector, Health};
+use crate::error::ReplicaError;
 use crate::hlc::wall_micros;
-use crate::node::Node;
-use crate::storage::{Hint, WriteOp};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::storage::{Hint, Store, WriteOp};
+use crate::transfer::Transfer;
+use crate::version::Record;
 
 /// Hints sent to one owner per batch.
 const BATCH: usize = 256;
 
-/// One replay round over every owner that has hints.
-pub async fn replay_round(node: &Arc<Node>) {
-    let stats = match node.store.engine().hint_stats() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading hint stats failed");
-            return;
-        }
-    };
-    node.metrics.hints_pending.set(stats.count as i64);
-    for target in stats.targets {
-        if let Err(e) = replay_to(node, &target).await {
-            tracing::debug!(target, error = %e, "hint replay stopped");
-        }
-    }
+/// The limits on stored hints.
+#[derive(Clone, Copy, Debug)]
+pub struct HintLimits {
+    /// Most hints kept at once; more are dropped (anti-entropy repairs).
+    pub max_hints: u64,
+    /// Hints older than this are dropped instead of replayed.
+    pub max_age: Duration,
 }
 
-async fn replay_to(node: &Arc<Node>, target: &str) -> Result<(), String> {
-    let max_age_us = u64::try_from(node.config.max_hint_age.as_micros()).unwrap_or(u64::MAX);
-    loop {
-        let hints = node
-            .store
-            .engine()
-            .hints(target, BATCH)
-            .map_err(|e| e.to_string())?;
-        if hints.is_empty() {
-            return Ok(());
+/// This node's hints: where they are kept and how they are delivered.
+pub struct Hints {
+    store: Store,
+    limits: HintLimits,
+    membership: Arc<Membership>,
+    detector: Arc<Detector>,
+    transfer: Transfer,
+    metrics: Arc<Metrics>,
+}
+
+impl Hints {
+    /// Hints kept in `store`, delivered through `transfer` to members of
+    /// `membership` that `detector` sees up.
+    pub fn new(
+        store: Store,
+        limits: HintLimits,
+        membership: Arc<Membership>,
+        detector: Arc<Detector>,
+        transfer: Transfer,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Hints {
+            store,
+            limits,
+            membership,
+            detector,
+            transfer,
+            metrics,
         }
-        let now = wall_micros();
-        let member = node.membership.get(target);
-        let gone = member.as_ref().is_none_or(|m| !m.state.in_write_ring());
-        let (expired, live): (Vec<_>, Vec<_>) = hints
-            .into_iter()
-            .partition(|h| gone || now.saturating_sub(h.stored_at_us) > max_age_us);
-        if !expired.is_empty() {
-            node.metrics.hints_dropped.inc_by(expired.len() as u64);
+    }
+
+    /// Keeps `versions` on this node as hints for `owner`, in one storage
+    /// batch; none once the hint limit is reached.
+    pub async fn keep(
+        &self,
+        owner: &str,
+        versions: Vec<(Bytes, Record)>,
+    ) -> Result<(), ReplicaError> {
+        let stats = self.store.engine().hint_stats()?;
+        if stats.count >= self.limits.max_hints {
+            self.metrics.hints_dropped.inc();
             tracing::warn!(
-                target,
-                dropped = expired.len(),
-                "dropping expired hints (anti-entropy will repair)"
+                owner,
+                hints = stats.count,
+                "hint limit reached; dropping hint (anti-entropy will repair)"
             );
-            delete_hints(node, target, &expired).await?;
+            return Err(ReplicaError::HintsFull);
         }
-        if live.is_empty() {
-            continue;
-        }
-        if member.is_none() || node.detector.get(target).health != Health::Up {
-            return Ok(());
-        }
-        // The same batched push anti-entropy and streaming use.
-        let records = live
-            .iter()
-            .map(|h| (h.key.clone(), h.record.clone()))
+        let n = versions.len() as u64;
+        let now = wall_micros();
+        let ops = versions
+            .into_iter()
+            .map(|(key, record)| WriteOp::Hint {
+                target: owner.to_string(),
+                key,
+                record,
+                stored_at_us: now,
+            })
             .collect();
-        node.push_all(target, records).await?;
-        node.metrics.hints_replayed.inc_by(live.len() as u64);
-        tracing::info!(target, delivered = live.len(), "hints delivered");
-        delete_hints(node, target, &live).await?;
+        self.store.write(ops).await?;
+        self.metrics.hints_stored.inc_by(n);
+        Ok(())
     }
-}
 
-/// Deletes delivered or expired hints.
-async fn delete_hints(node: &Node, target: &str, hints: &[Hint]) -> Result<(), String> {
-    node.store
-        .write(vec![WriteOp::DeleteHints {
-            target: target.to_string(),
-            ids: hints.iter().map(|h| h.id).collect(),
-        }])
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    /// Hints stored now.
+    pub fn pending(&self) -> u64 {
+        self.store
+            .engine()
+            .hint_stats()
+            .map(|s| s.count)
+            .unwrap_or_default()
+    }
+
+    /// One replay round over every owner that has hints.
+    pub async fn replay_round(&self) {
+        let stats = match self.store.engine().hint_stats() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading hint stats failed");
+                return;
+            }
+        };
+        self.metrics.hints_pending.set(stats.count as i64);
+        for owner in stats.targets {
+            let span = tracing::debug_span!("hint_replay", owner = %owner);
+            if let Err(e) = self.replay_to(&owner).instrument(span).await {
+                tracing::debug!(owner, error = %e, "hint replay stopped");
+            }
+        }
+    }
+
+    async fn replay_to(&self, owner: &str) -> Result<(), ReplicaError> {
+        let max_age_us = u64::try_from(self.limits.max_age.as_micros()).unwrap_or(u64::MAX);
+        loop {
+            let hints = self.store.engine().hints(owner, BATCH)?;
+            if hints.is_empty() {
+                return Ok(());
+            }
+            let now = wall_micros();
+            let member = self.membership.get(owner);
+            let gone = member.as_ref().is_none_or(|m| !m.state.in_write_ring());
+            let (expired, live): (Vec<_>, Vec<_>) = hints
+                .into_iter()
+                .partition(|h| gone || now.saturating_sub(h.stored_at_us) > max_age_us);
+            if !expired.is_empty() {
+                self.metrics.hints_dropped.inc_by(expired.len() as u64);
+                tracing::warn!(
+                    owner,
+                    dropped = expired.len(),
+                    "dropping expired hints (anti-entropy will repair)"
+                );
+                self.delete(owner, &expired).await?;
+            }
+            if live.is_empty() {
+                continue;
+            }
+            if member.is_none() || self.detector.get(owner).health != Health::Up {
+                return Ok(());
+            }
+            // The same batched push anti-entropy and streaming use.
+            let records = live
+                .iter()
+                .map(|h| (h.key.clone(), h.record.clone()))
+                .collect();
+            self.transfer.push(owner, records).await?;
+            self.metrics.hints_replayed.inc_by(live.len() as u64);
+            tracing::info!(owner, delivered = live.len(), "hints delivered");
+            self.delete(owner, &live).await?;
+        }
+    }
+
+    /// Deletes delivered or expired hints.
+    async fn delete(&self, owner: &str, hints: &[Hint]) -> Result<(), ReplicaError> {
+        self.store
+            .write(vec![WriteOp::DeleteHints {
+                target: owner.to_string(),
+                ids: hints.iter().map(|h| h.id).collect(),
+            }])
+            .await?;
+        Ok(())
+    }
 }

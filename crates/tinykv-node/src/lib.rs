@@ -4,12 +4,13 @@
 
 pub mod antientropy;
 pub mod background;
+pub mod clock;
 pub mod cluster_name;
 pub mod config;
 pub mod coordinator;
 pub mod detector;
+pub mod directory;
 pub mod error;
-#[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod gossip;
 pub mod health;
@@ -22,10 +23,13 @@ pub mod metrics;
 pub mod node;
 mod pages;
 pub mod peers;
+pub mod placement;
 pub mod quorum;
+pub mod replicas;
 pub mod ring;
 pub mod server;
 pub mod service;
 pub mod status;
 pub mod storage;
+pub mod transfer;
 pub mod version;

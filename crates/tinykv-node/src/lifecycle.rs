@@ -1,22 +1,34 @@
-//! Leaving the ring: decommission (a live node streams its data to the nodes
-//! that take its ranges over, then leaves) and removenode (a dead node is
-//! dropped and its ranges re-replicated from the survivors).
+//! Joining and leaving the ring: a joining node streams its future ranges
+//! from their current replicas; decommission (a live node streams its data
+//! to the nodes that take its ranges over, then leaves); removenode (a dead
+//! node is dropped and its ranges re-replicated from the survivors).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_client::AdminClient;
-use tonic::Status;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::membership::MemberState;
-use crate::node::Node;
+use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
+use crate::clock::Clock;
+use crate::detector::{Detector, Health};
+use crate::gossip::Gossip;
+use crate::membership::{MemberState, Membership};
+use crate::metrics::Metrics;
 use crate::pages::Pages;
 use crate::ring::{key_token, Ring};
-use crate::storage::ScanLimit;
+use crate::storage::{ScanLimit, StorageError, Store};
+use crate::transfer::Transfer;
 use crate::version::Record;
+
+mod error;
+mod join;
+pub use error::LifecycleError;
 
 /// Versions per page when a leaving node streams its data out.
 const STREAM_PAGE: usize = 1024;
@@ -30,45 +42,143 @@ pub const MEMBER_MARKER: &str = "member-state";
 pub struct StreamProgress {
     /// "joining", "leaving" or empty.
     pub operation: String,
-    /// Keys streamed so far.
+    /// Keys (or, joining, ranges) streamed so far.
     pub keys_streamed: u64,
-    /// Keys to stream in all.
+    /// Keys (or ranges) to stream in all.
     pub keys_total: u64,
     /// Last error, if streaming is retrying.
     pub last_error: Option<String>,
 }
 
-impl Node {
-    fn admin_client(&self, id: &str) -> Result<AdminClient<tonic::transport::Channel>, Status> {
+impl StreamProgress {
+    /// The share streamed, 0 to 1.
+    pub fn fraction(&self) -> f64 {
+        if self.keys_total == 0 {
+            0.0
+        } else {
+            self.keys_streamed as f64 / self.keys_total as f64
+        }
+    }
+}
+
+/// Where a decommission stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaveProgress {
+    /// The leaving node's state ("leaving", "left", ...).
+    pub state: String,
+    /// Keys streamed so far.
+    pub keys_streamed: u64,
+    /// The share streamed, 0 to 1.
+    pub progress: f64,
+    /// What is happening, or the last streaming error.
+    pub message: String,
+}
+
+/// How a removal ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// What happened, naming any node whose re-replication failed.
+    pub message: String,
+    /// Versions moved by the re-replication rounds.
+    pub keys_rereplicated: u64,
+}
+
+/// What the lifecycle needs besides the other subsystems.
+pub struct LifecycleParts {
+    /// The data directory (where the member marker lives).
+    pub data_dir: PathBuf,
+    /// This node's storage.
+    pub store: Store,
+    /// The clock stamping membership changes.
+    pub clock: Arc<Clock>,
+    /// The member table.
+    pub membership: Arc<Membership>,
+    /// Peer health.
+    pub detector: Arc<Detector>,
+    /// Heartbeats, used to spread a state change at once.
+    pub gossip: Arc<Gossip>,
+    /// Bulk transfers to and from peers.
+    pub transfer: Transfer,
+    /// Repair rounds (re-replication after a removal).
+    pub antientropy: Arc<AntiEntropy>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// This node's joins and leaves, and removals of dead nodes.
+pub struct Lifecycle {
+    id: String,
+    parts: LifecycleParts,
+    progress: Mutex<StreamProgress>,
+}
+
+impl Lifecycle {
+    /// The lifecycle of node `id`.
+    pub fn new(id: &str, parts: LifecycleParts) -> Self {
+        Lifecycle {
+            id: id.to_string(),
+            parts,
+            progress: Mutex::new(StreamProgress::default()),
+        }
+    }
+
+    /// Progress of this node's own join or decommission.
+    pub fn progress(&self) -> StreamProgress {
+        self.progress.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut StreamProgress)) {
+        if let Ok(mut p) = self.progress.lock() {
+            f(&mut p);
+        }
+    }
+
+    /// Starts this node: joins the cluster in the background if it is a
+    /// new joining member, else records that it is a full member.
+    pub fn start(self: &Arc<Self>) {
+        if self.parts.gossip.own_state() == Some(MemberState::Joining) {
+            let me = self.clone();
+            tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
+        } else {
+            self.write_member_marker(MemberState::Normal);
+        }
+    }
+
+    /// Records in the data directory that this node is a full member.
+    fn write_member_marker(&self, state: MemberState) {
+        let path = self.parts.data_dir.join(MEMBER_MARKER);
+        if let Err(e) = std::fs::write(&path, state.to_string()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write member marker");
+        }
+    }
+
+    fn admin_client(
+        &self,
+        id: &str,
+    ) -> Result<AdminClient<tonic::transport::Channel>, LifecycleError> {
         let addr = self
+            .parts
             .membership
             .address_of(id)
-            .ok_or_else(|| Status::not_found(format!("unknown node {id}")))?;
+            .ok_or_else(|| LifecycleError::UnknownNode(id.to_string()))?;
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .map_err(|e| LifecycleError::BadAddress(format!("{addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .connect_lazy();
         Ok(AdminClient::new(ch))
     }
 
-    fn leave_response(&self) -> pb::DecommissionResponse {
-        let state = self
-            .membership
-            .get(&self.id)
-            .map(|m| m.state)
-            .unwrap_or(MemberState::Normal);
-        let p = self
-            .stream_progress
-            .lock()
-            .map(|p| p.clone())
-            .unwrap_or_default();
+    fn leave_progress(&self) -> LeaveProgress {
+        let state = self.parts.gossip.own_state().unwrap_or(MemberState::Normal);
+        let p = self.progress();
         let progress = match state {
             MemberState::Left => 1.0,
-            _ if p.keys_total == 0 => 0.0,
-            _ => p.keys_streamed as f64 / p.keys_total as f64,
+            _ => p.fraction(),
         };
-        pb::DecommissionResponse {
+        LeaveProgress {
             state: state.to_string(),
             keys_streamed: p.keys_streamed,
             progress,
@@ -79,118 +189,126 @@ impl Node {
     }
 
     /// Starts or reports on the decommission of `id` (forwarded to that node
-    /// when it is not this one). Idempotent: calling again reports progress.
-    pub async fn decommission(
-        self: &Arc<Self>,
-        id: &str,
-    ) -> Result<pb::DecommissionResponse, Status> {
-        let id = if id.is_empty() {
-            self.id.clone()
-        } else {
-            id.to_string()
-        };
-        if id != self.id {
-            let member = self
-                .membership
-                .get(&id)
-                .ok_or_else(|| Status::not_found(format!("unknown node {id}")))?;
-            if member.state == MemberState::Left {
-                return Ok(pb::DecommissionResponse {
-                    state: "left".into(),
-                    progress: 1.0,
-                    message: format!("{id} has left"),
-                    ..Default::default()
-                });
-            }
-            let mut client = self.admin_client(&id)?;
-            return client
-                .decommission(pb::DecommissionRequest {
-                    node_id: id.clone(),
-                })
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| {
-                    Status::unavailable(format!("forwarding decommission to {id}: {}", s.message()))
-                });
+    /// when it is not this one; empty is this one). Idempotent: calling
+    /// again reports progress.
+    #[tracing::instrument(skip(self))]
+    pub async fn decommission(self: &Arc<Self>, id: &str) -> Result<LeaveProgress, LifecycleError> {
+        if !id.is_empty() && id != self.id {
+            return self.forward_decommission(id).await;
         }
-        let state = self.membership.get(&self.id).map(|m| m.state);
-        match state {
+        match self.parts.gossip.own_state() {
             Some(MemberState::Normal) => {
                 let remaining = self
+                    .parts
                     .membership
                     .members()
                     .iter()
                     .filter(|m| m.id != self.id && m.state == MemberState::Normal)
                     .count();
                 if remaining == 0 {
-                    return Err(Status::failed_precondition(
-                        "cannot decommission the last node of the cluster",
-                    ));
+                    return Err(LifecycleError::LastNode);
                 }
-                self.membership
-                    .set(&self.id, &self.addr, MemberState::Leaving, self.clock.now());
+                self.parts.gossip.announce(MemberState::Leaving);
                 tracing::info!(id = %self.id, "decommission started: streaming ranges to new owners");
-                let node = self.clone();
-                tokio::spawn(async move { node.stream_out().await });
+                let me = self.clone();
+                tokio::spawn(
+                    async move { me.stream_out().await }
+                        .instrument(tracing::info_span!("decommission_stream")),
+                );
             }
             Some(MemberState::Leaving) | Some(MemberState::Left) => {}
             other => {
-                return Err(Status::failed_precondition(format!(
+                return Err(LifecycleError::WrongState(format!(
                     "{} cannot be decommissioned in state {:?}",
                     self.id, other
                 )))
             }
         }
-        Ok(self.leave_response())
+        Ok(self.leave_progress())
+    }
+
+    /// Asks node `id` to decommission itself.
+    async fn forward_decommission(&self, id: &str) -> Result<LeaveProgress, LifecycleError> {
+        let member = self
+            .parts
+            .membership
+            .get(id)
+            .ok_or_else(|| LifecycleError::UnknownNode(id.to_string()))?;
+        if member.state == MemberState::Left {
+            return Ok(LeaveProgress {
+                state: "left".into(),
+                keys_streamed: 0,
+                progress: 1.0,
+                message: format!("{id} has left"),
+            });
+        }
+        let mut client = self.admin_client(id)?;
+        let r = client
+            .decommission(pb::DecommissionRequest {
+                node_id: id.to_string(),
+            })
+            .await
+            .map_err(|s| LifecycleError::Forward {
+                node: id.to_string(),
+                message: s.message().to_string(),
+            })?
+            .into_inner();
+        Ok(LeaveProgress {
+            state: r.state,
+            keys_streamed: r.keys_streamed,
+            progress: r.progress,
+            message: r.message,
+        })
     }
 
     /// Records a streaming failure and waits a second before the retry;
     /// false when the node is shutting down instead.
     async fn pause_before_retry(&self, what: &str, error: String) -> bool {
         tracing::warn!(error = %error, "{what} failed; retrying");
-        if let Ok(mut p) = self.stream_progress.lock() {
-            p.last_error = Some(error);
-        }
+        self.update(|p| p.last_error = Some(error));
         tokio::select! {
-            _ = self.shutdown.cancelled() => false,
+            _ = self.parts.shutdown.cancelled() => false,
             _ = tokio::time::sleep(Duration::from_secs(1)) => true,
         }
     }
 
     /// Streams every local version to the nodes that replicate it once this
     /// node is gone, retrying until it succeeds, then marks this node Left.
-    async fn stream_out(self: Arc<Self>) {
+    async fn stream_out(&self) {
         loop {
             match self.stream_out_once().await {
                 Ok(()) => break,
                 Err(e) => {
-                    if !self.pause_before_retry("decommission streaming", e).await {
+                    if !self
+                        .pause_before_retry("decommission streaming", e.to_string())
+                        .await
+                    {
                         return;
                     }
                 }
             }
         }
-        self.membership
-            .set(&self.id, &self.addr, MemberState::Left, self.clock.now());
+        self.parts.gossip.announce(MemberState::Left);
         tracing::info!(id = %self.id, "decommission complete: node has left the ring");
         // Tell everyone at once rather than waiting for the next heartbeat.
-        crate::gossip::heartbeat_round(&self).await;
+        self.parts.gossip.round().await;
     }
 
     /// Streams every local version to its owners on the ring without this
     /// node, page by page (a page of [`STREAM_PAGE`] versions or
     /// [`crate::storage::SCAN_PAGE_BYTES`]), so a node of any size leaves
     /// without holding its data in memory.
-    async fn stream_out_once(self: &Arc<Self>) -> Result<(), String> {
-        let keys_total = self.store.engine().key_count().map_err(|e| e.to_string())?;
-        if let Ok(mut p) = self.stream_progress.lock() {
+    async fn stream_out_once(&self) -> Result<(), LifecycleError> {
+        let keys_total = self.parts.store.engine().key_count()?;
+        self.update(|p| {
             *p = StreamProgress {
                 operation: "leaving".into(),
                 keys_total,
                 ..Default::default()
-            };
-        }
+            }
+        });
         let future: Vec<String> = self
+            .parts
             .membership
             .members()
             .into_iter()
@@ -201,11 +319,11 @@ impl Node {
             .collect();
         let ring = Ring::new(
             future,
-            self.config.vnodes,
-            self.config.replication_factor as usize,
+            self.parts.membership.vnodes(),
+            self.parts.membership.replication_factor(),
         );
         let mut pages = Pages::new(0, 0, ScanLimit::count(STREAM_PAGE));
-        while let Some(page) = pages.next(self).await? {
+        while let Some(page) = pages.next(&self.parts.store).await? {
             let mut by_dest: HashMap<String, Vec<(Bytes, Record)>> = HashMap::new();
             for (k, r) in &page {
                 for dest in ring
@@ -220,45 +338,65 @@ impl Node {
                 }
             }
             for (dest, recs) in by_dest {
-                self.push_all(&dest, recs)
+                self.parts
+                    .transfer
+                    .push(&dest, recs)
                     .await
-                    .map_err(|e| format!("{dest}: {e}"))?;
+                    .map_err(|error| LifecycleError::Peer { node: dest, error })?;
             }
-            if let Ok(mut p) = self.stream_progress.lock() {
-                p.keys_streamed += page.len() as u64;
-            }
-            self.metrics.repair_keys.inc_by(page.len() as u64);
+            self.update(|p| p.keys_streamed += page.len() as u64);
+            self.parts.metrics.repair_keys.inc_by(page.len() as u64);
         }
         Ok(())
     }
 
     /// Drops a dead node for good and re-replicates its ranges: every
     /// remaining normal member runs an anti-entropy round on the new ring.
-    pub async fn remove_node(self: &Arc<Self>, id: &str) -> Result<pb::RemoveNodeResponse, Status> {
+    #[tracing::instrument(skip(self))]
+    pub async fn remove_node(&self, id: &str) -> Result<Removal, LifecycleError> {
         if id == self.id {
-            return Err(Status::invalid_argument(
-                "a node cannot remove itself; use decommission",
-            ));
+            return Err(LifecycleError::RemoveSelf);
         }
         let member = self
+            .parts
             .membership
             .get(id)
-            .ok_or_else(|| Status::not_found(format!("unknown node {id}")))?;
+            .ok_or_else(|| LifecycleError::UnknownNode(id.to_string()))?;
         if member.state != MemberState::Removed {
-            if !self.detector.is_down(id)
-                && self.detector.get(id).health != crate::detector::Health::Unknown
-            {
-                return Err(Status::failed_precondition(format!(
-                    "{id} is still answering heartbeats; decommission it instead"
-                )));
+            let detector = &self.parts.detector;
+            if !detector.is_down(id) && detector.get(id).health != Health::Unknown {
+                return Err(LifecycleError::StillAlive(id.to_string()));
             }
-            self.membership
-                .set(id, &member.addr, MemberState::Removed, self.clock.now());
-            self.detector.forget(id);
-            crate::gossip::heartbeat_round(self).await;
+            self.parts.membership.set(
+                id,
+                &member.addr,
+                MemberState::Removed,
+                self.parts.clock.now(),
+            );
+            detector.forget(id);
+            self.parts.gossip.round().await;
         }
-        let mut moved = self.anti_entropy_round().await.map_err(Status::internal)?;
+        let mut moved = self.parts.antientropy.round().await?;
+        let failures = self.repair_others(&mut moved).await;
+        let message = if failures.is_empty() {
+            format!("{id} removed; its ranges were re-replicated")
+        } else {
+            format!(
+                "{id} removed; re-replication incomplete on {}",
+                failures.join(", ")
+            )
+        };
+        Ok(Removal {
+            message,
+            keys_rereplicated: moved.keys_sent + moved.keys_received,
+        })
+    }
+
+    /// Asks every other normal member for a repair round, adding what
+    /// they moved to `moved`; returns the members whose round failed.
+    async fn repair_others(&self, moved: &mut RepairReport) -> Vec<String> {
         let others: Vec<String> = self
+            .parts
             .membership
             .members()
             .into_iter()
@@ -268,150 +406,33 @@ impl Node {
         let mut failures = Vec::new();
         for other in others {
             let res = match self.admin_client(&other) {
-                Ok(mut c) => c.repair(pb::RepairRequest {}).await.map(|r| r.into_inner()),
-                Err(e) => Err(e),
+                Ok(mut c) => c
+                    .repair(pb::RepairRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| s.message().to_string()),
+                Err(e) => Err(e.to_string()),
             };
             match res {
                 Ok(r) => {
                     moved.keys_sent += r.keys_sent;
                     moved.keys_received += r.keys_received;
                 }
-                Err(e) => failures.push(format!("{other}: {}", e.message())),
+                Err(e) => failures.push(format!("{other}: {e}")),
             }
         }
-        let message = if failures.is_empty() {
-            format!("{id} removed; its ranges were re-replicated")
-        } else {
-            format!(
-                "{id} removed; re-replication incomplete on {}",
-                failures.join(", ")
-            )
-        };
-        Ok(pb::RemoveNodeResponse {
-            message,
-            keys_rereplicated: moved.keys_sent + moved.keys_received,
-        })
+        failures
     }
 }
 
-impl Node {
-    /// Records in the data directory that this node is a full member.
-    pub fn write_member_marker(&self, state: MemberState) {
-        let path = self.config.data_dir.join(MEMBER_MARKER);
-        if let Err(e) = std::fs::write(&path, state.to_string()) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write member marker");
-        }
+impl From<StorageError> for LifecycleError {
+    fn from(e: StorageError) -> Self {
+        LifecycleError::Storage(e)
     }
+}
 
-    /// Joins a running cluster: waits to hear from a peer, then streams this
-    /// node's future ranges from their current replicas and becomes normal.
-    /// Bootstraps as normal when no member is normal yet (a new cluster).
-    pub async fn join_cluster(self: Arc<Self>) {
-        // Hear from someone (or give up waiting and bootstrap) before deciding.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
-            let heard = self.membership.members().iter().any(|m| {
-                m.id != self.id && self.detector.get(&m.id).health == crate::detector::Health::Up
-            });
-            if heard {
-                break;
-            }
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-        }
-        loop {
-            let normals = self
-                .membership
-                .members()
-                .iter()
-                .filter(|m| m.id != self.id && m.state == MemberState::Normal)
-                .count();
-            if normals == 0 {
-                tracing::info!(id = %self.id, "no running cluster found: bootstrapping as normal");
-                break;
-            }
-            match self.stream_in().await {
-                Ok(keys) => {
-                    tracing::info!(id = %self.id, keys, "join streaming complete");
-                    break;
-                }
-                Err(e) => {
-                    if !self.pause_before_retry("join streaming", e).await {
-                        return;
-                    }
-                }
-            }
-        }
-        self.membership
-            .set(&self.id, &self.addr, MemberState::Normal, self.clock.now());
-        self.write_member_marker(MemberState::Normal);
-        if let Ok(mut p) = self.stream_progress.lock() {
-            p.operation.clear();
-            p.last_error = None;
-        }
-        crate::gossip::heartbeat_round(&self).await;
-        tracing::info!(id = %self.id, "joined: now a normal member");
-    }
-
-    /// Pulls every version of this node's future ranges from the replicas
-    /// that hold them now. Returns the keys received.
-    async fn stream_in(self: &Arc<Self>) -> Result<u64, String> {
-        let future = self.membership.future_ring();
-        let current = self.membership.read_ring();
-        let ranges = future.ranges_of(&self.id);
-        if let Ok(mut p) = self.stream_progress.lock() {
-            *p = StreamProgress {
-                operation: "joining".into(),
-                keys_total: ranges.len() as u64,
-                ..Default::default()
-            };
-        }
-        let mut received = 0u64;
-        for r in ranges {
-            // Each future range lies inside one current range (the future
-            // ring only adds tokens), whose replicas all hold its data.
-            let sources: Vec<String> = current
-                .walk(r.end)
-                .into_iter()
-                .take(current.replicas_per_key())
-                .filter(|s| *s != self.id)
-                .map(String::from)
-                .collect();
-            let mut ok = 0;
-            let mut errors = Vec::new();
-            for src in &sources {
-                match self.fetch_all(src, r.start, r.end).await {
-                    Ok(recs) => {
-                        ok += 1;
-                        received += recs.len() as u64;
-                        if !recs.is_empty() {
-                            let ops = recs
-                                .into_iter()
-                                .map(|(key, record)| crate::storage::WriteOp::Put { key, record })
-                                .collect();
-                            self.store.write(ops).await.map_err(|e| e.to_string())?;
-                        }
-                    }
-                    Err(e) => errors.push(format!("{src}: {e}")),
-                }
-            }
-            // Every version acknowledged at QUORUM is on a majority of the
-            // sources; pulling from a majority of them (by LWW) gets it.
-            if ok < sources.len() / 2 + 1 {
-                return Err(format!(
-                    "range ({}, {}]: too few sources answered ({})",
-                    r.start,
-                    r.end,
-                    errors.join("; ")
-                ));
-            }
-            if let Ok(mut p) = self.stream_progress.lock() {
-                p.keys_streamed += 1;
-            }
-        }
-        self.metrics.repair_keys.inc_by(received);
-        Ok(received)
+impl From<RepairError> for LifecycleError {
+    fn from(e: RepairError) -> Self {
+        LifecycleError::Repair(e)
     }
 }

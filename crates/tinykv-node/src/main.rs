@@ -26,7 +26,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_env("TINYKV_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // TINYKV_LOG wins, then the usual RUST_LOG (the operator's pods set
+    // RUST_LOG), then "info".
+    let filter = EnvFilter::try_from_env("TINYKV_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)

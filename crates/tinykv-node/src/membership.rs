@@ -150,6 +150,17 @@ impl Membership {
         &self.self_id
     }
 
+    /// The configured replication factor (N): the one source of it for the
+    /// node; a ring with fewer members has fewer replicas per key.
+    pub fn replication_factor(&self) -> usize {
+        self.rf
+    }
+
+    /// Virtual nodes per member.
+    pub fn vnodes(&self) -> u32 {
+        self.vnodes
+    }
+
     /// The ring used to choose the replicas that answer reads.
     pub fn read_ring(&self) -> Arc<Ring> {
         match self.table.read() {

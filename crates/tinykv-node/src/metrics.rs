@@ -171,10 +171,12 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (and `/healthz`) on `listener` until `shutdown`.
+/// Serves `GET /metrics` (and `/healthz`) on `listener` until `shutdown`;
+/// the storage counters are brought up to `store`'s at each scrape.
 pub async fn serve(
     listener: TcpListener,
-    node: std::sync::Arc<crate::node::Node>,
+    metrics: std::sync::Arc<Metrics>,
+    store: crate::storage::Store,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::routing::get;
@@ -182,10 +184,10 @@ pub async fn serve(
         .route(
             "/metrics",
             get(move || {
-                let node = node.clone();
+                let (metrics, store) = (metrics.clone(), store.clone());
                 async move {
-                    node.metrics.observe_store(node.store.stats());
-                    node.metrics.render()
+                    metrics.observe_store(store.stats());
+                    metrics.render()
                 }
             }),
         )

@@ -2,12 +2,9 @@
 //! background work that must see all of them (anti-entropy, purging,
 //! streaming a leaving node's data out) without holding them all at once.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use crate::node::Node;
-use crate::storage::ScanLimit;
+use crate::storage::{ScanLimit, StorageError, Store};
 use crate::version::Record;
 
 /// The pages of the local versions in `(lo, hi]`, in scan order, each
@@ -31,28 +28,43 @@ impl Pages {
         }
     }
 
-    /// The next page of `node`'s versions; `None` after the last one.
+    /// The next page of `store`'s versions; `None` after the last one.
     pub(crate) async fn next(
         &mut self,
-        node: &Arc<Node>,
-    ) -> Result<Option<Vec<(Bytes, Record)>>, String> {
+        store: &Store,
+    ) -> Result<Option<Vec<(Bytes, Record)>>, StorageError> {
         if self.done {
             return Ok(None);
         }
-        let (node, (lo, hi), after, limit) =
-            (node.clone(), self.range, self.after.take(), self.limit);
-        let page = tokio::task::spawn_blocking(move || {
-            node.store
-                .engine()
-                .scan(lo, hi, after.as_deref(), limit)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let (engine, (lo, hi), after, limit) = (
+            store.engine().clone(),
+            self.range,
+            self.after.take(),
+            self.limit,
+        );
+        let page =
+            tokio::task::spawn_blocking(move || engine.scan(lo, hi, after.as_deref(), limit))
+                .await
+                .map_err(|e| StorageError::Engine(format!("scan task: {e}")))??;
         match page.last() {
             Some((k, _)) if limit.filled_by(&page) => self.after = Some(k.clone()),
             _ => self.done = true,
         }
         Ok(Some(page))
+    }
+
+    /// Every local version in `(lo, hi]`, page by page.
+    pub(crate) async fn all(
+        store: &Store,
+        lo: u64,
+        hi: u64,
+        page: usize,
+    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
+        let mut pages = Pages::new(lo, hi, ScanLimit::count(page));
+        let mut out = Vec::new();
+        while let Some(p) = pages.next(store).await? {
+            out.extend(p);
+        }
+        Ok(out)
     }
 }

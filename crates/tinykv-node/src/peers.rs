@@ -27,6 +27,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cluster_name::Stamp;
+use crate::error::ReplicaError;
 use crate::version::{keyed, Record};
 
 /// Most requests in one batch.
@@ -37,14 +38,14 @@ const MAX_BATCH: usize = 512;
 struct WriteItem {
     entries: Vec<(Bytes, Record)>,
     deadline: Instant,
-    reply: oneshot::Sender<Result<(), String>>,
+    reply: oneshot::Sender<Result<(), ReplicaError>>,
 }
 
 /// Keys to read on the peer, answered together, in order.
 struct ReadItem {
     keys: Vec<Bytes>,
     deadline: Instant,
-    reply: oneshot::Sender<Result<Vec<Option<Record>>, String>>,
+    reply: oneshot::Sender<Result<Vec<Option<Record>>, ReplicaError>>,
 }
 
 /// A client of another node's peer service: every call carries this node's
@@ -87,14 +88,14 @@ impl Peers {
         }
     }
 
-    fn peer(&self, addr: &str) -> Result<Peer, String> {
+    fn peer(&self, addr: &str) -> Result<Peer, ReplicaError> {
         if let Ok(map) = self.channels.read() {
             if let Some(p) = map.get(addr) {
                 return Ok(p.clone());
             }
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("invalid peer address {addr:?}: {e}"))?
+            .map_err(|e| ReplicaError::Unreachable(format!("invalid peer address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -106,7 +107,7 @@ impl Peers {
         let mut map = self
             .channels
             .write()
-            .map_err(|_| "peer table poisoned".to_string())?;
+            .map_err(|_| ReplicaError::ShuttingDown)?;
         if let Some(p) = map.get(addr) {
             return Ok(p.clone());
         }
@@ -123,7 +124,7 @@ impl Peers {
     }
 
     /// The client for `addr` (`host:port`), created on first use.
-    pub fn client(&self, addr: &str) -> Result<PeerConn, String> {
+    pub fn client(&self, addr: &str) -> Result<PeerConn, ReplicaError> {
         self.peer(addr).map(|p| p.client)
     }
 
@@ -134,7 +135,7 @@ impl Peers {
         key: Bytes,
         record: Record,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplicaError> {
         self.write_all(addr, vec![(key, record)], deadline).await
     }
 
@@ -145,7 +146,7 @@ impl Peers {
         addr: &str,
         entries: Vec<(Bytes, Record)>,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplicaError> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
             .queue
@@ -154,8 +155,8 @@ impl Peers {
                 deadline,
                 reply,
             }))
-            .map_err(|_| "peer sender stopped".to_string())?;
-        rx.await.map_err(|_| "peer sender stopped".to_string())?
+            .map_err(|_| ReplicaError::ShuttingDown)?;
+        rx.await.map_err(|_| ReplicaError::ShuttingDown)?
     }
 
     /// Reads the replica at `addr` (coalesced with others).
@@ -164,10 +165,10 @@ impl Peers {
         addr: &str,
         key: Bytes,
         deadline: Instant,
-    ) -> Result<Option<Record>, String> {
+    ) -> Result<Option<Record>, ReplicaError> {
         let mut got = self.read_all(addr, vec![key], deadline).await?;
         got.pop()
-            .ok_or_else(|| "malformed exchange answer".to_string())
+            .ok_or_else(|| ReplicaError::Malformed("no answer to the read".into()))
     }
 
     /// Reads `keys` on the replica at `addr`, coalesced with others; one
@@ -177,7 +178,7 @@ impl Peers {
         addr: &str,
         keys: Vec<Bytes>,
         deadline: Instant,
-    ) -> Result<Vec<Option<Record>>, String> {
+    ) -> Result<Vec<Option<Record>>, ReplicaError> {
         let (reply, rx) = oneshot::channel();
         self.peer(addr)?
             .queue
@@ -186,8 +187,8 @@ impl Peers {
                 deadline,
                 reply,
             }))
-            .map_err(|_| "peer sender stopped".to_string())?;
-        rx.await.map_err(|_| "peer sender stopped".to_string())?
+            .map_err(|_| ReplicaError::ShuttingDown)?;
+        rx.await.map_err(|_| ReplicaError::ShuttingDown)?
     }
 }
 
@@ -323,8 +324,10 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
     }
     let answer = match call {
         StreamCall::Answer(r) if r.reads.len() == reads_len => Ok(r.reads),
-        StreamCall::Answer(_) => Err("malformed exchange answer".to_string()),
-        StreamCall::Failed(s) => Err(describe(&s)),
+        StreamCall::Answer(_) => Err(ReplicaError::Malformed(
+            "exchange answer of the wrong length".into(),
+        )),
+        StreamCall::Failed(s) => Err(ReplicaError::from_status(&s)),
         StreamCall::Unsupported(msg) => unary::legacy_exchange(client, msg, deadline).await,
     };
     match answer {
@@ -355,22 +358,6 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
                 let _ = r.reply.send(Err(e.clone()));
             }
         }
-    }
-}
-
-/// A short reason for a failed peer call, for quorum error messages.
-pub fn describe(status: &tonic::Status) -> String {
-    match status.code() {
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => "deadline exceeded".into(),
-        tonic::Code::Unavailable => {
-            let m = status.message();
-            if m.is_empty() || m.contains("transport") || m.contains("connect") {
-                "unreachable".into()
-            } else {
-                format!("unavailable ({m})")
-            }
-        }
-        code => format!("{code:?}: {}", status.message()),
     }
 }
 

@@ -19,8 +19,10 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
+pub use crate::error::ReplicaError;
+
 /// What one replica call returned: a value, or why it failed.
-pub type CallResult<T> = Result<T, String>;
+pub type CallResult<T> = Result<T, ReplicaError>;
 
 /// Not enough replicas answered in time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct QuorumError {
     /// Answers received.
     pub got: usize,
     /// Per-node failure reasons, in the order they happened.
-    pub failures: Vec<(String, String)>,
+    pub failures: Vec<(String, ReplicaError)>,
 }
 
 impl fmt::Display for QuorumError {
@@ -69,7 +71,7 @@ pub struct Answers<T> {
     /// Successful answers, by node.
     pub ok: Vec<(String, T)>,
     /// Failures, by node, in the order they happened.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<(String, ReplicaError)>,
     /// Calls for this request still running.
     running: usize,
 }
@@ -111,7 +113,7 @@ pub struct Event {
     /// The requests it answered.
     pub requests: Vec<usize>,
     /// Why it failed, if it did.
-    pub failure: Option<String>,
+    pub failure: Option<ReplicaError>,
 }
 
 /// The quorums of a batch of requests and the replica calls in flight.
@@ -149,15 +151,14 @@ impl<T: Send + 'static> Quorums<T> {
             self.requests[r].running += 1;
         }
         self.calls.push(Box::pin(async move {
-            let result = match tokio::time::timeout_at(deadline, call).await {
-                Err(_) => Err("deadline exceeded".to_string()),
-                Ok(Ok(v)) if v.len() != requests.len() => Err(format!(
-                    "answered {} of {} requests",
-                    v.len(),
-                    requests.len()
-                )),
-                Ok(r) => r,
-            };
+            let result =
+                match tokio::time::timeout_at(deadline, call).await {
+                    Err(_) => Err(ReplicaError::Deadline),
+                    Ok(Ok(v)) if v.len() != requests.len() => Err(ReplicaError::Malformed(
+                        format!("answered {} of {} requests", v.len(), requests.len()),
+                    )),
+                    Ok(r) => r,
+                };
             Finished {
                 node,
                 requests,
@@ -333,7 +334,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_millis(50);
         q.call("node1".into(), vec![0], deadline, async { Ok(vec![()]) });
         q.call("node2".into(), vec![0], deadline, async {
-            Err("connection refused".to_string())
+            Err(ReplicaError::Unreachable("connection refused".into()))
         });
         q.call(
             "node3".into(),
@@ -356,8 +357,14 @@ mod tests {
             msg.starts_with("write quorum not reached: 1 of 2 acks"),
             "{msg}"
         );
-        assert!(msg.contains("node2: connection refused"), "{msg}");
+        assert!(
+            msg.contains("node2: unreachable (connection refused)"),
+            "{msg}"
+        );
         assert!(msg.contains("node3: deadline exceeded"), "{msg}");
-        assert!(msg.contains("node4: answered 2 of 1 requests"), "{msg}");
+        assert!(
+            msg.contains("node4: malformed answer: answered 2 of 1 requests"),
+            "{msg}"
+        );
     }
 }

@@ -1,22 +1,83 @@
-//! The node's answer to `Status`: members, their health and ownership.
+//! The node's answer to `Status`: members, their health and ownership,
+//! this node's storage and its join or leave in progress.
+
+use std::sync::Arc;
 
 use tinykv_proto::tinykv as pb;
 
-use crate::config::SyncMode;
-use crate::detector::Health;
-use crate::node::Node;
+use crate::detector::{Detector, Health};
+use crate::lifecycle::Lifecycle;
+use crate::membership::Membership;
+use crate::storage::Store;
 
-impl Node {
-    /// The durability policy as shown in status.
-    pub fn sync_description(&self) -> String {
-        match self.config.sync {
-            SyncMode::Always => "always".into(),
-            SyncMode::Periodic => format!("periodic({}ms)", self.config.sync_period.as_millis()),
+/// What status reports about this node that never changes while it runs.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    /// This node's id.
+    pub id: String,
+    /// Virtual nodes per member.
+    pub vnodes: u32,
+    /// The durability policy as shown ("always", "periodic(100ms)").
+    pub sync: String,
+    /// The cluster name, or empty.
+    pub cluster_name: String,
+}
+
+/// Builds status reports from the subsystems' state.
+pub struct NodeStatus {
+    facts: Facts,
+    membership: Arc<Membership>,
+    detector: Arc<Detector>,
+    store: crate::storage::Store,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl NodeStatus {
+    /// Reports on node `facts.id`.
+    pub fn new(
+        facts: Facts,
+        membership: Arc<Membership>,
+        detector: Arc<Detector>,
+        store: Store,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        NodeStatus {
+            facts,
+            membership,
+            detector,
+            store,
+            lifecycle,
+        }
+    }
+
+    /// One member's row as this node sees it.
+    fn member(&self, m: crate::membership::Member, ownership: (f64, f64)) -> pb::MemberStatus {
+        let (health, phi, last_seen, since) = if m.id == self.facts.id {
+            ("up", 0.0, 0, 0)
+        } else {
+            let h = self.detector.get(&m.id);
+            let shown = match h.health {
+                Health::Unknown => "unknown",
+                other => other.as_str(),
+            };
+            let last = h.since_last.map(|d| d.as_millis() as u64).unwrap_or(0);
+            (shown, h.phi, last, h.since_us as i64)
+        };
+        pb::MemberStatus {
+            node_id: m.id,
+            address: m.addr,
+            health: health.into(),
+            state: m.state.to_string(),
+            primary_ownership: ownership.0,
+            replica_ownership: ownership.1,
+            last_seen_ms_ago: last_seen,
+            health_since_us: since,
+            phi,
         }
     }
 
     /// This node's view of the cluster.
-    pub fn status_report(&self) -> pb::StatusResponse {
+    pub fn report(&self) -> pb::StatusResponse {
         let ring = self.membership.read_ring();
         let ownership = ring.ownership();
         let members = self
@@ -24,60 +85,30 @@ impl Node {
             .members()
             .into_iter()
             .map(|m| {
-                let (health, phi, last_seen, since) = if m.id == self.id {
-                    ("up", 0.0, 0, 0)
-                } else {
-                    let h = self.detector.get(&m.id);
-                    let shown = match h.health {
-                        Health::Unknown => "unknown",
-                        other => other.as_str(),
-                    };
-                    let last = h.since_last.map(|d| d.as_millis() as u64).unwrap_or(0);
-                    (shown, h.phi, last, h.since_us as i64)
-                };
-                let (primary, replica) = ownership.get(&m.id).copied().unwrap_or((0.0, 0.0));
-                pb::MemberStatus {
-                    node_id: m.id,
-                    address: m.addr,
-                    health: health.into(),
-                    state: m.state.to_string(),
-                    primary_ownership: primary,
-                    replica_ownership: replica,
-                    last_seen_ms_ago: last_seen,
-                    health_since_us: since,
-                    phi,
-                }
+                let own = ownership.get(&m.id).copied().unwrap_or((0.0, 0.0));
+                self.member(m, own)
             })
             .collect();
         let stats = self.store.engine().hint_stats().unwrap_or_default();
         let own = self
             .membership
-            .get(&self.id)
+            .get(&self.facts.id)
             .map(|m| m.state.to_string())
             .unwrap_or_default();
-        let p = self
-            .stream_progress
-            .lock()
-            .map(|p| p.clone())
-            .unwrap_or_default();
-        let progress = if p.keys_total == 0 {
-            0.0
-        } else {
-            p.keys_streamed as f64 / p.keys_total as f64
-        };
+        let p = self.lifecycle.progress();
         pb::StatusResponse {
-            node_id: self.id.clone(),
-            replication_factor: self.config.replication_factor,
-            vnodes: self.config.vnodes,
+            node_id: self.facts.id.clone(),
+            replication_factor: self.membership.replication_factor() as u32,
+            vnodes: self.facts.vnodes,
             members,
             version: env!("CARGO_PKG_VERSION").into(),
-            sync: self.sync_description(),
+            sync: self.facts.sync.clone(),
             local_keys: self.store.engine().key_count().unwrap_or(0),
             pending_hints: stats.count,
             state: own,
+            operation_progress: p.fraction(),
             operation: p.operation,
-            operation_progress: progress,
-            cluster_name: self.config.cluster_name.clone().unwrap_or_default(),
+            cluster_name: self.facts.cluster_name.clone(),
         }
     }
 }

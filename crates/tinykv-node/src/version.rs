@@ -13,6 +13,9 @@ use bytes::Bytes;
 use prost::Message;
 use tinykv_proto::internal as pb;
 
+/// Versions of keys, as they travel together: (key, version) pairs.
+pub type Versions = Vec<(Bytes, Record)>;
+
 /// One version of a key: a value or a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {

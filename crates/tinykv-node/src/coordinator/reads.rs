@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use super::{ReadOutcome, RequestError};
+use super::{finished, Coordinator, ReadOutcome, RequestError};
 use crate::config::ReadFanout;
-use crate::node::Node;
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::version::{merge, Record};
 
@@ -33,55 +33,19 @@ pub struct ReadRequest {
     pub deadline: Instant,
 }
 
-impl Node {
+/// Per read: the replicas not asked yet.
+type Pending = Vec<std::vec::IntoIter<String>>;
+
+impl Coordinator {
     /// Reads every key of `reqs` (a client batch's gets) and returns each
     /// one's outcome, in order, once each has its R answers or has failed.
+    #[tracing::instrument(level = "debug", name = "coordinate_reads", skip_all, fields(reads = reqs.len()))]
     pub async fn coordinate_reads(
         self: &Arc<Self>,
         reqs: Vec<ReadRequest>,
     ) -> Vec<Result<ReadOutcome, RequestError>> {
-        let ring = self.membership.read_ring();
         let mut q: Quorums<Option<Record>> = Quorums::new(reqs.iter().map(|r| r.r));
-        let mut groups = Groups::default();
-        // Per read: the replicas not asked yet, and the outcome.
-        let mut pending: Vec<std::vec::IntoIter<String>> = Vec::with_capacity(reqs.len());
-        let mut outcomes: Vec<Option<Result<ReadOutcome, RequestError>>> =
-            Vec::with_capacity(reqs.len());
-        for (i, req) in reqs.iter().enumerate() {
-            let mut order: Vec<String> = ring
-                .preference_list(&req.key)
-                .into_iter()
-                .map(String::from)
-                .collect();
-            if req.r > order.len() {
-                outcomes.push(Some(Err(RequestError::Unavailable(format!(
-                    "read needs {} replies but the ring has only {} replicas for this key",
-                    req.r,
-                    order.len()
-                )))));
-                pending.push(Vec::new().into_iter());
-                continue;
-            }
-            order.sort_by_key(|n| (*n != self.id, self.detector.is_down(n)));
-            let first = match self.config.read_fanout {
-                ReadFanout::All => order.len(),
-                ReadFanout::Needed => req.r,
-            };
-            let mut rest = order.into_iter();
-            for replica in rest.by_ref().take(first) {
-                groups.add(&replica, req.deadline, i, req.key.clone());
-            }
-            pending.push(rest);
-            outcomes.push(None);
-        }
-        for g in groups.into_groups() {
-            let node = self.clone();
-            let (replica, deadline) = (g.node.clone(), g.deadline);
-            q.call(g.node, g.requests, deadline, async move {
-                node.replica_read_all(&replica, g.entries, deadline).await
-            });
-        }
-
+        let (mut pending, mut outcomes) = self.start_reads(&reqs, &mut q);
         let mut open = 0;
         for (i, outcome) in outcomes.iter_mut().enumerate() {
             if outcome.is_none() && !self.settle_read(&q.requests[i], outcome) {
@@ -89,14 +53,15 @@ impl Node {
             }
         }
         // Armed only while some read has a replica left to ask.
-        let speculate = tokio::time::sleep(self.config.read_speculative_retry);
+        let speculate = tokio::time::sleep(self.settings.speculative_retry);
         tokio::pin!(speculate);
         let mut speculated = pending.iter().all(|p| p.len() == 0);
         while open > 0 {
             let asked: Vec<usize> = tokio::select! {
                 ev = q.next() => {
                     let Some(ev) = ev else { break };
-                    if ev.failure.is_some() {
+                    if let Some(error) = &ev.failure {
+                        tracing::debug!(replica = %ev.node, %error, "replica read failed");
                         for &i in &ev.requests {
                             if outcomes[i].is_none() && !q.requests[i].reached() {
                                 self.ask_next(&mut q, &reqs, &mut pending, i);
@@ -107,6 +72,7 @@ impl Node {
                 }
                 _ = &mut speculate, if !speculated => {
                     speculated = true;
+                    tracing::debug!("no quorum by the speculative-retry delay: asking one more replica");
                     for (i, outcome) in outcomes.iter().enumerate() {
                         if outcome.is_none() {
                             self.ask_next(&mut q, &reqs, &mut pending, i);
@@ -123,21 +89,51 @@ impl Node {
         }
         let repair: Vec<bool> = outcomes.iter().map(|o| matches!(o, Some(Ok(_)))).collect();
         self.spawn_read_repair(reqs, repair, q);
-        outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(RequestError::Unavailable(
-                        "read ended without an answer".into(),
-                    ))
-                })
-            })
-            .collect()
+        finished(outcomes, "read")
+    }
+
+    /// Checks each read and asks its first replicas (all, or the R needed),
+    /// one call per replica for the whole batch.
+    fn start_reads(
+        &self,
+        reqs: &[ReadRequest],
+        q: &mut Quorums<Option<Record>>,
+    ) -> (Pending, Vec<Option<Result<ReadOutcome, RequestError>>>) {
+        let mut groups = Groups::default();
+        let mut pending: Pending = Vec::with_capacity(reqs.len());
+        let mut outcomes = Vec::with_capacity(reqs.len());
+        for (i, req) in reqs.iter().enumerate() {
+            let order = self.placement.read_order(&req.key);
+            if req.r > order.len() {
+                outcomes.push(Some(Err(RequestError::Unavailable(format!(
+                    "read needs {} replies but the ring has only {} replicas for this key",
+                    req.r,
+                    order.len()
+                )))));
+                pending.push(Vec::new().into_iter());
+                continue;
+            }
+            let first = match self.settings.read_fanout {
+                ReadFanout::All => order.len(),
+                ReadFanout::Needed => req.r,
+            };
+            let mut rest = order.into_iter();
+            for replica in rest.by_ref().take(first) {
+                groups.add(&replica, req.deadline, i, req.key.clone());
+            }
+            pending.push(rest);
+            outcomes.push(None);
+        }
+        for g in groups.into_groups() {
+            let call = self.replicas.read(&g.node, g.entries, g.deadline);
+            q.call(g.node, g.requests, g.deadline, call);
+        }
+        (pending, outcomes)
     }
 
     /// Asks read `i`'s next replica, if one is left.
     fn ask_next(
-        self: &Arc<Self>,
+        &self,
         q: &mut Quorums<Option<Record>>,
         reqs: &[ReadRequest],
         pending: &mut [std::vec::IntoIter<String>],
@@ -146,16 +142,13 @@ impl Node {
         let Some(replica) = pending[i].next() else {
             return;
         };
-        let (node, key, deadline) = (self.clone(), reqs[i].key.clone(), reqs[i].deadline);
-        let target = replica.clone();
-        q.call(replica, vec![i], deadline, async move {
-            node.replica_read(&target, key, deadline)
-                .await
-                .map(|v| vec![v])
-        });
+        let call = self
+            .replicas
+            .read(&replica, vec![reqs[i].key.clone()], reqs[i].deadline);
+        q.call(replica, vec![i], reqs[i].deadline, call);
     }
 
-    /// Settles read `outcome` from its answers (see [`Node::settle`]).
+    /// Settles read `outcome` from its answers (see [`Coordinator::settle`]).
     fn settle_read(
         &self,
         answers: &Answers<Option<Record>>,
@@ -181,27 +174,29 @@ impl Node {
         if q.in_flight() == 0 && stale_replicas(&q.requests, &repair).is_empty() {
             return;
         }
-        let node = self.clone();
-        tokio::spawn(async move {
+        let me = self.clone();
+        let task = async move {
             let answers = q.finish().await;
-            let deadline = Instant::now() + node.config.request_timeout;
+            let deadline = Instant::now() + me.settings.repair_timeout;
             let repairs =
                 stale_replicas(&answers, &repair)
                     .into_iter()
                     .map(|(i, replica, winner)| {
-                        let (node, key) = (node.clone(), reqs[i].key.clone());
+                        me.metrics.read_repairs.inc();
+                        let call = me.replicas.write(
+                            &replica,
+                            vec![(reqs[i].key.clone(), winner)],
+                            deadline,
+                        );
                         async move {
-                            node.metrics.read_repairs.inc();
-                            if let Err(e) = node
-                                .replica_write(&replica, key, winner, None, deadline)
-                                .await
-                            {
-                                tracing::debug!(replica, error = %e, "read repair failed");
+                            if let Err(error) = call.await {
+                                tracing::debug!(replica, %error, "read repair failed");
                             }
                         }
                     });
             futures::future::join_all(repairs).await;
-        });
+        };
+        tokio::spawn(task.instrument(tracing::debug_span!("read_repair")));
     }
 }
 

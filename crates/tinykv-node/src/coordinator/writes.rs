@@ -26,11 +26,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use super::{RequestError, WriteOutcome};
-use crate::node::Node;
+use super::{finished, Coordinator, RequestError, WriteOutcome};
+use crate::placement::{Fallbacks, Placement};
 use crate::quorum::{Answers, Groups, Quorums};
-use crate::ring::key_token;
 use crate::version::Record;
 
 /// Hinted writes: versions for an owner that is down (or failed), stored
@@ -88,43 +88,93 @@ struct Progress {
     hinted_for: Vec<String>,
     /// The healthy nodes after the key's replicas, clockwise, computed on
     /// first need (most writes never need one).
-    walk: Option<std::vec::IntoIter<String>>,
+    walk: Option<Fallbacks>,
     outcome: Option<Result<WriteOutcome, RequestError>>,
 }
 
 impl Progress {
     /// The next healthy node after the replicas of `key` not used yet.
-    fn fallback(&mut self, node: &Node, key: &[u8]) -> Option<String> {
-        let walk = self.walk.get_or_insert_with(|| {
-            node.membership
-                .future_ring()
-                .walk(key_token(key))
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
-                .into_iter()
-        });
-        let targets = &self.targets;
-        walk.find(|f| !targets.contains(f) && !node.detector.is_down(f))
+    fn fallback(&mut self, placement: &Placement, key: &[u8]) -> Option<String> {
+        let walk = self.walk.get_or_insert_with(|| placement.fallbacks(key));
+        walk.next_healthy(placement, &self.targets)
     }
 }
 
-impl Node {
+impl Coordinator {
     /// Replicates every version of `reqs` (a client batch's writes) and
     /// returns each one's outcome, in order, once each has its W acks or
     /// has failed.
+    #[tracing::instrument(level = "debug", name = "coordinate_writes", skip_all, fields(writes = reqs.len()))]
     pub async fn coordinate_writes(
         self: &Arc<Self>,
         reqs: Vec<WriteRequest>,
     ) -> Vec<Result<WriteOutcome, RequestError>> {
-        let hinting = self.config.hinted_handoff;
-        let n = self.membership.read_ring().replicas_per_key();
         let mut q: Quorums<()> = Quorums::new(reqs.iter().map(|r| r.w));
+        let mut hinted = Hinted::default();
+        let mut progress = self.start_writes(&reqs, &mut q, &mut hinted);
+        let mut open = 0;
+        for (i, p) in progress.iter_mut().enumerate() {
+            if p.outcome.is_none() && !self.settle_write(&q.requests[i], p) {
+                open += 1;
+            }
+        }
+        while open > 0 {
+            let Some(ev) = q.next().await else {
+                break;
+            };
+            if let Some(error) = &ev.failure {
+                tracing::debug!(replica = %ev.node, %error, "replica write failed");
+                // The replica whose copy is missing: the call's node, or
+                // the owner a failed hinted call held the hint for.
+                let owner = hinted.owner(&ev.node).map(String::from);
+                let replica = owner.clone().unwrap_or_else(|| ev.node.clone());
+                self.keep_hints(&replica, &reqs, &ev.requests);
+                for &i in &ev.requests {
+                    let (req, p) = (&reqs[i], &mut progress[i]);
+                    // A replacement only while the write still needs acks
+                    // (the hint above keeps the version for the owner): for
+                    // an owner not replaced yet, or the next fallback for
+                    // one whose fallback failed.
+                    let replace = owner.is_some() || !p.hinted_for.contains(&replica);
+                    if replace
+                        && p.outcome.is_none()
+                        && !q.requests[i].reached()
+                        && self.sloppy(req)
+                    {
+                        if let Some(fb) = p.fallback(&self.placement, &req.key) {
+                            hinted.add(i, req, fb, &replica);
+                            p.hinted_for.push(replica.clone());
+                        }
+                    }
+                }
+                self.send_hinted(&mut q, &mut hinted);
+            }
+            for &i in &ev.requests {
+                let p = &mut progress[i];
+                if p.outcome.is_none() && self.settle_write(&q.requests[i], p) {
+                    open -= 1;
+                }
+            }
+        }
+        if q.in_flight() > 0 {
+            self.finish_in_background(q, hinted, reqs);
+        }
+        finished(progress.into_iter().map(|p| p.outcome).collect(), "write")
+    }
+
+    /// Checks each write, picks its replicas (or fallbacks for those known
+    /// down) and starts one call per replica for the whole batch.
+    fn start_writes(
+        self: &Arc<Self>,
+        reqs: &[WriteRequest],
+        q: &mut Quorums<()>,
+        hinted: &mut Hinted,
+    ) -> Vec<Progress> {
+        let n = self.placement.replicas_per_key();
         let mut groups = Groups::default();
         let mut progress: Vec<Progress> = Vec::with_capacity(reqs.len());
-        let mut hinted = Hinted::default();
         for (i, req) in reqs.iter().enumerate() {
-            let targets = self.membership.write_targets(&req.key);
+            let targets = self.placement.write_targets(&req.key);
             let mut p = Progress {
                 targets: Vec::new(),
                 hinted_for: Vec::new(),
@@ -142,8 +192,8 @@ impl Node {
             p.targets = targets;
             let sloppy = self.sloppy(req);
             for owner in p.targets.clone() {
-                if sloppy && self.detector.is_down(&owner) {
-                    if let Some(fb) = p.fallback(self, &req.key) {
+                if sloppy && self.placement.is_down(&owner) {
+                    if let Some(fb) = p.fallback(&self.placement, &req.key) {
                         hinted.add(i, req, fb, &owner);
                         p.hinted_for.push(owner);
                         continue;
@@ -158,93 +208,46 @@ impl Node {
             }
             progress.push(p);
         }
-        self.send_hinted(&mut q, &mut hinted);
+        self.send_hinted(q, hinted);
         for g in groups.into_groups() {
-            let node = self.clone();
-            let (replica, deadline, count) = (g.node.clone(), g.deadline, g.requests.len());
-            q.call(g.node, g.requests, deadline, async move {
-                node.replica_write_all(&replica, g.entries, deadline)
-                    .await
-                    .map(|()| vec![(); count])
-            });
-        }
-
-        let mut open = 0;
-        for (i, p) in progress.iter_mut().enumerate() {
-            if p.outcome.is_none() && !self.settle_write(&q.requests[i], p) {
-                open += 1;
-            }
-        }
-        while open > 0 {
-            let Some(ev) = q.next().await else {
-                break;
-            };
-            if ev.failure.is_some() {
-                // The replica whose copy is missing: the call's node, or
-                // the owner a failed hinted call held the hint for.
-                let owner = hinted.owner(&ev.node).map(String::from);
-                let replica = owner.clone().unwrap_or_else(|| ev.node.clone());
-                if hinting && replica != self.id {
-                    self.spawn_hints(&replica, &reqs, &ev.requests);
-                }
-                for &i in &ev.requests {
-                    let (req, p) = (&reqs[i], &mut progress[i]);
-                    // A replacement only while the write still needs acks
-                    // (the hint above keeps the version for the owner): for
-                    // an owner not replaced yet, or the next fallback for
-                    // one whose fallback failed.
-                    let replace = owner.is_some() || !p.hinted_for.contains(&replica);
-                    if replace
-                        && p.outcome.is_none()
-                        && !q.requests[i].reached()
-                        && self.sloppy(req)
-                    {
-                        if let Some(fb) = p.fallback(self, &req.key) {
-                            hinted.add(i, req, fb, &replica);
-                            p.hinted_for.push(replica.clone());
-                        }
-                    }
-                }
-                self.send_hinted(&mut q, &mut hinted);
-            }
-            for &i in &ev.requests {
-                let p = &mut progress[i];
-                if p.outcome.is_none() && self.settle_write(&q.requests[i], p) {
-                    open -= 1;
-                }
-            }
-        }
-        if q.in_flight() > 0 {
-            // The remaining replicas still get their versions, and a failed
-            // one leaves its hints.
-            let node = self.clone();
-            tokio::spawn(async move {
-                while let Some(ev) = q.next().await {
-                    let replica = hinted.owner(&ev.node).unwrap_or(&ev.node);
-                    if ev.failure.is_some() && hinting && replica != node.id {
-                        node.spawn_hints(replica, &reqs, &ev.requests);
-                    }
-                }
+            let count = g.requests.len();
+            let call = self.replicas.write(&g.node, g.entries, g.deadline);
+            q.call(g.node, g.requests, g.deadline, async move {
+                call.await.map(|()| vec![(); count])
             });
         }
         progress
-            .into_iter()
-            .map(|p| {
-                p.outcome.unwrap_or_else(|| {
-                    Err(RequestError::Unavailable(
-                        "write ended without an answer".into(),
-                    ))
-                })
-            })
-            .collect()
+    }
+
+    /// Lets the calls still running when every write has its answer finish
+    /// in a task: the remaining replicas still get their versions, and a
+    /// failed one leaves its hints.
+    fn finish_in_background(
+        self: &Arc<Self>,
+        mut q: Quorums<()>,
+        hinted: Hinted,
+        reqs: Vec<WriteRequest>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(
+            async move {
+                while let Some(ev) = q.next().await {
+                    if ev.failure.is_some() {
+                        let replica = hinted.owner(&ev.node).unwrap_or(&ev.node);
+                        me.keep_hints(replica, &reqs, &ev.requests);
+                    }
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Whether `req` may use hinted fallbacks for failed or down replicas.
     fn sloppy(&self, req: &WriteRequest) -> bool {
-        self.config.hinted_handoff && self.config.sloppy_quorum && !req.strict
+        self.settings.hinted_handoff && self.settings.sloppy_quorum && !req.strict
     }
 
-    /// Settles write `p` from its answers (see [`Node::settle`]).
+    /// Settles write `p` from its answers (see [`Coordinator::settle`]).
     fn settle_write(&self, answers: &Answers<()>, p: &mut Progress) -> bool {
         self.settle("write", answers, &mut p.outcome, |a| WriteOutcome {
             acks: a.ok.len(),
@@ -253,34 +256,43 @@ impl Node {
 
     /// Sends the hinted writes `hinted` collected, one call per fallback,
     /// owner and deadline.
-    fn send_hinted(self: &Arc<Self>, q: &mut Quorums<()>, hinted: &mut Hinted) {
+    fn send_hinted(&self, q: &mut Quorums<()>, hinted: &mut Hinted) {
         for g in std::mem::take(&mut hinted.pending).into_groups() {
-            let Some((fallback, owner)) = hinted.labels.get(&g.node).cloned() else {
+            let Some((fallback, owner)) = hinted.labels.get(&g.node) else {
                 continue;
             };
-            let (node, deadline, count) = (self.clone(), g.deadline, g.requests.len());
-            q.call(g.node, g.requests, deadline, async move {
-                node.replica_write_hints(&fallback, &owner, g.entries, deadline)
-                    .await
-                    .map(|()| vec![(); count])
+            let count = g.requests.len();
+            let call = self
+                .replicas
+                .write_hints(fallback, owner, g.entries, g.deadline);
+            q.call(g.node, g.requests, g.deadline, async move {
+                call.await.map(|()| vec![(); count])
             });
         }
     }
 
     /// Keeps the versions of writes `items` on this node as hints for the
-    /// replica `owner`, whose call failed.
-    fn spawn_hints(self: &Arc<Self>, owner: &str, reqs: &[WriteRequest], items: &[usize]) {
+    /// replica `owner`, whose call failed (unless hinted handoff is off or
+    /// the owner is this node).
+    fn keep_hints(&self, owner: &str, reqs: &[WriteRequest], items: &[usize]) {
+        let me = self.placement.self_id();
+        if !self.settings.hinted_handoff || owner == me {
+            return;
+        }
         let versions: Vec<(Bytes, Record)> = items
             .iter()
             .map(|&i| (reqs[i].key.clone(), reqs[i].record.clone()))
             .collect();
-        let (node, owner) = (self.clone(), owner.to_string());
-        tokio::spawn(async move {
-            for (key, record) in versions {
-                if let Err(e) = node.store_hint(&owner, key, record).await {
-                    tracing::debug!(owner, error = %e, "hint not stored");
+        let deadline = Instant::now() + self.settings.repair_timeout;
+        let call = self.replicas.write_hints(me, owner, versions, deadline);
+        let owner = owner.to_string();
+        tokio::spawn(
+            async move {
+                if let Err(error) = call.await {
+                    tracing::debug!(owner, %error, "hint not stored");
                 }
             }
-        });
+            .in_current_span(),
+        );
     }
 }

@@ -279,7 +279,7 @@ fn write_item(
     n: usize,
 ) -> (
     super::Item,
-    tokio::sync::oneshot::Receiver<Result<(), String>>,
+    tokio::sync::oneshot::Receiver<Result<(), crate::error::ReplicaError>>,
 ) {
     let (reply, rx) = tokio::sync::oneshot::channel();
     let entries = (0..n)

@@ -9,7 +9,8 @@ use bytes::Bytes;
 use tinykv_proto::internal as pb;
 use tokio::time::Instant;
 
-use super::{describe, PeerConn, Peers, ReadItem};
+use super::{PeerConn, Peers, ReadItem};
+use crate::error::ReplicaError;
 use crate::version::{keyed, Record};
 
 impl Peers {
@@ -21,7 +22,7 @@ impl Peers {
         key: Bytes,
         record: Record,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplicaError> {
         let mut client = self.client(addr)?;
         let mut req = tonic::Request::new(pb::ReplicaWrite {
             key,
@@ -35,7 +36,7 @@ impl Peers {
         Box::pin(async move { client.write(req).await })
             .await
             .map(|_| ())
-            .map_err(|s| describe(&s))
+            .map_err(|s| ReplicaError::from_status(&s))
     }
 
     /// Stores versions on the node at `addr` as hints for `owner`, in one
@@ -47,7 +48,7 @@ impl Peers {
         owner: &str,
         versions: Vec<(Bytes, Record)>,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplicaError> {
         let mut client = self.client(addr)?;
         let mut req = tonic::Request::new(pb::ReplicaHintBatch {
             records: versions.iter().map(|(k, r)| keyed(k, r)).collect(),
@@ -64,10 +65,10 @@ impl Peers {
                 futures::future::join_all(each)
                     .await
                     .into_iter()
-                    .collect::<Result<Vec<()>, String>>()
+                    .collect::<Result<Vec<()>, ReplicaError>>()
                     .map(|_| ())
             }
-            Err(s) => Err(describe(&s)),
+            Err(s) => Err(ReplicaError::from_status(&s)),
         }
     }
 }
@@ -92,15 +93,15 @@ pub(super) async fn read_omitted(
             req.set_timeout(timeout);
             match client.read(req).await {
                 Ok(r) if !r.get_ref().omitted => Ok(r.into_inner().record.map(Record::from)),
-                Ok(_) => Err("malformed read answer".to_string()),
-                Err(s) => Err(describe(&s)),
+                Ok(_) => Err(ReplicaError::Malformed("version omitted again".into())),
+                Err(s) => Err(ReplicaError::from_status(&s)),
             }
         }
     });
     let answer = futures::future::join_all(asks)
         .await
         .into_iter()
-        .collect::<Result<Vec<_>, String>>();
+        .collect::<Result<Vec<_>, ReplicaError>>();
     let _ = item.reply.send(answer);
 }
 
@@ -110,7 +111,7 @@ pub(super) async fn legacy_exchange(
     client: &PeerConn,
     msg: pb::ReplicaExchange,
     deadline: Instant,
-) -> Result<Vec<pb::ReplicaReadResult>, String> {
+) -> Result<Vec<pb::ReplicaReadResult>, ReplicaError> {
     let timeout = remaining(deadline);
     let (mut wc, mut rc) = (client.clone(), client.clone());
     let writes = async {
@@ -125,7 +126,7 @@ pub(super) async fn legacy_exchange(
         wc.write_batch(req)
             .await
             .map(|_| ())
-            .map_err(|s| describe(&s))
+            .map_err(|s| ReplicaError::from_status(&s))
     };
     let reads = async {
         if msg.reads.is_empty() {
@@ -139,8 +140,10 @@ pub(super) async fn legacy_exchange(
         req.set_timeout(timeout);
         match rc.read_batch(req).await {
             Ok(r) if r.get_ref().results.len() == n => Ok(r.into_inner().results),
-            Ok(_) => Err("malformed batch answer".to_string()),
-            Err(s) => Err(describe(&s)),
+            Ok(_) => Err(ReplicaError::Malformed(
+                "batch answer of the wrong length".into(),
+            )),
+            Err(s) => Err(ReplicaError::from_status(&s)),
         }
     };
     let (w, r) = tokio::join!(writes, reads);

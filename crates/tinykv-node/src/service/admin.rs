@@ -7,17 +7,88 @@ use tinykv_proto::tinykv::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
 use super::check_key;
-use crate::node::Node;
+use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
+use crate::lifecycle::{LeaveProgress, Lifecycle, LifecycleError, Removal};
+use crate::membership::Membership;
+use crate::storage::Store;
 
 /// The admin service.
 pub struct AdminService {
-    node: Arc<Node>,
+    store: Store,
+    membership: Arc<Membership>,
+    antientropy: Arc<AntiEntropy>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl AdminService {
-    /// A service administering `node`.
-    pub fn new(node: Arc<Node>) -> Self {
-        AdminService { node }
+    /// A service reading `store`, placing keys with `membership`, and
+    /// running repair rounds and lifecycle operations.
+    pub fn new(
+        store: Store,
+        membership: Arc<Membership>,
+        antientropy: Arc<AntiEntropy>,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Self {
+        AdminService {
+            store,
+            membership,
+            antientropy,
+            lifecycle,
+        }
+    }
+}
+
+fn repair_status(e: RepairError) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// The gRPC status of a failed lifecycle operation.
+fn lifecycle_status(e: LifecycleError) -> Status {
+    let msg = e.to_string();
+    match e {
+        LifecycleError::UnknownNode(_) => Status::not_found(msg),
+        LifecycleError::BadAddress(_) | LifecycleError::RemoveSelf => Status::invalid_argument(msg),
+        LifecycleError::LastNode
+        | LifecycleError::WrongState(_)
+        | LifecycleError::StillAlive(_) => Status::failed_precondition(msg),
+        LifecycleError::Forward { .. }
+        | LifecycleError::Peer { .. }
+        | LifecycleError::TooFewSources { .. } => Status::unavailable(msg),
+        LifecycleError::Storage(_) | LifecycleError::Repair(_) => Status::internal(msg),
+    }
+}
+
+impl From<RepairReport> for pb::RepairResponse {
+    fn from(r: RepairReport) -> Self {
+        pb::RepairResponse {
+            peers_compared: r.peers_compared,
+            ranges_compared: r.ranges_compared,
+            ranges_differing: r.ranges_differing,
+            keys_sent: r.keys_sent,
+            keys_received: r.keys_received,
+            bytes_moved: r.bytes_moved,
+            tombstones_purged: r.tombstones_purged,
+        }
+    }
+}
+
+impl From<LeaveProgress> for pb::DecommissionResponse {
+    fn from(p: LeaveProgress) -> Self {
+        pb::DecommissionResponse {
+            state: p.state,
+            keys_streamed: p.keys_streamed,
+            progress: p.progress,
+            message: p.message,
+        }
+    }
+}
+
+impl From<Removal> for pb::RemoveNodeResponse {
+    fn from(r: Removal) -> Self {
+        pb::RemoveNodeResponse {
+            message: r.message,
+            keys_rereplicated: r.keys_rereplicated,
+        }
     }
 }
 
@@ -30,7 +101,6 @@ impl Admin for AdminService {
         let key = req.into_inner().key;
         check_key(&key)?;
         let rec = self
-            .node
             .store
             .get(&key)
             .map_err(|e| Status::internal(format!("storage: {e}")))?;
@@ -52,7 +122,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::KeyOwnersResponse>, Status> {
         let key = req.into_inner().key;
         check_key(&key)?;
-        let ring = self.node.membership.read_ring();
+        let ring = self.membership.read_ring();
         let ids: Vec<String> = ring
             .preference_list(&key)
             .into_iter()
@@ -60,7 +130,7 @@ impl Admin for AdminService {
             .collect();
         let addresses = ids
             .iter()
-            .map(|id| self.node.membership.address_of(id).unwrap_or_default())
+            .map(|id| self.membership.address_of(id).unwrap_or_default())
             .collect();
         Ok(Response::new(pb::KeyOwnersResponse {
             node_ids: ids,
@@ -72,12 +142,8 @@ impl Admin for AdminService {
         &self,
         _req: Request<pb::RepairRequest>,
     ) -> Result<Response<pb::RepairResponse>, Status> {
-        let report = self
-            .node
-            .anti_entropy_round()
-            .await
-            .map_err(Status::internal)?;
-        Ok(Response::new(report))
+        let report = self.antientropy.round().await.map_err(repair_status)?;
+        Ok(Response::new(report.into()))
     }
 
     async fn decommission(
@@ -85,7 +151,11 @@ impl Admin for AdminService {
         req: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::DecommissionResponse>, Status> {
         let id = req.into_inner().node_id;
-        self.node.decommission(&id).await.map(Response::new)
+        self.lifecycle
+            .decommission(&id)
+            .await
+            .map(|p| Response::new(p.into()))
+            .map_err(lifecycle_status)
     }
 
     async fn remove_node(
@@ -93,6 +163,10 @@ impl Admin for AdminService {
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         let id = req.into_inner().node_id;
-        self.node.remove_node(&id).await.map(Response::new)
+        self.lifecycle
+            .remove_node(&id)
+            .await
+            .map(|r| Response::new(r.into()))
+            .map_err(lifecycle_status)
     }
 }

@@ -11,28 +11,62 @@ use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKv;
 use tonic::{Request, Response, Status};
 
-use super::{check_key, deadline, header_timeout, replicas_needed, serve_in_order};
-use crate::coordinator::{ReadOutcome, ReadRequest, RequestError, WriteOutcome, WriteRequest};
-use crate::node::Node;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::request_span::{record_consistency, request_span};
+use super::{check_key, deadline, header_timeout, replicas_needed, serve_in_order, Rules};
+use crate::clock::Clock;
+use crate::coordinator::{
+    Coordinator, ReadOutcome, ReadRequest, RequestError, WriteOutcome, WriteRequest,
+};
+use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::status::NodeStatus;
+use crate::storage::Store;
 use crate::version::Record;
 
 /// Most operations accepted in one `Batch` call.
 pub const MAX_BATCH_OPS: usize = 1024;
 
+/// What the client service uses of the node.
+pub struct ClientParts {
+    /// This node's id (the writer of the versions it stamps).
+    pub id: String,
+    /// Coordinates every read and write.
+    pub coordinator: Arc<Coordinator>,
+    /// Stamps versions.
+    pub clock: Arc<Clock>,
+    /// The member table (for `Topology`).
+    pub membership: Arc<Membership>,
+    /// This node's storage (for `Ping`: is it failed?).
+    pub store: Store,
+    /// Answers `Status`.
+    pub status: Arc<NodeStatus>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Limits and defaults.
+    pub rules: Rules,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+}
+
 /// The client service.
 #[derive(Clone)]
 pub struct ClientService {
-    node: Arc<Node>,
+    parts: Arc<ClientParts>,
 }
 
 impl ClientService {
-    /// A service coordinating requests on `node`.
-    pub fn new(node: Arc<Node>) -> Self {
-        ClientService { node }
+    /// A service coordinating requests with `parts`.
+    pub fn new(parts: ClientParts) -> Self {
+        ClientService {
+            parts: Arc::new(parts),
+        }
     }
 
     fn record<T>(&self, op: &str, level: &str, started: StdInstant, result: &Result<T, Status>) {
-        let m = &self.node.metrics;
+        let m = &self.parts.metrics;
         m.requests.with_label_values(&[op, level]).inc();
         m.latency
             .with_label_values(&[op, level])
@@ -47,29 +81,44 @@ impl ClientService {
     /// The version timestamp for a write: the client's if it gave one.
     fn timestamp(&self, given: i64) -> Result<u64, Status> {
         match given {
-            0 => Ok(self.node.clock.now()),
+            0 => Ok(self.parts.clock.now()),
             t if t < 0 => Err(Status::invalid_argument(format!(
                 "timestamp must not be negative (got {t})"
             ))),
             t => {
                 let t = t as u64;
-                self.node.observe(t, "client");
+                self.parts.clock.observe(t, "client");
                 Ok(t)
             }
         }
     }
 
+    /// The replicas a request needs (see [`replicas_needed`]), of the
+    /// coordinator's replication factor; recorded in the request's span.
+    fn needed(
+        &self,
+        explicit: i32,
+        field: &str,
+        level: i32,
+    ) -> Result<(usize, &'static str), Status> {
+        let n = self.parts.coordinator.replication_factor();
+        let (k, name) = replicas_needed(
+            self.parts.rules.default_consistency,
+            n,
+            explicit,
+            field,
+            level,
+        )?;
+        record_consistency(name);
+        Ok((k, name))
+    }
+
     /// Checks a put and makes its version; a failed check is recorded.
     fn prepare_put(&self, r: pb::PutRequest, deadline: Instant) -> Result<Prepared, Status> {
         let started = StdInstant::now();
-        let (w, level) = replicas_needed(
-            &self.node,
-            r.replication_factor,
-            "replication_factor",
-            r.consistency,
-        )?;
+        let (w, level) = self.needed(r.replication_factor, "replication_factor", r.consistency)?;
         let checked = check_key(&r.key).and_then(|()| {
-            let max = self.node.config.max_value_bytes;
+            let max = self.parts.rules.max_value_bytes;
             if r.val.len() > max {
                 return Err(Status::invalid_argument(format!(
                     "value is {} bytes; the limit is {max} bytes",
@@ -87,7 +136,7 @@ impl ClientService {
             ts,
             req: WriteRequest {
                 key: r.key,
-                record: Record::value(r.val, ts, self.node.id.clone()),
+                record: Record::value(r.val, ts, self.parts.id.clone()),
                 w,
                 strict: r.strict_quorum,
                 deadline,
@@ -98,10 +147,10 @@ impl ClientService {
     /// Checks a delete and makes its tombstone; a failed check is recorded.
     fn prepare_delete(&self, r: pb::DeleteRequest, deadline: Instant) -> Result<Prepared, Status> {
         let started = StdInstant::now();
-        let (w, level) = replicas_needed(&self.node, r.w, "w", r.consistency)?;
+        let (w, level) = self.needed(r.w, "w", r.consistency)?;
         check_key(&r.key)
             .inspect_err(|s| self.record::<()>("delete", level, started, &Err(s.clone())))?;
-        let ts = self.node.clock.now();
+        let ts = self.parts.clock.now();
         Ok(Prepared {
             op: "delete",
             level,
@@ -109,7 +158,7 @@ impl ClientService {
             ts,
             req: WriteRequest {
                 key: r.key,
-                record: Record::tombstone(ts, self.node.id.clone()),
+                record: Record::tombstone(ts, self.parts.id.clone()),
                 w,
                 strict: r.strict_quorum,
                 deadline,
@@ -135,7 +184,8 @@ impl ClientService {
     async fn write_one(&self, p: Prepared) -> Result<(i64, u32), Status> {
         let (meta, req) = p.split();
         let out = self
-            .node
+            .parts
+            .coordinator
             .coordinate_writes(vec![req])
             .await
             .pop()
@@ -168,7 +218,7 @@ impl ClientService {
         deadline: Instant,
     ) -> Result<(Meta, ReadRequest), Status> {
         let started = StdInstant::now();
-        let (n, level) = replicas_needed(&self.node, r.quorum_size, "quorum_size", r.consistency)?;
+        let (n, level) = self.needed(r.quorum_size, "quorum_size", r.consistency)?;
         check_key(&r.key)
             .inspect_err(|s| self.record::<()>("get", level, started, &Err(s.clone())))?;
         let meta = Meta {
@@ -224,7 +274,8 @@ impl ClientService {
     ) -> Result<pb::GetResponse, Status> {
         let (meta, req) = self.prepare_get(r, deadline)?;
         let out = self
-            .node
+            .parts
+            .coordinator
             .coordinate_reads(vec![req])
             .await
             .pop()
@@ -284,22 +335,26 @@ impl TinyKv for ClientService {
         _req: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingResponse>, Status> {
         Ok(Response::new(pb::PingResponse {
-            is_ready: !self.node.shutdown.is_cancelled()
-                && self.node.store.engine().failure().is_none(),
-            node_id: self.node.id.clone(),
+            is_ready: !self.parts.shutdown.is_cancelled()
+                && self.parts.store.engine().failure().is_none(),
+            node_id: self.parts.id.clone(),
         }))
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        let span = request_span("put", &req);
+        let deadline = deadline(&self.parts.rules, &req, req.get_ref().timeout_ms);
         self.put_op(req.into_inner(), deadline)
+            .instrument(span)
             .await
             .map(Response::new)
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        let span = request_span("get", &req);
+        let deadline = deadline(&self.parts.rules, &req, req.get_ref().timeout_ms);
         self.get_op(req.into_inner(), deadline)
+            .instrument(span)
             .await
             .map(Response::new)
     }
@@ -308,8 +363,10 @@ impl TinyKv for ClientService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let deadline = deadline(&self.node, &req, req.get_ref().timeout_ms);
+        let span = request_span("delete", &req);
+        let deadline = deadline(&self.parts.rules, &req, req.get_ref().timeout_ms);
         self.delete_op(req.into_inner(), deadline)
+            .instrument(span)
             .await
             .map(Response::new)
     }
@@ -318,8 +375,10 @@ impl TinyKv for ClientService {
         &self,
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
+        let span = request_span("batch", &req);
         let header = header_timeout(&req);
         self.run_batch(req.into_inner().ops, header)
+            .instrument(span)
             .await
             .map(Response::new)
     }
@@ -331,13 +390,15 @@ impl TinyKv for ClientService {
         req: Request<tonic::Streaming<pb::BatchRequest>>,
     ) -> Result<Response<Self::BatchStreamStream>, Status> {
         let svc = self.clone();
-        let shutdown = self.node.shutdown.clone();
+        let shutdown = self.parts.shutdown.clone();
+        let stream = request_span("batch_stream", &req);
         Ok(Response::new(serve_in_order(
             req.into_inner(),
             shutdown,
             move |b: pb::BatchRequest| {
                 let svc = svc.clone();
-                async move { svc.run_batch(b.ops, None).await }
+                let span = tracing::debug_span!(parent: &stream, "batch", ops = b.ops.len());
+                async move { svc.run_batch(b.ops, None).instrument(span).await }
             },
         )))
     }
@@ -346,7 +407,7 @@ impl TinyKv for ClientService {
         &self,
         _req: Request<pb::TopologyRequest>,
     ) -> Result<Response<pb::TopologyResponse>, Status> {
-        let ring = self.node.membership.read_ring();
+        let ring = self.parts.membership.read_ring();
         let node_ids = ring.nodes().to_vec();
         let index = |id: &str| node_ids.iter().position(|n| n == id).map(|i| i as u32);
         let mut ranges: Vec<pb::RangeReplicas> = ring
@@ -359,7 +420,7 @@ impl TinyKv for ClientService {
             .collect();
         ranges.sort_by_key(|r| r.end);
         Ok(Response::new(pb::TopologyResponse {
-            node_id: self.node.id.clone(),
+            node_id: self.parts.id.clone(),
             node_ids,
             ranges,
             key_hash: crate::ring::KEY_HASH.into(),
@@ -370,6 +431,6 @@ impl TinyKv for ClientService {
         &self,
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(self.node.status_report()))
+        Ok(Response::new(self.parts.status.report()))
     }
 }

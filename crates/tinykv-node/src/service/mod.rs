@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod peer;
+mod request_span;
 
 use std::time::Duration;
 
@@ -15,8 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{DefaultConsistency, MAX_KEY_BYTES};
 use crate::coordinator::RequestError;
-use crate::node::Node;
 use tinykv_proto::tinykv::Consistency;
+
+/// How the client-facing services judge requests, fixed at start.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// Deadline of a request that asks for none.
+    pub request_timeout: Duration,
+    /// The consistency of a request that names none.
+    pub default_consistency: DefaultConsistency,
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+    /// Largest message a client may send or receive.
+    pub message_limit: usize,
+}
 
 /// Serves a bidirectional stream of requests one at a time: each message is
 /// answered by `handle`'s result, in order. The first failure ends the
@@ -59,8 +72,8 @@ const MAX_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The deadline of a request: the smallest of its `timeout_ms` field, its
 /// `grpc-timeout` header and the node's default.
-pub(crate) fn deadline<T>(node: &Node, req: &tonic::Request<T>, timeout_ms: u32) -> Instant {
-    deadline_within(node, header_timeout(req), timeout_ms)
+pub(crate) fn deadline<T>(rules: &Rules, req: &tonic::Request<T>, timeout_ms: u32) -> Instant {
+    deadline_at(rules, header_timeout(req), timeout_ms, Instant::now())
 }
 
 /// The request's `grpc-timeout` header, if it has a valid one.
@@ -72,20 +85,16 @@ pub(crate) fn header_timeout<T>(req: &tonic::Request<T>) -> Option<Duration> {
 }
 
 /// The deadline of an operation with its own `timeout_ms` inside a call
-/// bounded by `header` (a batch's operations share the call's header).
-pub(crate) fn deadline_within(node: &Node, header: Option<Duration>, timeout_ms: u32) -> Instant {
-    deadline_at(node, header, timeout_ms, Instant::now())
-}
-
-/// [`deadline_within`] counted from `now`: the operations of one batch share
-/// one `now`, so those with the same timeout have the same deadline.
+/// bounded by `header` (a batch's operations share the call's header),
+/// counted from `now`: the operations of one batch share one `now`, so
+/// those with the same timeout have the same deadline.
 pub(crate) fn deadline_at(
-    node: &Node,
+    rules: &Rules,
     header: Option<Duration>,
     timeout_ms: u32,
     now: Instant,
 ) -> Instant {
-    let mut d = node.config.request_timeout;
+    let mut d = rules.request_timeout;
     if timeout_ms > 0 {
         d = Duration::from_millis(u64::from(timeout_ms)).min(MAX_DEADLINE);
     }
@@ -127,15 +136,16 @@ pub(crate) fn check_key(key: &[u8]) -> Result<(), tonic::Status> {
     Ok(())
 }
 
-/// The number of replicas a request needs: an explicit legacy count if given
-/// (`field` names it in errors), else the named level, else the node default.
+/// The number of replicas a request needs of `n` (the replication
+/// factor): an explicit legacy count if given (`field` names it in errors),
+/// else the named level, else the node default.
 pub(crate) fn replicas_needed(
-    node: &Node,
+    default: DefaultConsistency,
+    n: usize,
     explicit: i32,
     field: &str,
     level: i32,
 ) -> Result<(usize, &'static str), tonic::Status> {
-    let n = node.config.replication_factor as usize;
     let quorum = n / 2 + 1;
     if explicit < 0 {
         return Err(tonic::Status::invalid_argument(format!(
@@ -164,7 +174,7 @@ pub(crate) fn replicas_needed(
         Consistency::Two => (2, "two"),
         Consistency::Quorum => (quorum, "quorum"),
         Consistency::All => (n, "all"),
-        Consistency::Default => match node.config.default_consistency {
+        Consistency::Default => match default {
             DefaultConsistency::One => (1, "one"),
             DefaultConsistency::Quorum => (quorum, "quorum"),
             DefaultConsistency::All => (n, "all"),

@@ -10,25 +10,49 @@ use tonic::{Request, Response, Status};
 
 use super::serve_in_order;
 
-use crate::hlc::wall_micros;
-use crate::membership::Member;
-use crate::node::Node;
-use crate::storage::{page_bytes, ScanLimit, WriteOp};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::directory::Directory;
+use crate::error::ReplicaError;
+use crate::gossip::Gossip;
+use crate::hints::Hints;
+use crate::storage::{page_bytes, ScanLimit, Store, WriteOp};
 use crate::version::Record;
 
 /// Most records one `FetchRange` page returns.
 const MAX_PAGE: usize = 2048;
 
+/// What the peer service uses of the node.
+pub struct PeerParts {
+    /// This node's storage: the replica.
+    pub store: Store,
+    /// Observes the timestamps peers send.
+    pub clock: Arc<Clock>,
+    /// Answers heartbeats.
+    pub gossip: Arc<Gossip>,
+    /// Keeps hints peers send.
+    pub hints: Arc<Hints>,
+    /// Knows which peers fault injection cuts off.
+    pub directory: Directory,
+    /// Largest client message (half a peer message): answers stay within.
+    pub message_limit: usize,
+    /// Cancelled when the node shuts down.
+    pub shutdown: CancellationToken,
+}
+
 /// The peer service.
 #[derive(Clone)]
 pub struct PeerService {
-    node: Arc<Node>,
+    parts: Arc<PeerParts>,
 }
 
 impl PeerService {
-    /// A service answering peers on behalf of `node`.
-    pub fn new(node: Arc<Node>) -> Self {
-        PeerService { node }
+    /// A service answering peers with `parts`.
+    pub fn new(parts: PeerParts) -> Self {
+        PeerService {
+            parts: Arc::new(parts),
+        }
     }
 
     /// A version `from` sent for `key`, checked (a record, a key), its
@@ -45,7 +69,7 @@ impl PeerService {
         if key.is_empty() {
             return Err(Status::invalid_argument("key must not be empty"));
         }
-        self.node.observe(record.timestamp, from);
+        self.parts.clock.observe(record.timestamp, from);
         Ok(record)
     }
 
@@ -63,7 +87,7 @@ impl PeerService {
                 record,
             });
         }
-        let applied = self.node.store.write(ops).await.map_err(storage_status)?;
+        let applied = self.parts.store.write(ops).await.map_err(storage_status)?;
         Ok(applied.iter().filter(|a| **a).count() as u32)
     }
 
@@ -78,14 +102,14 @@ impl PeerService {
         may_omit: bool,
     ) -> Result<Vec<pb::ReplicaReadResult>, Status> {
         let mut room = if may_omit {
-            self.node.config.message_limit()
+            self.parts.message_limit
         } else {
             usize::MAX
         };
         let mut first = true;
         keys.iter()
             .map(|key| {
-                let rec = self.node.store.get(key).map_err(storage_status)?;
+                let rec = self.parts.store.get(key).map_err(storage_status)?;
                 let size = rec.as_ref().map_or(0, |r| page_bytes(key, r));
                 if !first && size > room {
                     return Ok(pb::ReplicaReadResult {
@@ -117,7 +141,7 @@ impl PeerService {
     }
 
     fn refuse_if_partitioned(&self, from: &str) -> Result<(), Status> {
-        if self.node.partitioned_from(from) {
+        if self.parts.directory.cut_off(from) {
             return Err(Status::unavailable("unreachable (fault injected)"));
         }
         Ok(())
@@ -126,6 +150,14 @@ impl PeerService {
 
 fn storage_status(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("storage: {e}"))
+}
+
+/// A failure to keep hints, as the sender sees it.
+fn hint_status(e: ReplicaError) -> Status {
+    match e {
+        ReplicaError::HintsFull => Status::resource_exhausted(e.to_string()),
+        other => storage_status(other),
+    }
 }
 
 #[tonic::async_trait]
@@ -138,15 +170,19 @@ impl Peer for PeerService {
         self.refuse_if_partitioned(&w.from)?;
         let record = self.version(&w.key, w.record, &w.from)?;
         let applied = if w.hint_for.is_empty() {
-            self.node
-                .apply_local(w.key, record)
+            // Combined with the other local writes started together into
+            // one engine batch.
+            self.parts
+                .store
+                .write_one(WriteOp::Put { key: w.key, record })
                 .await
                 .map_err(storage_status)?
         } else {
-            self.node
-                .store_hint(&w.hint_for, w.key, record)
+            self.parts
+                .hints
+                .keep(&w.hint_for, vec![(w.key, record)])
                 .await
-                .map_err(Status::resource_exhausted)?;
+                .map_err(hint_status)?;
             true
         };
         Ok(Response::new(pb::ReplicaWriteAck {
@@ -169,10 +205,11 @@ impl Peer for PeerService {
             versions.push((kr.key, record));
         }
         let n = versions.len() as u32;
-        self.node
-            .store_hints(&b.hint_for, versions)
+        self.parts
+            .hints
+            .keep(&b.hint_for, versions)
             .await
-            .map_err(Status::resource_exhausted)?;
+            .map_err(hint_status)?;
         Ok(Response::new(pb::ReplicaWriteAck { applied: n }))
     }
 
@@ -193,7 +230,7 @@ impl Peer for PeerService {
         req: Request<tonic::Streaming<pb::ReplicaExchange>>,
     ) -> Result<Response<Self::ExchangeStreamStream>, Status> {
         let svc = self.clone();
-        let shutdown = self.node.shutdown.clone();
+        let shutdown = self.parts.shutdown.clone();
         Ok(Response::new(serve_in_order(
             req.into_inner(),
             shutdown,
@@ -209,7 +246,7 @@ impl Peer for PeerService {
         req: Request<pb::ReplicaRead>,
     ) -> Result<Response<pb::ReplicaReadResult>, Status> {
         let r = req.into_inner();
-        let rec = self.node.store.get(&r.key).map_err(storage_status)?;
+        let rec = self.parts.store.get(&r.key).map_err(storage_status)?;
         Ok(Response::new(pb::ReplicaReadResult {
             record: rec.map(Into::into),
             omitted: false,
@@ -231,23 +268,7 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let hb = req.into_inner();
         self.refuse_if_partitioned(&hb.from)?;
-        self.node
-            .membership
-            .merge(hb.members.iter().filter_map(Member::from_info));
-        if !hb.from.is_empty() {
-            self.node.detector.heartbeat(&hb.from);
-        }
-        Ok(Response::new(pb::HeartbeatResponse {
-            from: self.node.id.clone(),
-            now_us: wall_micros(),
-            members: self
-                .node
-                .membership
-                .members()
-                .iter()
-                .map(Member::to_info)
-                .collect(),
-        }))
+        Ok(Response::new(self.parts.gossip.receive(hb)))
     }
 
     async fn range_digest(
@@ -260,9 +281,9 @@ impl Peer for PeerService {
         if spans.len() > 1 << 16 {
             return Err(Status::invalid_argument("at most 65536 spans per request"));
         }
-        let node = self.node.clone();
+        let engine = self.parts.store.engine().clone();
         let digest = tokio::task::spawn_blocking(move || {
-            crate::merkle::digest_spans(node.store.engine().as_ref(), &spans, purge_before)
+            crate::merkle::digest_spans(engine.as_ref(), &spans, purge_before)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?
@@ -287,18 +308,16 @@ impl Peer for PeerService {
         // resumes after the last key it got.
         let limit = ScanLimit {
             count: (r.limit as usize).clamp(1, MAX_PAGE),
-            bytes: self.node.config.message_limit(),
+            bytes: self.parts.message_limit,
         };
-        let node = self.node.clone();
+        let engine = self.parts.store.engine().clone();
         let after = if r.after_key.is_empty() {
             None
         } else {
             Some(r.after_key)
         };
         let page = tokio::task::spawn_blocking(move || {
-            node.store
-                .engine()
-                .scan(r.start, r.end, after.as_deref(), limit)
+            engine.scan(r.start, r.end, after.as_deref(), limit)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?

@@ -39,15 +39,15 @@ impl ClientService {
         for (i, op) in ops.into_iter().enumerate() {
             let prepared = match op.op {
                 Some(Op::Put(r)) => {
-                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
                     self.prepare_put(r, d)
                 }
                 Some(Op::Delete(r)) => {
-                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
                     self.prepare_delete(r, d)
                 }
                 Some(Op::Get(r)) => {
-                    let d = deadline_at(&self.node, header, r.timeout_ms, now);
+                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
                     match self.prepare_get(r, d) {
                         Ok((meta, req)) => {
                             gets.push((i, meta));
@@ -74,14 +74,14 @@ impl ClientService {
             if reqs.is_empty() {
                 Vec::new()
             } else {
-                self.node.coordinate_writes(reqs).await
+                self.parts.coordinator.coordinate_writes(reqs).await
             }
         };
         let read = async {
             if get_reqs.is_empty() {
                 Vec::new()
             } else {
-                self.node.coordinate_reads(get_reqs).await
+                self.parts.coordinator.coordinate_reads(get_reqs).await
             }
         };
         let (outcomes, reads) = tokio::join!(coordinate, read);
@@ -113,7 +113,7 @@ impl ClientService {
                 ),
             })
             .collect();
-        fit_answer(&mut results, self.node.config.message_limit());
+        fit_answer(&mut results, self.parts.rules.message_limit);
         Ok(pb::BatchResponse { results })
     }
 }
