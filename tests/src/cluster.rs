@@ -393,6 +393,30 @@ impl Cluster {
         self.wait_ready(i).await;
     }
 
+    /// Restarts node `i` with the same id and data on a new port, one
+    /// `accept` takes (the others keep the old address in their `--peers`,
+    /// as they would after a pod got a new IP).
+    pub async fn restart_on_new_port(&mut self, i: usize, accept: impl Fn(u16) -> bool) {
+        self.kill(i);
+        let port = (0..1000)
+            .map(|_| free_port())
+            .find(|&p| accept(p))
+            .unwrap_or_else(|| panic!("no free port accepted for node {i}"));
+        let node = &mut self.nodes[i];
+        let (old, new) = (
+            format!("{}=127.0.0.1:{}", node.id, node.port),
+            format!("{}=127.0.0.1:{port}", node.id),
+        );
+        node.peers = node.peers.replace(&old, &new);
+        node.port = port;
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&i);
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
     /// SIGSTOPs node `i` (a paused process: connections stay open, nothing answers).
     pub fn pause(&self, i: usize) {
         self.signal(i, libc::SIGSTOP);

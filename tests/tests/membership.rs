@@ -236,3 +236,38 @@ async fn a_node_of_another_cluster_is_refused_and_the_clusters_stay_apart() {
         .await
         .expect("put at QUORUM in the first cluster");
 }
+
+/// A node restarted with the same id and data on a new address (a pod with
+/// a new IP) re-announces itself: the others learn the new address from
+/// gossip although their `--peers` still name the old one, and writes at
+/// ALL reach it there.
+#[tokio::test]
+async fn a_node_restarted_on_a_new_address_is_reached_there() {
+    let mut c = Cluster::start(3).await;
+    let old = c.nodes[2].port;
+    // The others' row for node3 and its own start at the same version, so
+    // the tie is broken by address: a new port that sorts below the old one
+    // loses it, and only the node's re-announcement can correct the table.
+    c.restart_on_new_port(2, |p| p.to_string() < old.to_string())
+        .await;
+    let new = c.addr(2);
+    for via in [0, 1, 2] {
+        wait_until(
+            &format!("node{} to list node3 at {new}", via + 1),
+            Duration::from_secs(30),
+            || async {
+                members(&c, via)
+                    .await
+                    .contains(&("node3".to_string(), new.clone()))
+            },
+        )
+        .await;
+    }
+    let client = c.client_for(0);
+    for i in 0..20 {
+        client
+            .put(format!("moved-{i}"), "v", Consistency::All)
+            .await
+            .unwrap_or_else(|e| panic!("put at ALL after node3 moved: {e}"));
+    }
+}
