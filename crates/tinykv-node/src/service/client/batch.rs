@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::{ClientService, Meta, MAX_BATCH_OPS};
+use crate::coordinator::{ReadRequest, WriteRequest};
 use crate::service::deadline_at;
 
 impl ClientService {
@@ -20,7 +21,6 @@ impl ClientService {
         ops: Vec<pb::Operation>,
         header: Option<Duration>,
     ) -> Result<pb::BatchResponse, Status> {
-        use pb::operation::Op;
         use pb::operation_result::Result as R;
         if ops.len() > MAX_BATCH_OPS {
             return Err(Status::invalid_argument(format!(
@@ -28,48 +28,13 @@ impl ClientService {
                 ops.len()
             )));
         }
-        // One `now` for the batch: its writes with the same timeout share a
-        // deadline, and so a call per replica.
-        let now = Instant::now();
-        let mut results: Vec<Option<R>> = vec![None; ops.len()];
-        let mut writes: Vec<(usize, Meta)> = Vec::new();
-        let mut reqs = Vec::new();
-        let mut gets: Vec<(usize, Meta)> = Vec::new();
-        let mut get_reqs = Vec::new();
-        for (i, op) in ops.into_iter().enumerate() {
-            let prepared = match op.op {
-                Some(Op::Put(r)) => {
-                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
-                    self.prepare_put(r, d)
-                }
-                Some(Op::Delete(r)) => {
-                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
-                    self.prepare_delete(r, d)
-                }
-                Some(Op::Get(r)) => {
-                    let d = deadline_at(&self.parts.rules, header, r.timeout_ms, now);
-                    match self.prepare_get(r, d) {
-                        Ok((meta, req)) => {
-                            gets.push((i, meta));
-                            get_reqs.push(req);
-                        }
-                        Err(s) => results[i] = Some(error_result(&s)),
-                    }
-                    continue;
-                }
-                None => Err(Status::invalid_argument(
-                    "batch operation has no put, get or delete",
-                )),
-            };
-            match prepared {
-                Ok(p) => {
-                    let (meta, req) = p.split();
-                    writes.push((i, meta));
-                    reqs.push(req);
-                }
-                Err(s) => results[i] = Some(error_result(&s)),
-            }
-        }
+        let Sorted {
+            mut results,
+            writes,
+            reqs,
+            gets,
+            get_reqs,
+        } = self.sort(ops, header);
         let coordinate = async {
             if reqs.is_empty() {
                 Vec::new()
@@ -115,6 +80,70 @@ impl ClientService {
             .collect();
         fit_answer(&mut results, self.parts.rules.message_limit);
         Ok(pb::BatchResponse { results })
+    }
+}
+
+/// A batch's operations checked and sorted by kind, in order: the answers
+/// known already (bad operations), and the writes and reads to coordinate
+/// with the index and facts of the operation each came from.
+struct Sorted {
+    results: Vec<Option<pb::operation_result::Result>>,
+    writes: Vec<(usize, Meta)>,
+    reqs: Vec<WriteRequest>,
+    gets: Vec<(usize, Meta)>,
+    get_reqs: Vec<ReadRequest>,
+}
+
+impl ClientService {
+    /// Checks each operation of a batch and sorts it into writes and reads.
+    fn sort(&self, ops: Vec<pb::Operation>, header: Option<Duration>) -> Sorted {
+        use pb::operation::Op;
+        // One `now` for the batch: its writes with the same timeout share a
+        // deadline, and so a call per replica.
+        let now = Instant::now();
+        let rules = &self.parts.rules;
+        let mut out = Sorted {
+            results: vec![None; ops.len()],
+            writes: Vec::new(),
+            reqs: Vec::new(),
+            gets: Vec::new(),
+            get_reqs: Vec::new(),
+        };
+        for (i, op) in ops.into_iter().enumerate() {
+            let prepared = match op.op {
+                Some(Op::Put(r)) => {
+                    let d = deadline_at(rules, header, r.timeout_ms, now);
+                    self.prepare_put(r, d)
+                }
+                Some(Op::Delete(r)) => {
+                    let d = deadline_at(rules, header, r.timeout_ms, now);
+                    self.prepare_delete(r, d)
+                }
+                Some(Op::Get(r)) => {
+                    let d = deadline_at(rules, header, r.timeout_ms, now);
+                    match self.prepare_get(r, d) {
+                        Ok((meta, req)) => {
+                            out.gets.push((i, meta));
+                            out.get_reqs.push(req);
+                        }
+                        Err(s) => out.results[i] = Some(error_result(&s)),
+                    }
+                    continue;
+                }
+                None => Err(Status::invalid_argument(
+                    "batch operation has no put, get or delete",
+                )),
+            };
+            match prepared {
+                Ok(p) => {
+                    let (meta, req) = p.split();
+                    out.writes.push((i, meta));
+                    out.reqs.push(req);
+                }
+                Err(s) => out.results[i] = Some(error_result(&s)),
+            }
+        }
+        out
     }
 }
 

@@ -1,0 +1,303 @@
+//! Building a node: the one place that reads the configuration for its
+//! subsystems and wires them together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::antientropy::AntiEntropy;
+use crate::clock::Clock;
+use crate::config::{Config, StorageEngine, SyncMode};
+use crate::coordinator::{self, Coordinator};
+use crate::detector::Detector;
+use crate::directory::Directory;
+use crate::error::NodeError;
+use crate::faults::Faults;
+use crate::gossip::{Gossip, Identity};
+use crate::hints::{HintLimits, Hints};
+use crate::lifecycle::{Lifecycle, LifecycleParts};
+use crate::membership::{Member, MemberState, Membership};
+use crate::metrics::Metrics;
+use crate::node::Node;
+use crate::peers::Peers;
+use crate::placement::Placement;
+use crate::replicas::NodeReplicas;
+use crate::status::{Facts, NodeStatus};
+use crate::storage::{DiskEngine, Store, SyncPolicy};
+use crate::transfer::Transfer;
+
+/// The address this node tells others to use.
+fn advertise(config: &Config, local: SocketAddr, id: &str) -> String {
+    if let Some(a) = config.advertise.as_deref().filter(|a| !a.is_empty()) {
+        return a.to_string();
+    }
+    if local.ip().is_unspecified() {
+        // Listening on every interface: the host name is what peers can reach.
+        return format!("{id}:{}", local.port());
+    }
+    local.to_string()
+}
+
+/// Opens the storage engine `config` names (or finds) in its data directory.
+fn open_store(config: &Config) -> Result<Store, NodeError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let kind = match config.storage_engine {
+        StorageEngine::Auto => DiskEngine::detect(&config.data_dir).unwrap_or(DiskEngine::Fjall),
+        StorageEngine::Fjall => DiskEngine::Fjall,
+        StorageEngine::Redb => DiskEngine::Redb,
+    };
+    let engine = kind.open(&config.data_dir, &config.engine_tuning())?;
+    tracing::info!(engine = ?kind, dir = %config.data_dir.display(), "storage opened");
+    let policy = match config.sync {
+        SyncMode::Always => SyncPolicy::Always,
+        SyncMode::Periodic => SyncPolicy::Periodic(config.sync_period),
+    };
+    Ok(Store::start(engine, policy))
+}
+
+/// The member table at start: the `--peers` list, with this node's own
+/// row (joining, with a version that wins over stale rows, when it is new
+/// and asked to join).
+fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, NodeError> {
+    let specs = config.peer_specs()?;
+    let mut members: Vec<Member> = specs
+        .iter()
+        .filter(|p| p.id != id)
+        .map(|p| Member {
+            id: p.id.clone(),
+            addr: p.addr.clone(),
+            state: MemberState::Normal,
+            version: 1,
+        })
+        .collect();
+    // A node that has been a full member before never re-joins.
+    let was_member = config
+        .data_dir
+        .join(crate::lifecycle::MEMBER_MARKER)
+        .exists();
+    let joining = config.join && !was_member;
+    members.push(Member {
+        id: id.to_string(),
+        addr: addr.to_string(),
+        state: if joining {
+            MemberState::Joining
+        } else {
+            MemberState::Normal
+        },
+        // A joining node's row must win over any stale row others have.
+        version: if joining {
+            crate::hlc::wall_micros()
+        } else {
+            1
+        },
+    });
+    Ok(Membership::new(
+        id,
+        members,
+        config.replication_factor as usize,
+        config.vnodes,
+    ))
+}
+
+/// The durability policy as status shows it.
+pub(super) fn sync_description(config: &Config) -> String {
+    match config.sync {
+        SyncMode::Always => "always".into(),
+        SyncMode::Periodic => format!("periodic({}ms)", config.sync_period.as_millis()),
+    }
+}
+
+/// What every subsystem is built from: the node's identity, its store and
+/// the shared views, made once from the configuration.
+struct Core {
+    id: String,
+    addr: String,
+    store: Store,
+    clock: Arc<Clock>,
+    membership: Arc<Membership>,
+    detector: Arc<Detector>,
+    directory: Directory,
+    transfer: Transfer,
+    metrics: Arc<Metrics>,
+}
+
+impl Core {
+    fn new(config: &Config, local: SocketAddr) -> Result<Core, NodeError> {
+        let id = config.resolved_node_id()?;
+        let addr = config
+            .peer_specs()?
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.addr.clone())
+            .filter(|_| config.advertise.is_none())
+            .unwrap_or_else(|| advertise(config, local, &id));
+        let store = open_store(config)?;
+        let membership = Arc::new(initial_members(config, &id, &addr)?);
+        let metrics =
+            Arc::new(Metrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?);
+        let clock = Arc::new(Clock::new(metrics.clock_skew_refused.clone()));
+        let detector = Arc::new(Detector::new(
+            config.phi_threshold,
+            config.heartbeat_interval,
+        ));
+        let peers = Arc::new(Peers::new(
+            &id,
+            config.cluster_name.as_deref(),
+            config.peer_message_limit(),
+        ));
+        let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
+        let transfer = Transfer::new(&id, directory.clone(), config.message_limit());
+        Ok(Core {
+            id,
+            addr,
+            store,
+            clock,
+            membership,
+            detector,
+            directory,
+            transfer,
+            metrics,
+        })
+    }
+
+    fn hints(&self, config: &Config) -> Arc<Hints> {
+        Arc::new(Hints::new(
+            self.store.clone(),
+            HintLimits {
+                max_hints: config.max_hints,
+                max_age: config.max_hint_age,
+            },
+            self.membership.clone(),
+            self.detector.clone(),
+            self.transfer.clone(),
+            self.metrics.clone(),
+        ))
+    }
+
+    /// The coordinator, with this node's store or a peer over gRPC as its
+    /// replicas.
+    fn coordinator(&self, config: &Config, hints: &Arc<Hints>) -> Arc<Coordinator> {
+        let replicas = NodeReplicas::new(
+            &self.id,
+            self.store.clone(),
+            hints.clone(),
+            self.directory.clone(),
+            self.clock.clone(),
+        );
+        Arc::new(Coordinator::new(
+            Arc::new(Placement::new(
+                &self.id,
+                self.membership.clone(),
+                self.detector.clone(),
+            )),
+            Arc::new(replicas),
+            coordinator::Settings {
+                hinted_handoff: config.hinted_handoff,
+                sloppy_quorum: config.sloppy_quorum,
+                read_fanout: config.read_fanout,
+                speculative_retry: config.read_speculative_retry,
+                repair_timeout: config.request_timeout,
+            },
+            self.metrics.clone(),
+        ))
+    }
+
+    fn gossip(&self, config: &Config) -> Arc<Gossip> {
+        Arc::new(Gossip::new(
+            Identity {
+                id: self.id.clone(),
+                addr: self.addr.clone(),
+                peers_dns: config.peers_dns.clone(),
+                interval: config.heartbeat_interval,
+            },
+            self.clock.clone(),
+            self.membership.clone(),
+            self.detector.clone(),
+            self.directory.clone(),
+            self.metrics.clone(),
+        ))
+    }
+
+    fn antientropy(&self, config: &Config) -> Arc<AntiEntropy> {
+        Arc::new(AntiEntropy::new(
+            &self.id,
+            self.store.clone(),
+            self.membership.clone(),
+            self.transfer.clone(),
+            self.metrics.clone(),
+            config.tombstone_grace,
+        ))
+    }
+
+    fn lifecycle(
+        &self,
+        config: &Config,
+        gossip: &Arc<Gossip>,
+        antientropy: &Arc<AntiEntropy>,
+        shutdown: CancellationToken,
+    ) -> Arc<Lifecycle> {
+        Arc::new(Lifecycle::new(
+            &self.id,
+            LifecycleParts {
+                data_dir: config.data_dir.clone(),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                membership: self.membership.clone(),
+                detector: self.detector.clone(),
+                gossip: gossip.clone(),
+                transfer: self.transfer.clone(),
+                antientropy: antientropy.clone(),
+                metrics: self.metrics.clone(),
+                shutdown,
+            },
+        ))
+    }
+
+    fn status(&self, config: &Config, lifecycle: &Arc<Lifecycle>) -> Arc<NodeStatus> {
+        Arc::new(NodeStatus::new(
+            Facts {
+                id: self.id.clone(),
+                vnodes: config.vnodes,
+                sync: sync_description(config),
+                cluster_name: config.cluster_name.clone().unwrap_or_default(),
+            },
+            self.membership.clone(),
+            self.detector.clone(),
+            self.store.clone(),
+            lifecycle.clone(),
+        ))
+    }
+}
+
+/// Builds a node's subsystems and wires them together: the one place that
+/// reads the configuration for them.
+pub fn build(
+    config: &Config,
+    local: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<Node, NodeError> {
+    config.validate()?;
+    let core = Core::new(config, local)?;
+    let hints = core.hints(config);
+    let coordinator = core.coordinator(config, &hints);
+    let gossip = core.gossip(config);
+    let antientropy = core.antientropy(config);
+    let lifecycle = core.lifecycle(config, &gossip, &antientropy, shutdown);
+    let status = core.status(config, &lifecycle);
+    Ok(Node {
+        id: core.id,
+        addr: core.addr,
+        store: core.store,
+        clock: core.clock,
+        membership: core.membership,
+        directory: core.directory,
+        coordinator,
+        gossip,
+        hints,
+        antientropy,
+        lifecycle,
+        status,
+        metrics: core.metrics,
+    })
+}
