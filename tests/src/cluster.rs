@@ -51,6 +51,9 @@ pub struct NodeProc {
     pub peers: String,
     /// Flags for this node only (kept across restarts).
     pub extra: Vec<String>,
+    /// The node's log filter (`TINYKV_LOG`), `info` unless a test wants
+    /// more (kept across restarts).
+    pub log_filter: String,
     child: Option<Child>,
 }
 
@@ -149,6 +152,7 @@ impl Cluster {
                 block_file: dir.path().join(format!("node{}.blocked", i + 1)),
                 peers: String::new(),
                 extra: Vec::new(),
+                log_filter: "info".into(),
                 child: None,
             })
             .collect();
@@ -209,6 +213,7 @@ impl Cluster {
             port,
             peers: peers.join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            log_filter: "info".into(),
             child: None,
         });
         self.spawn(i);
@@ -239,7 +244,9 @@ impl Cluster {
             .args(&node.extra)
             .env("TINYKV_METRICS_LISTEN", "off")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
-            .env("TINYKV_LOG", "info")
+            .env("TINYKV_LOG", &node.log_filter)
+            // Plain text in the log files, so tests can search them.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         // The node logs to stdout; both streams go to the node's log file.
         match log.and_then(|f| Some((f.try_clone().ok()?, f))) {

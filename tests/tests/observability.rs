@@ -76,3 +76,41 @@ async fn metrics_and_status_report_requests_hints_and_members() {
     assert!(ops >= commits, "{ops} ops in {commits} commits");
     value("tinykv_storage_flushes_total ");
 }
+
+/// With debug logging, one request's lines are tied together by its span:
+/// the coordinator's line for each replica's ack and the request's end
+/// carry the same request id.
+#[tokio::test]
+async fn a_requests_log_lines_share_its_span_at_debug() {
+    let mut c = Cluster::start(3).await;
+    c.nodes[0].log_filter = "info,tinykv_node=debug".into();
+    c.restart(0).await;
+    c.client_for(0)
+        .put("span-key", "v", Consistency::All)
+        .await
+        .expect("put");
+    let log = c.log(0);
+    // The request's span as it opens each line: `request{op=.. request_id=..}`
+    // (a client's put may travel in a batch stream).
+    let span = log
+        .lines()
+        .find(|l| l.contains("request done op=\"put\""))
+        .and_then(|l| {
+            let start = l.find("request{")?;
+            let end = start + l[start..].find('}')?;
+            Some(l[start..=end].to_string())
+        })
+        .unwrap_or_else(|| panic!("no finished put in a request span:\n{log}"));
+    let of_request: Vec<&str> = log.lines().filter(|l| l.contains(&span)).collect();
+    for node in ["node1", "node2", "node3"] {
+        assert!(
+            of_request.iter().any(|l| l.contains("coordinate_writes")
+                && l.contains(&format!("replica acked replica={node}"))),
+            "no ack from {node} in {span}:\n{log}"
+        );
+    }
+    assert!(
+        of_request.iter().any(|l| l.contains("request done")),
+        "{span} has no end line:\n{log}"
+    );
+}

@@ -60,6 +60,9 @@ impl Coordinator {
             let asked: Vec<usize> = tokio::select! {
                 ev = q.next() => {
                     let Some(ev) = ev else { break };
+                    if ev.failure.is_none() {
+                        tracing::debug!(replica = %ev.node, reads = ev.requests.len(), "replica answered");
+                    }
                     if let Some(error) = &ev.failure {
                         tracing::debug!(replica = %ev.node, %error, "replica read failed");
                         for &i in &ev.requests {

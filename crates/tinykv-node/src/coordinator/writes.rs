@@ -122,6 +122,9 @@ impl Coordinator {
             let Some(ev) = q.next().await else {
                 break;
             };
+            if ev.failure.is_none() {
+                tracing::debug!(replica = %ev.node, writes = ev.requests.len(), "replica acked");
+            }
             if let Some(error) = &ev.failure {
                 tracing::debug!(replica = %ev.node, %error, "replica write failed");
                 // The replica whose copy is missing: the call's node, or

@@ -71,10 +71,14 @@ impl ClientService {
         m.latency
             .with_label_values(&[op, level])
             .observe(started.elapsed().as_secs_f64());
-        if let Err(s) = result {
-            m.request_errors
-                .with_label_values(&[op, &format!("{:?}", s.code())])
-                .inc();
+        match result {
+            Ok(_) => tracing::debug!(op, level, elapsed = ?started.elapsed(), "request done"),
+            Err(s) => {
+                tracing::debug!(op, level, code = ?s.code(), error = s.message(), "request failed");
+                m.request_errors
+                    .with_label_values(&[op, &format!("{:?}", s.code())])
+                    .inc();
+            }
         }
     }
 
