@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tinykv_client::auth::{Secrets, Signer};
 use tinykv_client::{Client, ClientOptions};
 
 /// How to start a test cluster.
@@ -23,6 +24,9 @@ pub struct ClusterOptions {
     /// `--cluster-name` of every node; none: a name of its own per cluster,
     /// so two test clusters never merge even if one reaches the other.
     pub cluster_name: Option<String>,
+    /// The cluster secret's file content; none: no secret (the nodes
+    /// accept peer and admin calls from loopback only).
+    pub secret: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -33,6 +37,7 @@ impl Default for ClusterOptions {
             args: vec!["--heartbeat-interval".into(), "200ms".into()],
             client_timeout: Duration::from_secs(5),
             cluster_name: None,
+            secret: None,
         }
     }
 }
@@ -54,6 +59,9 @@ pub struct NodeProc {
     /// The node's log filter (`TINYKV_LOG`), `info` unless a test wants
     /// more (kept across restarts).
     pub log_filter: String,
+    /// The node's `--cluster-secret-file` (the cluster's, unless a test
+    /// gives it another).
+    pub secret_file: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -94,6 +102,12 @@ fn node_binary() -> PathBuf {
     if let Ok(p) = std::env::var("TINYKV_NODE_BIN") {
         return PathBuf::from(p);
     }
+    binary("tinykv-node")
+}
+
+/// A binary of the workspace built next to the test executable (`make
+/// test` builds them all first).
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test-binary>
     let dir = exe
@@ -101,10 +115,10 @@ fn node_binary() -> PathBuf {
         .and_then(|d| d.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let bin = dir.join("tinykv-node");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} not found: run `cargo build -p tinykv-node --features fault-injection` first",
+        "{} not found: run `cargo build --workspace --bins --features tinykv-node/fault-injection` first",
         bin.display()
     );
     bin
@@ -144,6 +158,11 @@ impl Cluster {
             format!("test-{}-{seq}", std::process::id())
         });
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let secret_file = opts.secret.as_ref().map(|text| {
+            let path = dir.path().join("cluster.secret");
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing the secret: {e}"));
+            path
+        });
         let nodes: Vec<NodeProc> = (0..n)
             .map(|i| NodeProc {
                 id: format!("node{}", i + 1),
@@ -153,6 +172,7 @@ impl Cluster {
                 peers: String::new(),
                 extra: Vec::new(),
                 log_filter: "info".into(),
+                secret_file: secret_file.clone(),
                 child: None,
             })
             .collect();
@@ -214,6 +234,7 @@ impl Cluster {
             peers: peers.join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_filter: "info".into(),
+            secret_file: self.secret_file(),
             child: None,
         });
         self.spawn(i);
@@ -242,6 +263,11 @@ impl Cluster {
             .arg(&self.name)
             .args(&opts.args)
             .args(&node.extra)
+            .args(
+                node.secret_file
+                    .iter()
+                    .flat_map(|f| [std::ffi::OsStr::new("--cluster-secret-file"), f.as_os_str()]),
+            )
             .env("TINYKV_METRICS_LISTEN", "off")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
             .env("TINYKV_LOG", &node.log_filter)
@@ -311,6 +337,56 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {id}"))
     }
 
+    /// The cluster's secret file, if it has a secret.
+    pub fn secret_file(&self) -> Option<PathBuf> {
+        self.opts
+            .secret
+            .as_ref()
+            .map(|_| self.dir.path().join("cluster.secret"))
+    }
+
+    /// Signs admin calls with the cluster's secret, if it has one.
+    fn admin_signer(&self) -> Option<Signer> {
+        let text = self.opts.secret.as_deref()?;
+        let secrets = Secrets::parse(text).unwrap_or_else(|e| panic!("cluster secret: {e}"));
+        Some(Signer::new("admin", secrets))
+    }
+
+    /// Adds a node (given every member in `--peers`) whose secret file holds
+    /// `secret` instead of the cluster's, and starts it without waiting for
+    /// it to serve.
+    pub fn add_node_with_secret(&mut self, secret: &str) -> usize {
+        let i = self.nodes.len();
+        let id = format!("node{}", i + 1);
+        let port = free_port();
+        let file = self.dir.path().join(format!("{id}.secret"));
+        std::fs::write(&file, secret).unwrap_or_else(|e| panic!("writing {id}'s secret: {e}"));
+        let mut peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
+            .collect();
+        peers.push(format!("{id}=127.0.0.1:{port}"));
+        self.nodes.push(NodeProc {
+            data_dir: self.dir.path().join(&id),
+            block_file: self.dir.path().join(format!("{id}.blocked")),
+            id,
+            port,
+            peers: peers.join(","),
+            extra: Vec::new(),
+            log_filter: "info".into(),
+            secret_file: Some(file),
+            child: None,
+        });
+        self.spawn(i);
+        i
+    }
+
+    /// Sends SIGHUP to node `i` (it re-reads its cluster secret file).
+    pub fn hangup(&self, i: usize) {
+        self.signal(i, libc::SIGHUP);
+    }
+
     /// A client talking only to node `i`.
     pub fn client_for(&self, i: usize) -> Client {
         let mut cache = self.clients.lock().unwrap_or_else(|p| p.into_inner());
@@ -319,6 +395,7 @@ impl Cluster {
             .or_insert_with(|| {
                 let opts = ClientOptions {
                     timeout: self.opts.client_timeout,
+                    admin_signer: self.admin_signer(),
                     ..ClientOptions::default()
                 };
                 Client::connect_many([self.addr(i).as_str()], opts)
@@ -342,6 +419,7 @@ impl Cluster {
             .collect();
         let mut opts = ClientOptions {
             timeout: self.opts.client_timeout,
+            admin_signer: self.admin_signer(),
             ..ClientOptions::default()
         };
         change(&mut opts);

@@ -8,4 +8,4 @@ pub mod legacy {
     tonic::include_proto!("tinykv");
 }
 
-pub use cluster::{wait_until, Cluster, ClusterOptions};
+pub use cluster::{binary, wait_until, Cluster, ClusterOptions};

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tinykv_auth::Signed;
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_client::AdminClient;
 use tinykv_proto::tinykv::tiny_kv_client::TinyKvClient;
@@ -266,8 +267,9 @@ impl Client {
         batch::kv(ch)
     }
 
-    fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.first()).max_decoding_message_size(batch::MAX_MESSAGE)
+    fn admin(&self) -> AdminClient<Signed<Channel>> {
+        let channel = Signed::new(self.first(), self.inner.opts.admin_signer.clone());
+        AdminClient::new(channel).max_decoding_message_size(batch::MAX_MESSAGE)
     }
 
     /// Runs a put, get or delete on the next endpoint: in a batch when

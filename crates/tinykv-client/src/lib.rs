@@ -17,4 +17,5 @@ pub use consistency::Consistency;
 pub use error::ClientError;
 pub use options::{ClientOptions, TOPOLOGY_REFRESH};
 pub use routing::RoutingPolicy;
+pub use tinykv_auth as auth;
 pub use tinykv_proto::tinykv as proto;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tinykv_auth::Signer;
+
 use crate::RoutingPolicy;
 
 /// Client settings.
@@ -22,6 +24,9 @@ pub struct ClientOptions {
     pub coalesce: bool,
     /// Which node coordinates each put, get and delete.
     pub routing: RoutingPolicy,
+    /// Signs admin calls with the cluster secret (a node with a secret
+    /// refuses unsigned ones); none: admin calls go unsigned.
+    pub admin_signer: Option<Signer>,
 }
 
 /// How often a token-aware client refetches the ring map.
@@ -38,6 +43,7 @@ impl Default for ClientOptions {
             sender_id: "tinykv-client".into(),
             coalesce: true,
             routing: RoutingPolicy::Sticky,
+            admin_signer: None,
         }
     }
 }

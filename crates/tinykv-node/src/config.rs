@@ -82,6 +82,17 @@ pub struct Config {
     /// merge. Unnamed nodes are not checked (see `cluster_name.rs`).
     #[arg(long, env = "TINYKV_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
+    /// File of cluster secrets, one a line (the first signs, all are
+    /// accepted, for rotation): every node-to-node and admin call must then
+    /// prove one of them. Create one with `tinykv_client secret`.
+    #[arg(long, env = "TINYKV_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Accept node-to-node and admin calls from anyone when no cluster
+    /// secret is set. Without a secret and without this flag, such calls
+    /// are accepted only from loopback, and listening on any other address
+    /// is refused.
+    #[arg(long, env = "TINYKV_INSECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure: bool,
     /// Static members, `ID=HOST:PORT,...`; may include this node.
     #[arg(long, env = "TINYKV_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,

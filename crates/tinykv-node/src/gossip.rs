@@ -41,6 +41,20 @@ impl Foreign {
             }
         }
     }
+
+    /// Notes that the node at `addr` refused this node's credentials
+    /// (logged once per address: every round would repeat it).
+    fn unauthenticated(&self, addr: &str, status: &tonic::Status) {
+        if let Ok(mut seen) = self.0.lock() {
+            if seen.insert(format!("unauthenticated {addr}")) {
+                tracing::warn!(
+                    peer = %addr,
+                    reason = %status.message(),
+                    "the node at this address refuses this node's calls: do both have the same cluster secret?"
+                );
+            }
+        }
+    }
 }
 
 /// Who this node is and how it finds others, fixed at start.
@@ -193,6 +207,8 @@ impl Gossip {
             Err(s) => {
                 if crate::cluster_name::is_mismatch(&s) {
                     self.foreign.refused(&addr, &s);
+                } else if s.code() == tonic::Code::Unauthenticated {
+                    self.foreign.unauthenticated(&addr, &s);
                 }
                 return;
             }

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 pub mod faults;
 pub mod gossip;
+pub mod guard;
 pub mod health;
 pub mod hints;
 pub mod hlc;

@@ -45,6 +45,20 @@ pub struct Metrics {
     pub storage_committed_ops: IntCounter,
     /// Flushes that made commits durable (fsyncs of `--sync periodic`).
     pub storage_flushes: IntCounter,
+    /// Peer and admin calls refused before they acted, by service and
+    /// reason (no credentials, bad ones, not from loopback).
+    pub auth_refused: IntCounterVec,
+}
+
+fn counter_vec(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    reg.register(Box::new(c.clone()))?;
+    Ok(c)
 }
 
 fn counter(reg: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -132,6 +146,12 @@ impl Metrics {
                 &registry,
                 "storage_committed_ops_total",
                 "Write ops in committed storage batches",
+            )?,
+            auth_refused: counter_vec(
+                &registry,
+                "auth_refused_total",
+                "Peer and admin calls refused before acting",
+                &["service", "reason"],
             )?,
             storage_flushes: counter(
                 &registry,

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use tinykv_auth::{Signed, Signer};
+
 use crate::cluster_name::Stamp;
 use crate::error::ReplicaError;
 use crate::version::{keyed, Record};
@@ -50,7 +52,7 @@ struct ReadItem {
 
 /// A client of another node's peer service: every call carries this node's
 /// cluster name.
-pub type PeerConn = PeerClient<InterceptedService<Channel, Stamp>>;
+pub type PeerConn = PeerClient<InterceptedService<Signed<Channel>, Stamp>>;
 
 /// The sender's stream to its peer (unary batch calls for a peer without it).
 type Link = StreamLink<pb::ReplicaExchange, pb::ReplicaExchangeResult>;
@@ -73,6 +75,8 @@ pub struct Peers {
     channels: RwLock<HashMap<String, Peer>>,
     max_message: usize,
     stamp: Stamp,
+    /// Signs every call with the cluster secret, when there is one.
+    signer: Option<Signer>,
 }
 
 impl Peers {
@@ -85,7 +89,15 @@ impl Peers {
             channels: RwLock::new(HashMap::new()),
             max_message,
             stamp: Stamp::new(cluster),
+            signer: None,
         }
+    }
+
+    /// The same pool, signing every call with `signer` (the cluster
+    /// secret and this node's id).
+    pub fn with_signer(mut self, signer: Option<Signer>) -> Self {
+        self.signer = signer;
+        self
     }
 
     fn peer(&self, addr: &str) -> Result<Peer, ReplicaError> {
@@ -101,7 +113,8 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let client = PeerClient::with_interceptor(endpoint.connect_lazy(), self.stamp.clone())
+        let channel = Signed::new(endpoint.connect_lazy(), self.signer.clone());
+        let client = PeerClient::with_interceptor(channel, self.stamp.clone())
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);
         let mut map = self

@@ -5,8 +5,11 @@
 //! accepting requests, lets in-flight ones finish, stops the background
 //! loops and flushes storage.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tinykv_auth::{Keyring, Secrets};
 use tinykv_proto::internal::peer_server::PeerServer;
 use tinykv_proto::tinykv::admin_server::AdminServer;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKvServer;
@@ -26,6 +29,7 @@ use build::sync_description;
 use crate::background::every;
 use crate::config::Config;
 use crate::error::NodeError;
+use crate::guard::Guard;
 use crate::node::Node;
 use crate::service::admin::AdminService;
 use crate::service::client::{ClientParts, ClientService};
@@ -114,6 +118,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), NodeError> {
     let local = listener.local_addr()?;
+    let keys = build::load_keyring(&config)?;
+    let mode = build::guard_mode(&config, local, keys.as_ref())?;
     let metrics_listener =
         match config.metrics_listen.as_str() {
             "" | "off" => None,
@@ -121,8 +127,9 @@ pub async fn run(
                 NodeError::Transport(format!("binding metrics address {addr}: {e}"))
             })?),
         };
-    let node = build(&config, local, shutdown.clone())?;
-    tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), "node starting");
+    let node = build(&config, local, keys.as_ref(), shutdown.clone())?;
+    tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), guard = mode.name(), "node starting");
+    let guard = Guard::new(mode, node.metrics.auth_refused.clone());
 
     let health = HealthReporter::new();
     health.set_serving::<TinyKvServer<ClientService>>().await;
@@ -131,6 +138,9 @@ pub async fn run(
         .await;
 
     let mut loops = spawn_loops(&node, &config, &shutdown);
+    if let (Some(keys), Some(path)) = (keys, config.cluster_secret_file.clone()) {
+        loops.push(tokio::spawn(reload_on_sighup(keys, path, shutdown.clone())));
+    }
     loops.push(crate::health::watch_storage(
         node.store.clone(),
         health.clone(),
@@ -146,7 +156,7 @@ pub async fn run(
         })
     });
 
-    let result = serve_grpc(&node, &config, listener, health, &shutdown).await;
+    let result = serve_grpc(&node, &config, listener, health, &guard, &shutdown).await;
 
     shutdown.cancel();
     for l in loops {
@@ -167,6 +177,7 @@ async fn serve_grpc(
     config: &Config,
     listener: TcpListener,
     health: HealthReporter,
+    guard: &Arc<Guard>,
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
     let max = config.message_limit();
@@ -184,16 +195,20 @@ async fn serve_grpc(
                 .max_encoding_message_size(max),
         )
         .add_service(
-            AdminServer::new(admin)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
+            guard.wrap(
+                AdminServer::new(admin)
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            ),
         )
-        .add_service(InterceptedService::new(
-            PeerServer::new(peer)
-                .max_decoding_message_size(peer_max)
-                .max_encoding_message_size(peer_max),
-            crate::cluster_name::Check::new(config.cluster_name.as_deref()),
-        ))
+        .add_service(
+            guard.wrap(InterceptedService::new(
+                PeerServer::new(peer)
+                    .max_decoding_message_size(peer_max)
+                    .max_encoding_message_size(peer_max),
+                crate::cluster_name::Check::new(config.cluster_name.as_deref()),
+            )),
+        )
         // The builder's `tcp_nodelay` applies only to listeners tonic binds
         // itself: set it on the accepted sockets here, or Nagle's algorithm
         // holds small responses back until the peer's delayed ACK (~40 ms).
@@ -209,4 +224,36 @@ async fn serve_grpc(
         )
         .await
         .map_err(|e| NodeError::Transport(e.to_string()))
+}
+
+/// Re-reads the cluster secret file on every SIGHUP, so a secret can be
+/// rotated without a restart; a file that cannot be used is logged and the
+/// secrets in use are kept.
+async fn reload_on_sighup(keys: Keyring, path: PathBuf, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "no SIGHUP handler: the cluster secret is read only at start");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match Secrets::load(&path) {
+                    Ok(secrets) => {
+                        let count = secrets.all().len();
+                        keys.replace(secrets);
+                        tracing::info!(path = %path.display(), secrets = count, "cluster secrets re-read");
+                    }
+                    Err(error) => tracing::error!(%error, "cluster secret file not re-read; the secrets in use are kept"),
+                }
+            }
+        }
+    }
 }

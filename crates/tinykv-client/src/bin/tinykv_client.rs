@@ -9,14 +9,20 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use tinykv_client::auth::{generate_secret, Secrets, Signer};
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 #[derive(Parser, Debug)]
 #[command(name = "tinykv_client", version, about = "TinyKV command-line client")]
 struct Cli {
     /// Node to talk to (host:port). Any node coordinates any request.
+    /// Not needed by `secret`.
     #[arg(env = "TINYKV_ADDR")]
     addr: String,
+    /// The cluster's secret file: admin commands (local-get, owners,
+    /// repair, decommission, removenode) prove it to nodes that have one.
+    #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<std::path::PathBuf>,
     /// Consistency level: one, two, quorum, all (default: the cluster's default).
     #[arg(long, global = true, env = "TINYKV_CONSISTENCY")]
     consistency: Option<Consistency>,
@@ -78,6 +84,9 @@ enum Command {
     },
     /// Drop a dead node for good and re-replicate its ranges.
     Removenode { node_id: String },
+    /// Print a new random cluster secret (`tinykv_client secret >
+    /// cluster.secret`); the address is ignored and may be `-`.
+    Secret,
 }
 
 /// A failure with its exit code.
@@ -116,12 +125,27 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The signer of admin calls, from `--cluster-secret-file`.
+fn admin_signer(path: Option<&std::path::Path>) -> Result<Option<Signer>, Failure> {
+    path.map(|p| {
+        Secrets::load(p)
+            .map(|s| Signer::new("admin", s))
+            .map_err(|e| Failure(2, e.to_string()))
+    })
+    .transpose()
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Secret = cli.command {
+        println!("{}", generate_secret());
+        return Ok(());
+    }
     // One operation per process: plain RPCs, as the original client sent.
     let opts = ClientOptions {
         timeout: cli.timeout,
         coalesce: false,
         routing: RoutingPolicy::RoundRobin,
+        admin_signer: admin_signer(cli.cluster_secret_file.as_deref())?,
         ..ClientOptions::default()
     };
     let client = Client::connect_many([cli.addr.as_str()], opts)?;
@@ -184,6 +208,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let r = client.remove_node(&node_id).await?;
             println!("{} ({} keys re-replicated)", r.message, r.keys_rereplicated);
         }
+        // Printed above, before connecting to anything.
+        Command::Secret => {}
     }
     Ok(())
 }

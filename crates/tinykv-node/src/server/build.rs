@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tinykv_auth::{Keyring, Secrets, Signer, Verifier};
 use tokio_util::sync::CancellationToken;
 
 use crate::antientropy::AntiEntropy;
@@ -15,6 +16,7 @@ use crate::directory::Directory;
 use crate::error::NodeError;
 use crate::faults::Faults;
 use crate::gossip::{Gossip, Identity};
+use crate::guard::Mode;
 use crate::hints::{HintLimits, Hints};
 use crate::lifecycle::{Lifecycle, LifecycleParts};
 use crate::membership::{Member, MemberState, Membership};
@@ -100,6 +102,39 @@ fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, 
     ))
 }
 
+/// The cluster secrets `--cluster-secret-file` names, if it names a file.
+pub fn load_keyring(config: &Config) -> Result<Option<Keyring>, NodeError> {
+    config
+        .cluster_secret_file
+        .as_deref()
+        .map(|path| Secrets::load(path).map(Keyring::new))
+        .transpose()
+        .map_err(|e| NodeError::Config(e.to_string()))
+}
+
+/// How the peer and admin planes are guarded: by the cluster secret when
+/// there is one, else loopback only unless `--insecure`. A node that
+/// listens beyond loopback with neither is refused, so a cluster is never
+/// open by accident.
+pub fn guard_mode(
+    config: &Config,
+    local: SocketAddr,
+    keys: Option<&Keyring>,
+) -> Result<Mode, NodeError> {
+    if let Some(keys) = keys {
+        return Ok(Mode::Secret(Verifier::with_keyring(keys.clone())));
+    }
+    if config.insecure {
+        return Ok(Mode::Open);
+    }
+    if local.ip().is_loopback() {
+        return Ok(Mode::Loopback);
+    }
+    Err(NodeError::Config(format!(
+        "listening on {local} with no cluster secret would let anyone who reaches this port          call the node-to-node and admin services: create a secret with          `tinykv_client secret > cluster.secret`, give every node (and the CLI)          --cluster-secret-file cluster.secret, or pass --insecure to accept that risk"
+    )))
+}
+
 /// The durability policy as status shows it.
 pub(super) fn sync_description(config: &Config) -> String {
     match config.sync {
@@ -123,7 +158,7 @@ struct Core {
 }
 
 impl Core {
-    fn new(config: &Config, local: SocketAddr) -> Result<Core, NodeError> {
+    fn new(config: &Config, local: SocketAddr, keys: Option<&Keyring>) -> Result<Core, NodeError> {
         let id = config.resolved_node_id()?;
         let addr = config
             .peer_specs()?
@@ -141,11 +176,14 @@ impl Core {
             config.phi_threshold,
             config.heartbeat_interval,
         ));
-        let peers = Arc::new(Peers::new(
-            &id,
-            config.cluster_name.as_deref(),
-            config.peer_message_limit(),
-        ));
+        let peers = Arc::new(
+            Peers::new(
+                &id,
+                config.cluster_name.as_deref(),
+                config.peer_message_limit(),
+            )
+            .with_signer(keys.map(|k| Signer::with_keyring(&id, k.clone()))),
+        );
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
         let transfer = Transfer::new(&id, directory.clone(), config.message_limit());
         Ok(Core {
@@ -275,10 +313,11 @@ impl Core {
 pub fn build(
     config: &Config,
     local: SocketAddr,
+    keys: Option<&Keyring>,
     shutdown: CancellationToken,
 ) -> Result<Node, NodeError> {
     config.validate()?;
-    let core = Core::new(config, local)?;
+    let core = Core::new(config, local, keys)?;
     let hints = core.hints(config);
     let coordinator = core.coordinator(config, &hints);
     let gossip = core.gossip(config);
