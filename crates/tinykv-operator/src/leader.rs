@@ -4,7 +4,8 @@
 //! reconciles. A replica takes the Lease when it is free, expired, or already
 //! its own, with an optimistic-concurrency replace (the `resourceVersion`
 //! guards against two replicas taking it at once), renews it periodically,
-//! and hands it back on shutdown.
+//! and hands it back on shutdown. [`LeaderElector::wait_for_leadership`] and
+//! [`LeaderElector::spawn_renewal`] are the loops the operator process runs.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, PostParams};
 use kube::Client;
+use tokio::sync::watch;
+use tracing::{error, warn};
 
 use crate::Result;
 
@@ -124,6 +127,58 @@ impl LeaderElector {
                 }
             }
         }
+    }
+
+    /// Try to take the Lease every renew interval until this replica holds
+    /// it. `false` when `stop` turns `true` (or its sender is gone) first.
+    pub async fn wait_for_leadership(&self, stop: &watch::Receiver<bool>) -> bool {
+        let mut ticker = tokio::time::interval(self.renew_interval());
+        loop {
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+            match self.try_acquire().await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "lease acquisition failed"),
+            }
+        }
+    }
+
+    /// Keep renewing the Lease in a background task until `stop` turns
+    /// `true`. A replica that cannot renew within the lease duration has lost
+    /// leadership and must stop reconciling: the task then sends `true` on
+    /// `lost` (as it does when another replica took the Lease).
+    pub fn spawn_renewal(&self, mut stop: watch::Receiver<bool>, lost: watch::Sender<bool>) {
+        let renewer = self.clone();
+        tokio::spawn(async move {
+            let mut last_ok = tokio::time::Instant::now();
+            let mut ticker = tokio::time::interval(renewer.renew_interval());
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match renewer.try_acquire().await {
+                    Ok(true) => last_ok = tokio::time::Instant::now(),
+                    Ok(false) => {
+                        error!("leadership lost to another replica");
+                        let _ = lost.send(true);
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "lease renewal failed");
+                        if last_ok.elapsed() >= renewer.duration {
+                            error!("could not renew the lease in time; stopping");
+                            let _ = lost.send(true);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Give the Lease up if this replica holds it, so a standby takes over at once.

@@ -3,7 +3,8 @@
 //! * [`crd`]: the `TinyKVCluster` custom resource.
 //! * [`builders`]: pure functions that turn a `TinyKVCluster` into the
 //!   StatefulSet, Services and PodDisruptionBudget it needs.
-//! * [`node_admin`]: how the operator talks to the nodes (gRPC, or a mock).
+//! * [`node_admin`]: how the operator talks to the nodes (gRPC; unit tests
+//!   use a scripted mock from the test-only `fixtures` module).
 //! * [`plan`]: the pure scaling and upgrade state machine.
 //! * [`reconciler`]: the controller that applies all of it.
 //! * [`metrics`], [`leader`]: operator process plumbing.

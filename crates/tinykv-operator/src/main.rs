@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use axum::{routing::get, Router};
 use clap::Parser;
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use tinykv_operator::leader::LeaderElector;
 use tinykv_operator::metrics::Metrics;
@@ -125,6 +125,25 @@ async fn serve_http(
         .context("http server")
 }
 
+/// The Lease elector the arguments ask for (none with `--no-leader-election`).
+fn leader_elector(args: &Args, client: &kube::Client) -> Option<LeaderElector> {
+    if args.no_leader_election {
+        return None;
+    }
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "tinykv-operator".to_string());
+    Some(LeaderElector::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+        Duration::from_secs(args.lease_seconds.max(3)),
+    ))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -150,74 +169,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("creating the Kubernetes client")?;
 
-    let elector = if args.no_leader_election {
-        None
-    } else {
-        let identity = args
-            .identity
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "tinykv-operator".to_string());
-        Some(LeaderElector::new(
-            client.clone(),
-            &args.lease_namespace,
-            &args.lease_name,
-            &identity,
-            Duration::from_secs(args.lease_seconds.max(3)),
-        ))
-    };
+    let elector = leader_elector(&args, &client);
 
     if let Some(elector) = &elector {
         info!(lease = %args.lease_name, "waiting for leadership");
-        let mut ticker = tokio::time::interval(elector.renew_interval());
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = wait_for(stop_rx.clone()) => {
-                    info!("stopped before becoming leader");
-                    return Ok(());
-                }
-            }
-            match elector.try_acquire().await {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "lease acquisition failed"),
-            }
+        if !elector.wait_for_leadership(&stop_rx).await {
+            info!("stopped before becoming leader");
+            return Ok(());
         }
         metrics.set_leader(true);
         info!("became leader");
-        // Keep renewing; a replica that cannot renew within the lease
-        // duration has lost leadership and stops reconciling.
-        let renewer = elector.clone();
-        let lost_tx = stop_tx.clone();
-        let lease = Duration::from_secs(args.lease_seconds.max(3));
-        let mut renew_stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut last_ok = tokio::time::Instant::now();
-            let mut ticker = tokio::time::interval(renewer.renew_interval());
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = renew_stop.wait_for(|s| *s) => return,
-                }
-                match renewer.try_acquire().await {
-                    Ok(true) => last_ok = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        error!("leadership lost to another replica");
-                        let _ = lost_tx.send(true);
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "lease renewal failed");
-                        if last_ok.elapsed() >= lease {
-                            error!("could not renew the lease in time; stopping");
-                            let _ = lost_tx.send(true);
-                            return;
-                        }
-                    }
-                }
-            }
-        });
+        // Keep renewing; losing the Lease stops the process (through stop_tx).
+        elector.spawn_renewal(stop_rx.clone(), stop_tx.clone());
     }
 
     let node_admin = Arc::new(GrpcNodeAdmin::new(Duration::from_secs(

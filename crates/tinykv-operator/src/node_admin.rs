@@ -2,14 +2,13 @@
 //!
 //! [`NodeAdmin`] is the seam: [`GrpcNodeAdmin`] calls the real
 //! `tinykv.TinyKV/Status` and `tinykv.Admin/Decommission` RPCs (every call
-//! bounded by a deadline), [`MockNodeAdmin`] answers from a script and records
-//! the calls for reconciler tests. A test that runs real nodes on 127.0.0.1
+//! bounded by a deadline). Reconciler unit tests use a scripted mock instead
+//! (`MockNodeAdmin` in the test-only `fixtures` module, so it is not compiled
+//! into the operator binary). A test that runs real nodes on 127.0.0.1
 //! passes a `GrpcNodeAdmin`, an address function mapping pod names to local
 //! ports, and a node-id function when its nodes are not named after the pods
 //! (see [`crate::reconciler::Context`] and `tests/real_nodes.rs`).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -249,102 +248,6 @@ impl NodeAdmin for GrpcNodeAdmin {
     }
 }
 
-/// A recorded call to [`MockNodeAdmin`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeCall {
-    /// `status(addr)`.
-    Status(String),
-    /// `decommission(addr, node_id)`.
-    Decommission(String, String),
-}
-
-#[derive(Default)]
-struct MockState {
-    statuses: HashMap<String, Result<NodeStatus, NodeError>>,
-    calls: Vec<NodeCall>,
-}
-
-/// Scripted [`NodeAdmin`] for tests: answers Status from a table keyed by
-/// address and records every call. A Decommission marks the node `leaving`
-/// in every scripted view; tests then flip it to `left` with [`MockNodeAdmin::set_state`].
-#[derive(Clone, Default)]
-pub struct MockNodeAdmin {
-    state: Arc<Mutex<MockState>>,
-}
-
-impl MockNodeAdmin {
-    fn lock(&self) -> std::sync::MutexGuard<'_, MockState> {
-        // A panicking test thread poisons the lock; the data is still usable.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Script the answer of `status(addr)`.
-    pub fn set_status(&self, addr: &str, status: Result<NodeStatus, NodeError>) {
-        self.lock().statuses.insert(addr.to_string(), status);
-    }
-
-    /// Set member `node_id`'s state in every scripted view (and its own
-    /// `state` in the view it answers itself).
-    pub fn set_state(&self, node_id: &str, state: &str) {
-        for status in self.lock().statuses.values_mut().flatten() {
-            if status.node_id == node_id {
-                status.state = state.to_string();
-            }
-            for m in status.members.iter_mut().filter(|m| m.node_id == node_id) {
-                m.state = state.to_string();
-            }
-        }
-    }
-
-    /// Every call so far, in order.
-    pub fn calls(&self) -> Vec<NodeCall> {
-        self.lock().calls.clone()
-    }
-
-    /// Only the Decommission calls.
-    pub fn decommissions(&self) -> Vec<(String, String)> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                NodeCall::Decommission(a, n) => Some((a, n)),
-                NodeCall::Status(_) => None,
-            })
-            .collect()
-    }
-}
-
-impl NodeAdmin for MockNodeAdmin {
-    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
-        let mut st = self.lock();
-        st.calls.push(NodeCall::Status(addr.to_string()));
-        let answer = st.statuses.get(addr).cloned().unwrap_or_else(|| {
-            Err(NodeError::Unreachable {
-                addr: addr.to_string(),
-                message: "no such mock node".into(),
-            })
-        });
-        Box::pin(async move { answer })
-    }
-
-    fn decommission<'a>(
-        &'a self,
-        addr: &'a str,
-        node_id: &'a str,
-    ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
-        self.lock().calls.push(NodeCall::Decommission(
-            addr.to_string(),
-            node_id.to_string(),
-        ));
-        self.set_state(node_id, STATE_LEAVING);
-        Box::pin(async move {
-            Ok(DecommissionProgress {
-                state: STATE_LEAVING.to_string(),
-                ..DecommissionProgress::default()
-            })
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,34 +269,5 @@ mod tests {
             .await
             .expect_err("bad uri");
         assert!(matches!(err, NodeError::InvalidAddress(_)), "{err:?}");
-    }
-
-    #[tokio::test]
-    async fn mock_records_and_marks_leaving() {
-        let mock = MockNodeAdmin::default();
-        mock.set_status(
-            "a:1",
-            Ok(NodeStatus {
-                node_id: "n0".into(),
-                members: vec![NodeMember {
-                    node_id: "n1".into(),
-                    state: STATE_NORMAL.into(),
-                    ..NodeMember::default()
-                }],
-                ..NodeStatus::default()
-            }),
-        );
-        mock.decommission("a:1", "n1").await.expect("decommission");
-        let st = mock.status("a:1").await.expect("status");
-        assert_eq!(
-            st.member("n1").map(|m| m.state.as_str()),
-            Some(STATE_LEAVING)
-        );
-        assert!(mock.status("b:1").await.is_err());
-        assert_eq!(
-            mock.decommissions(),
-            vec![("a:1".to_string(), "n1".to_string())]
-        );
-        assert_eq!(mock.calls().len(), 3);
     }
 }

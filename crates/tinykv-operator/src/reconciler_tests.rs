@@ -10,8 +10,8 @@ use serde_json::Value;
 use super::*;
 use crate::builders::test_support::cluster;
 use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
-use crate::fixtures::{paths, test_context, Expect};
-use crate::node_admin::{MockNodeAdmin, NodeCall, NodeMember, NodeStatus, STATE_LEFT};
+use crate::fixtures::{paths, test_context, Expect, MockNodeAdmin, NodeCall};
+use crate::node_admin::{NodeMember, NodeStatus, STATE_LEFT};
 
 fn spec(replicas: i32) -> TinyKVClusterSpec {
     TinyKVClusterSpec {

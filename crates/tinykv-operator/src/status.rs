@@ -30,6 +30,50 @@ pub fn compute_status(
     let ready = sts.map_or(0, |s| s.ready_replicas);
     let generation = cluster.metadata.generation;
 
+    let creating = sts.is_none()
+        || (matches!(previous.phase, None | Some(Phase::Creating)) && ready < plan.replicas);
+    let available = availability(plan, sts, view, rf, ready);
+    let progressing = progressing(plan);
+    let degraded = degradation(cluster, plan, view, ready, creating);
+    let phase = phase(plan, creating, degraded.value);
+    let cond =
+        |type_: &str, verdict: Verdict| condition_of(&previous, type_, verdict, generation, now);
+
+    TinyKVClusterStatus {
+        replicas: plan.replicas,
+        ready_replicas: ready,
+        selector: selector_string(&cluster.name_any()),
+        phase: Some(phase),
+        conditions: vec![
+            cond(CONDITION_AVAILABLE, available),
+            cond(CONDITION_PROGRESSING, progressing),
+            cond(CONDITION_DEGRADED, degraded),
+        ],
+        observed_generation: generation,
+        rolled_out_template_hash: plan.rolled_out_hash.clone(),
+        members: members(view, &previous),
+        operation: plan.operation.clone(),
+    }
+}
+
+/// A condition's value, before it is dated.
+struct Verdict {
+    value: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn verdict(value: bool, reason: &'static str, message: String) -> Verdict {
+    Verdict {
+        value,
+        reason,
+        message,
+    }
+}
+
+/// The members as the answering node sees them, sorted by id, ownership
+/// rounded to three decimals.
+fn members(view: Option<&NodeStatus>, previous: &TinyKVClusterStatus) -> Vec<MemberState> {
     let mut members: Vec<MemberState> = view
         .map(|v| {
             v.members
@@ -46,11 +90,23 @@ pub fn compute_status(
         // Without a fresh view, keep the last one rather than flapping to empty.
         .unwrap_or_else(|| previous.members.clone());
     members.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    members
+}
 
-    let (available, available_reason, available_msg) = match (sts, view) {
-        (None, _) => (false, "Creating", "no StatefulSet yet".to_string()),
-        (Some(_), _) if ready == 0 => (false, "NoNodesReady", "no node is ready".to_string()),
-        (Some(_), None) => (
+/// Available: enough pods ready and every range at QUORUM.
+fn availability(
+    plan: &Plan,
+    sts: Option<&ObservedStatefulSet>,
+    view: Option<&NodeStatus>,
+    rf: i32,
+    ready: i32,
+) -> Verdict {
+    match (sts, view) {
+        (None, _) => verdict(false, "Creating", "no StatefulSet yet".to_string()),
+        (Some(_), _) if ready == 0 => {
+            verdict(false, "NoNodesReady", "no node is ready".to_string())
+        }
+        (Some(_), None) => verdict(
             false,
             "NodeStatusUnavailable",
             "no node answered the Status RPC".to_string(),
@@ -58,31 +114,45 @@ pub fn compute_status(
         (Some(_), Some(v))
             if ready >= quorum(rf).min(plan.replicas) && every_range_at_quorum(v, rf) =>
         {
-            (
+            verdict(
                 true,
                 "QuorumAvailable",
                 format!("{ready} nodes ready; every range has a quorum"),
             )
         }
-        (Some(_), Some(_)) => (
+        (Some(_), Some(_)) => verdict(
             false,
             "QuorumLost",
             "some range may lack a quorum of live replicas".to_string(),
         ),
-    };
+    }
+}
 
-    let (progressing, progressing_reason, progressing_msg) = match &plan.operation {
+/// Progressing: an operation is recorded.
+fn progressing(plan: &Plan) -> Verdict {
+    match &plan.operation {
         Some(op) => {
             let reason = match op.type_ {
                 OperationType::ScaleUp => "ScalingUp",
                 OperationType::ScaleDown => "ScalingDown",
                 OperationType::Upgrade => "RollingUpdate",
             };
-            (true, reason, op.message.clone())
+            verdict(true, reason, op.message.clone())
         }
-        None => (false, "Idle", "no operation in progress".to_string()),
-    };
+        None => verdict(false, "Idle", "no operation in progress".to_string()),
+    }
+}
 
+/// Degraded: too few nodes for the replication factor, or (outside an
+/// operation, which explains them) unhealthy members or unready pods.
+fn degradation(
+    cluster: &TinyKVCluster,
+    plan: &Plan,
+    view: Option<&NodeStatus>,
+    ready: i32,
+    creating: bool,
+) -> Verdict {
+    let rf = cluster.spec.replication_factor;
     let unhealthy: Vec<&str> = view
         .map(|v| {
             v.members
@@ -93,10 +163,8 @@ pub fn compute_status(
                 .collect()
         })
         .unwrap_or_default();
-    let creating = sts.is_none()
-        || (matches!(previous.phase, None | Some(Phase::Creating)) && ready < plan.replicas);
-    let (degraded, degraded_reason, degraded_msg) = if plan.refused_below_rf {
-        (
+    if plan.refused_below_rf {
+        verdict(
             true,
             REASON_BELOW_RF,
             format!(
@@ -105,7 +173,7 @@ pub fn compute_status(
             ),
         )
     } else if plan.replicas < rf {
-        (
+        verdict(
             true,
             REASON_BELOW_RF,
             format!(
@@ -114,70 +182,55 @@ pub fn compute_status(
             ),
         )
     } else if plan.operation.is_none() && !unhealthy.is_empty() {
-        (
+        verdict(
             true,
             "MembersUnhealthy",
             format!("not normal and up: {}", unhealthy.join(", ")),
         )
     } else if plan.operation.is_none() && !creating && ready < plan.replicas {
-        (
+        verdict(
             true,
             "PodsNotReady",
             format!("{ready} of {} pods ready", plan.replicas),
         )
     } else {
-        (false, "AsExpected", "nothing needs attention".to_string())
-    };
+        verdict(false, "AsExpected", "nothing needs attention".to_string())
+    }
+}
 
-    let phase = match &plan.operation {
+/// The phase: the operation in progress, else creating, degraded or running.
+fn phase(plan: &Plan, creating: bool, degraded: bool) -> Phase {
+    match &plan.operation {
         Some(op) if op.type_ == OperationType::Upgrade => Phase::Upgrading,
         Some(_) => Phase::Scaling,
         None if creating => Phase::Creating,
         None if degraded => Phase::Degraded,
         None => Phase::Running,
-    };
+    }
+}
 
-    let cond = |type_: &str, value: bool, reason: &str, message: String| {
-        let status = if value { "True" } else { "False" }.to_string();
-        let since = previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
-        Condition {
-            type_: type_.to_string(),
-            status,
-            reason: reason.to_string(),
-            message,
-            observed_generation: generation,
-            last_transition_time: since,
-        }
-    };
-
-    TinyKVClusterStatus {
-        replicas: plan.replicas,
-        ready_replicas: ready,
-        selector: selector_string(&cluster.name_any()),
-        phase: Some(phase),
-        conditions: vec![
-            cond(
-                CONDITION_AVAILABLE,
-                available,
-                available_reason,
-                available_msg,
-            ),
-            cond(
-                CONDITION_PROGRESSING,
-                progressing,
-                progressing_reason,
-                progressing_msg,
-            ),
-            cond(CONDITION_DEGRADED, degraded, degraded_reason, degraded_msg),
-        ],
+/// Condition `type_` with `verdict`, keeping the previous
+/// `lastTransitionTime` when the condition's status is unchanged.
+fn condition_of(
+    previous: &TinyKVClusterStatus,
+    type_: &str,
+    verdict: Verdict,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    let status = if verdict.value { "True" } else { "False" }.to_string();
+    let since = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: verdict.reason.to_string(),
+        message: verdict.message,
         observed_generation: generation,
-        rolled_out_template_hash: plan.rolled_out_hash.clone(),
-        members,
-        operation: plan.operation.clone(),
+        last_transition_time: since,
     }
 }
 
