@@ -7,8 +7,10 @@
 # Does nothing when `docker compose` works; exits 0 with a notice when the
 # package cannot be fetched, so a machine without it just skips v2.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-if docker compose version >/dev/null 2>&1; then
+if [ "$(TINYKV_COMPOSE=v2 tinykv_compose_kind)" = v2 ]; then
   echo "docker compose already available: $(docker compose version)"
   exit 0
 fi
