@@ -2,7 +2,7 @@
 #
 # This is the normal build for machines that can pull from an image registry:
 #     docker build -t tinykv:latest .
-# On an air-gapped machine use `make docker-build` (docker/build-image.sh), which
+# On an air-gapped machine use `make docker-build` (scripts/build-image.sh), which
 # makes its own Debian base with debootstrap and produces the same image from
 # docker/Dockerfile.local. Keep the runtime sections of both files in step.
 

@@ -19,7 +19,7 @@
 #   TINYKV_IMAGE_PATH            build path (default local; "skip" reuses an existing image)
 #   TINYKV_HOST_PORT1..5         host ports to publish (default 50051..50055)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT="$(pwd)"
 
 LIMIT="${TINYKV_COMPOSE_TEST_TIMEOUT:-1800}"
@@ -35,8 +35,8 @@ if [ -z "${_TINYKV_COMPOSE_TEST_INNER:-}" ]; then
   exec timeout -k 120 "$LIMIT" "$0" "$@"
 fi
 
-# shellcheck source=docker/lib.sh
-. docker/lib.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 read -r -a NODES <<<"$TINYKV_NODES"
 export TINYKV_IMAGE_PATH="${TINYKV_IMAGE_PATH:-local}"
 LOGDIR="${TINYKV_COMPOSE_TEST_LOGS:-${CARGO_TARGET_DIR:-$ROOT/target}/compose-test}"
@@ -93,6 +93,7 @@ if [ -z "${TINYKV_HOST_PORT1:-}" ]; then
   for i in 0 1 2 3 4; do port_busy $((50051 + i)) && base=51051; done
   for i in 1 2 3 4 5; do export "TINYKV_HOST_PORT$i=$((base + i - 1))"; done
 fi
+# shellcheck disable=SC2153 # TINYKV_HOST_PORT1..5 are set together above
 echo "=== compose-test (limit ${LIMIT}s, build path $TINYKV_IMAGE_PATH, host ports ${TINYKV_HOST_PORT1}..${TINYKV_HOST_PORT5}) ==="
 
 # --- 1. image --------------------------------------------------------------
@@ -100,7 +101,7 @@ if [ "$TINYKV_IMAGE_PATH" = skip ]; then
   check "image $TINYKV_IMAGE exists" docker image inspect "$TINYKV_IMAGE" || abort "no image"
 else
   t=$(date +%s)
-  check "build $TINYKV_IMAGE by the $TINYKV_IMAGE_PATH path" docker/build-image.sh || abort "image build failed"
+  check "build $TINYKV_IMAGE by the $TINYKV_IMAGE_PATH path" scripts/build-image.sh || abort "image build failed"
   echo "    image build took $(( $(date +%s) - t ))s"
 fi
 echo "    compose tool: $(tinykv_compose_kind) ($(tinykv_compose version 2>/dev/null | sed -n 1p))"
@@ -161,7 +162,7 @@ check "original form: docker run tinykv ./build/src/tinykv_client ... put k v 3 
 bench_short() {
   local out rc dir="$LOGDIR/bench"
   rm -rf "$dir" # reports of an earlier compose test (the other compose tool)
-  out="$(BENCH_OPS=2000 BENCH_READ_KEYSPACE=2000 BENCH_OUT="$dir" docker/benchmark.sh 2>&1)"; rc=$?
+  out="$(BENCH_OPS=2000 BENCH_READ_KEYSPACE=2000 BENCH_OUT="$dir" scripts/benchmark.sh 2>&1)"; rc=$?
   printf '%s\n' "$out" >"$LOGDIR/benchmark.out"
   printf '%s\n' "$out" | grep -E '^  [0-9]+ ops in ' | sed 's/^  /    /' >&3
   [ "$rc" = 0 ] || { printf '%s\n' "$out" | tail -n 25; return 1; }
@@ -170,7 +171,7 @@ bench_short() {
     || { echo "expected 3 error-free phases"; printf '%s\n' "$out" | tail -n 25; return 1; }
   [ "$(find "$dir" -name 'bench-*.json' | wc -l)" = 2 ] || { echo "expected 2 JSON reports in $dir"; ls -l "$dir"; return 1; }
 }
-check "benchmark (docker/benchmark.sh, 2,000 ops each): write-only and a loaded 50/50 mix, 0 errors" bench_short
+check "benchmark (scripts/benchmark.sh, 2,000 ops each): write-only and a loaded 50/50 mix, 0 errors" bench_short
 
 # --- 4. resilience flow ----------------------------------------------------
 resilience() {

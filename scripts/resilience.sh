@@ -16,8 +16,8 @@
 #   TINYKV_UP_TIMEOUT            seconds to wait for the restarted node's health (default 90)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=docker/lib.sh
-. docker/lib.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 KEY="${TINYKV_RESILIENCE_KEY:-resilience-$(date +%s)-$$}"
 VALUE="I_WILL_SURVIVE"
@@ -26,6 +26,7 @@ CATCHUP_TIMEOUT="${TINYKV_CATCHUP_TIMEOUT:-60}"
 UP_TIMEOUT="${TINYKV_UP_TIMEOUT:-90}"
 
 step() { printf '\n==> %s\n' "$*"; }
+# This script's own die (replacing lib.sh's): the failure line says RESILIENCE.
 die() { printf '\nRESILIENCE FAILED: %s\n' "$*" >&2; exit 1; }
 # kv <container> <tinykv_client args...>: the CLI inside <container>, talking to that node
 kv() { local c=$1; shift; docker exec "$c" tinykv_client "$c:50051" "$@"; }
@@ -45,6 +46,7 @@ kv "$via" put "$KEY" "$VALUE" --consistency quorum || die "put through $via fail
 step "finding the primary owner of $KEY"
 owners="$(kv "$via" owners "$KEY")" || die "owners query failed"
 primary="$(printf '%s\n' "$owners" | sed -n 1p | tr -d '[:space:]')"
+# shellcheck disable=SC2086 # split the owners, one per line, onto one line
 echo "preference list: $(printf '%s ' $owners)"
 [ -n "$primary" ] || die "owners returned no node"
 docker inspect "$primary" >/dev/null 2>&1 || die "primary owner '$primary' is not a container name"

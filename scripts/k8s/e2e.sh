@@ -13,7 +13,8 @@
 # Env: E2E_NAMESPACE (tinykv-e2e), E2E_KEYS (200), E2E_KEEP=1 to keep everything.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-. scripts/k8s/lib.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 NS="${E2E_NAMESPACE:-tinykv-e2e}"
 OP_NS="${E2E_OPERATOR_NAMESPACE:-tinykv-system}"

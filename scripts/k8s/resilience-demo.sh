@@ -9,7 +9,8 @@
 # Env: NS (tinykv), CLUSTER (demo), KEYS (100), VICTIM (<cluster>-1), IMAGE (tinykv:latest).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-. scripts/k8s/lib.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 NS="${NS:-tinykv}"
 CLUSTER="${CLUSTER:-demo}"

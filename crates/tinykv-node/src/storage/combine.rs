@@ -14,17 +14,6 @@ use tokio::sync::oneshot;
 
 use super::{StorageError, Store, WriteOp};
 
-type Reply = oneshot::Sender<Result<bool, StorageError>>;
-
-/// Single writes waiting for the drain task.
-#[derive(Default)]
-pub(super) struct Pending {
-    ops: Vec<WriteOp>,
-    replies: Vec<Reply>,
-    /// A drain task has been spawned and has not taken the list yet.
-    scheduled: bool,
-}
-
 impl Store {
     /// Applies one op like [`Store::write`], batched with the other single
     /// writes that arrive before the drain task runs; whether it changed
@@ -38,9 +27,7 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         let spawn = {
             let mut p = self.pending().lock().map_err(|_| poisoned())?;
-            p.ops.push(op);
-            p.replies.push(reply);
-            !std::mem::replace(&mut p.scheduled, true)
+            p.push(op, reply)
         };
         if spawn {
             let guard = Undrained(Some(self.clone()));
@@ -60,9 +47,7 @@ impl Drop for Undrained {
     fn drop(&mut self) {
         if let Some(store) = self.0.take() {
             if let Ok(mut p) = store.pending().lock() {
-                p.scheduled = false;
-                p.ops.clear();
-                p.replies.clear();
+                p.clear();
             }
         }
     }
@@ -77,10 +62,7 @@ async fn drain(mut guard: Undrained) {
         return;
     };
     let (ops, replies) = match store.pending().lock() {
-        Ok(mut p) => {
-            p.scheduled = false;
-            (std::mem::take(&mut p.ops), std::mem::take(&mut p.replies))
-        }
+        Ok(mut p) => p.take(),
         // Nothing can be taken; the writers see their replies dropped.
         Err(_) => return,
     };

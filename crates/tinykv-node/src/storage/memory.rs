@@ -2,8 +2,12 @@
 //! tests of the layers above storage (fast, no temp dirs, no fsync).
 //!
 //! It is **only for tests**: nothing survives the process, and `durable` /
-//! `flush` are no-ops. The contract tests in `storage::tests` run against
-//! every engine, so code tested on this one behaves the same on disk.
+//! `flush` are no-ops. Batches are worked out by the planner the disk
+//! engines share (`plan.rs`: LWW, exact-match purges, hint ids and
+//! counters), over the same key layout (`codec.rs`), so only the container
+//! differs: a `BTreeMap` instead of a file. The contract tests in
+//! `storage::tests` run against every engine, so code tested on this one
+//! behaves the same on disk.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -11,22 +15,30 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use super::codec::encode_hint;
+use super::codec::{corrupt, data_key, decode_hint, hint_id, hint_prefix, user_key};
+use super::plan::{plan, Counters, Stored};
 use super::scan::Page;
 use super::{token_segments, Engine, Hint, HintStats, ScanLimit, StorageError, WriteOp};
 use crate::ring::key_token;
 use crate::version::Record;
 
-/// A stored hint: key, version, stored-at time, and its size for stats.
-type HintEntry = (Bytes, Record, u64, u64);
-
+/// The engine's state, laid out like the disk engines' (`codec`): data keys
+/// to versions, hint keys to encoded hints, and the counters beside them.
 #[derive(Default)]
 struct State {
-    data: BTreeMap<(u64, Bytes), Record>,
-    /// `(target, id)` -> hint, so one target's hints are contiguous and ordered by id.
-    hints: BTreeMap<(String, u64), HintEntry>,
-    next_hint_id: u64,
-    hint_bytes: u64,
+    data: BTreeMap<Vec<u8>, Record>,
+    hints: BTreeMap<Vec<u8>, Vec<u8>>,
+    counters: Counters,
+}
+
+impl Stored for State {
+    fn record(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
+        Ok(self.data.get(dk).cloned())
+    }
+
+    fn hint_size(&self, hk: &[u8]) -> Result<Option<u64>, StorageError> {
+        Ok(self.hints.get(hk).map(|v| v.len() as u64))
+    }
 }
 
 /// A `BTreeMap` engine behind a lock; see the module docs (tests only).
@@ -56,64 +68,30 @@ impl MemoryEngine {
 
 impl Engine for MemoryEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        let st = self.read()?;
-        let k = (key_token(key), Bytes::copy_from_slice(key));
-        Ok(st.data.get(&k).cloned())
+        Ok(self.read()?.data.get(&data_key(key)).cloned())
     }
 
+    /// Works the batch out with the disk engines' planner (`plan.rs`), then
+    /// writes the plan: all of it, or nothing when planning fails.
     fn apply(&self, ops: &[WriteOp], _durable: bool) -> Result<Vec<bool>, StorageError> {
         let mut st = self
             .state
             .write()
             .map_err(|_| StorageError::Engine("memory engine lock poisoned".into()))?;
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            let changed = match op {
-                WriteOp::Put { key, record } => {
-                    let k = (key_token(key), key.clone());
-                    let write = st.data.get(&k).is_none_or(|old| record.supersedes(old));
-                    if write {
-                        st.data.insert(k, record.clone());
-                    }
-                    write
-                }
-                WriteOp::Purge { key, record } => {
-                    let k = (key_token(key), key.clone());
-                    let equal = st.data.get(&k) == Some(record);
-                    if equal {
-                        st.data.remove(&k);
-                    }
-                    equal
-                }
-                WriteOp::Hint {
-                    target,
-                    key,
-                    record,
-                    stored_at_us,
-                } => {
-                    let id = st.next_hint_id;
-                    st.next_hint_id += 1;
-                    let size = encode_hint(key, record, *stored_at_us).len() as u64;
-                    st.hint_bytes += size;
-                    st.hints.insert(
-                        (target.clone(), id),
-                        (key.clone(), record.clone(), *stored_at_us, size),
-                    );
-                    true
-                }
-                WriteOp::DeleteHints { target, ids } => {
-                    let mut any = false;
-                    for id in ids {
-                        if let Some((_, _, _, size)) = st.hints.remove(&(target.clone(), *id)) {
-                            st.hint_bytes -= size;
-                            any = true;
-                        }
-                    }
-                    any
-                }
+        let (p, out) = plan(&*st, &st.counters, ops)?;
+        for (dk, record) in p.data {
+            match record {
+                Some(r) => st.data.insert(dk, r),
+                None => st.data.remove(&dk),
             };
-            out.push(changed);
         }
+        for (hk, hint) in p.hints {
+            match hint {
+                Some(v) => st.hints.insert(hk, v),
+                None => st.hints.remove(&hk),
+            };
+        }
+        st.counters = p.counters;
         Ok(out)
     }
 
@@ -133,22 +111,14 @@ impl Engine for MemoryEngine {
             return Ok(page.out);
         };
         let st = self.read()?;
-        let resume = after.map(|a| (key_token(a), Bytes::copy_from_slice(a)));
+        let resume = after.map(data_key).unwrap_or_default();
         for seg in segments {
-            let lower = match (&resume, seg.resume) {
-                (Some(r), true) => Bound::Excluded(r.clone()),
-                _ => Bound::Included((seg.lo, Bytes::new())),
-            };
-            let upper = if seg.hi == u64::MAX {
-                Bound::Unbounded
-            } else {
-                Bound::Excluded((seg.hi + 1, Bytes::new()))
-            };
             if !page.open() {
                 break;
             }
-            for ((_, k), r) in st.data.range((lower, upper)) {
-                if !page.push(k.clone(), r.clone()) {
+            let bounds: (Bound<Vec<u8>>, Bound<Vec<u8>>) = seg.data_key_bounds(&resume);
+            for (dk, r) in st.data.range(bounds) {
+                if !page.push(Bytes::copy_from_slice(user_key(dk)), r.clone()) {
                     break;
                 }
             }
@@ -157,34 +127,36 @@ impl Engine for MemoryEngine {
     }
 
     fn key_count(&self) -> Result<u64, StorageError> {
-        Ok(self.read()?.data.len() as u64)
+        Ok(self.read()?.counters.key_count)
     }
 
     fn hints(&self, target: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
         let st = self.read()?;
-        let range = (target.to_string(), 0)..=(target.to_string(), u64::MAX);
-        Ok(st
-            .hints
-            .range(range)
-            .take(limit)
-            .map(|((t, id), (key, record, at, _))| Hint {
-                id: *id,
-                target: t.clone(),
-                key: key.clone(),
-                record: record.clone(),
-                stored_at_us: *at,
-            })
-            .collect())
+        let prefix = hint_prefix(target)?;
+        let mut out = Vec::new();
+        for (hk, v) in st.hints.range(prefix.clone()..) {
+            if out.len() >= limit || !hk.starts_with(&prefix) {
+                break;
+            }
+            let (key, record, stored_at_us) =
+                decode_hint(v).ok_or_else(|| corrupt(hk, "malformed hint"))?;
+            out.push(Hint {
+                id: hint_id(hk)?,
+                target: target.to_string(),
+                key,
+                record,
+                stored_at_us,
+            });
+        }
+        Ok(out)
     }
 
     fn hint_stats(&self) -> Result<HintStats, StorageError> {
-        let st = self.read()?;
-        let mut targets: Vec<String> = st.hints.keys().map(|(t, _)| t.clone()).collect();
-        targets.dedup();
+        let c = &self.read()?.counters;
         Ok(HintStats {
-            count: st.hints.len() as u64,
-            bytes: st.hint_bytes,
-            targets,
+            count: c.hint_count,
+            bytes: c.hint_bytes,
+            targets: c.targets.keys().cloned().collect(),
         })
     }
 }

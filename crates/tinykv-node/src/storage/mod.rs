@@ -145,6 +145,7 @@ mod combine;
 mod disk_tests;
 pub mod fjall_engine;
 pub mod memory;
+mod pending;
 mod plan;
 pub mod redb_engine;
 mod scan;

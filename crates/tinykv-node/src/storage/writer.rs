@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::pending::Pending;
 use super::{Engine, StorageError, WriteOp};
 use crate::version::Record;
 
@@ -176,7 +177,7 @@ struct Inner {
     tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     /// Single writes waiting to be combined ([`Store::write_one`]).
-    pending: Mutex<super::combine::Pending>,
+    pending: Mutex<Pending>,
     closed: AtomicBool,
     joiner: Joiner,
 }
@@ -270,7 +271,7 @@ impl Store {
         Some(r)
     }
 
-    pub(super) fn pending(&self) -> &Mutex<super::combine::Pending> {
+    pub(super) fn pending(&self) -> &Mutex<Pending> {
         &self.inner.pending
     }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Wait until the TinyKV compose containers report healthy (polling, with a
-# deadline). Usage: docker/wait-healthy.sh [deadline-seconds] [container...]
+# deadline). Usage: scripts/wait-healthy.sh [deadline-seconds] [container...]
 set -euo pipefail
-# shellcheck source=docker/lib.sh
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 deadline="${1:-${TINYKV_UP_TIMEOUT:-120}}"
 shift || true

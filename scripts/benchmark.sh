@@ -8,8 +8,9 @@
 # JSON results go to $BENCH_OUT (default target/docker-bench/), one file per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=docker/lib.sh
-. docker/lib.sh
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+TINYKV_LOG_TAG=benchmark
 
 WORKERS="${BENCH_WORKERS:-50}"
 OPS="${BENCH_OPS:-10000}"
@@ -20,8 +21,6 @@ OUT="${BENCH_OUT:-$(pwd)/target/docker-bench}"
 EXTRA="${BENCH_ARGS:-}"
 DURATION="${BENCH_DURATION:-}"
 READ_KEYSPACE="${BENCH_READ_KEYSPACE:-10000}"
-
-die() { echo "benchmark: ERROR: $*" >&2; exit 1; }
 
 docker network inspect "$TINYKV_NET" >/dev/null 2>&1 || die "network $TINYKV_NET not found: run 'make docker-up' first"
 for c in $TINYKV_NODES; do

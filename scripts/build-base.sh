@@ -2,20 +2,21 @@
 # Build the local base image `tinykv-base:bookworm` without any image registry:
 # debootstrap a minimal Debian bookworm root file system and `docker import` it.
 #
-# Usage: docker/build-base.sh [--force]
+# Usage: scripts/build-base.sh [--force]
 #   TINYKV_BASE_IMAGE   image name (default tinykv-base:bookworm)
-#   TINYKV_DEB_MIRROR   Debian mirror (default: the first http(s) URI of the
-#                       host's apt sources, else http://deb.debian.org/debian)
+#   TINYKV_DEB_URI      Debian archive URI to debootstrap from (default: the
+#                       first Debian archive in the system's configured apt
+#                       sources; none there and none given is an error)
 #   TINYKV_DEB_SUITE    suite (default bookworm)
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+TINYKV_LOG_TAG=build-base
 
 IMAGE="${TINYKV_BASE_IMAGE:-tinykv-base:bookworm}"
 SUITE="${TINYKV_DEB_SUITE:-bookworm}"
 FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
-
-log() { printf '[build-base] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine"
@@ -37,13 +38,17 @@ if ! command -v debootstrap >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debootstrap >/dev/null
 fi
 
-# Pick a mirror: reuse the host's apt source so we go wherever apt already goes.
-mirror="${TINYKV_DEB_MIRROR:-}"
-if [ -z "$mirror" ]; then
-  mirror="$( { cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } \
-    | grep -E '^(URIs:|deb )' | grep -E 'debian/?([[:space:]]|$)' | grep -v security \
-    | sed -E 's/^URIs:[[:space:]]*//; s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?//; s/[[:space:]].*$//' | head -n1 || true)"
-  mirror="${mirror:-http://deb.debian.org/debian}"
+# The archive: the one the system's apt already uses (its configured
+# sources), so this goes wherever apt goes: the first entry whose URI path
+# ends in /debian, security updates aside.
+archive="${TINYKV_DEB_URI:-}"
+if [ -z "$archive" ]; then
+  while read -r entry; do
+    uri="$(tinykv_apt_entry_field 1 "$entry")"
+    case "$(tinykv_apt_entry_field 2 "$entry")" in *security*) continue ;; esac
+    case "${uri%/}" in */debian) archive="$uri"; break ;; esac
+  done < <(tinykv_apt_entries)
+  [ -n "$archive" ] || die "no Debian archive in the system's apt sources (${TINYKV_APT_ETC:-/etc/apt}); set TINYKV_DEB_URI"
 fi
 
 ROOTFS="$(mktemp -d /tmp/tinykv-rootfs.XXXXXX)"
@@ -51,10 +56,10 @@ cleanup() { $SUDO rm -rf --one-file-system "$ROOTFS"; }
 trap cleanup EXIT
 
 start=$(date +%s)
-log "debootstrap --variant=minbase $SUITE from $mirror into $ROOTFS"
+log "debootstrap --variant=minbase $SUITE from $archive into $ROOTFS"
 # ca-certificates is small and lets users add TLS later; nothing else is needed
 # by the dynamically linked Rust binaries (libc6, libgcc-s1 are in minbase).
-$SUDO debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOTFS" "$mirror" >/tmp/tinykv-debootstrap.log 2>&1 \
+$SUDO debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOTFS" "$archive" >/tmp/tinykv-debootstrap.log 2>&1 \
   || { tail -n 30 /tmp/tinykv-debootstrap.log >&2; die "debootstrap failed (full log: /tmp/tinykv-debootstrap.log)"; }
 t_boot=$(( $(date +%s) - start ))
 

@@ -4,8 +4,8 @@
 #   registry  `docker build` of the top-level multi-stage Dockerfile
 #             (needs rust:1-bookworm and debian:bookworm-slim from a registry)
 #   local     air-gapped: cargo build --release on the host, base image made by
-#             docker/build-base.sh (debootstrap + docker import), runtime image
-#             from docker/Dockerfile.local. No registry access at all.
+#             scripts/build-base.sh (debootstrap + docker import), runtime image
+#             from docker/Dockerfile.local. No image registry access at all.
 #
 # The path is chosen by TINYKV_IMAGE_PATH=local|registry|auto (default auto:
 # registry if the base images are present or a quick `docker pull` succeeds,
@@ -22,6 +22,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+TINYKV_LOG_TAG=build-image
 IMAGE="${TINYKV_IMAGE:-tinykv:latest}"
 BASE_IMAGE="${TINYKV_BASE_IMAGE:-tinykv-base:bookworm}"
 MODE="${TINYKV_IMAGE_PATH:-auto}"
@@ -30,8 +33,6 @@ RUST_IMAGE="${TINYKV_RUST_IMAGE:-rust:1-bookworm}"
 RUNTIME_IMAGE="${TINYKV_RUNTIME_IMAGE:-debian:bookworm-slim}"
 PACKAGES="${TINYKV_PACKAGES:-tinykv-node tinykv-client tinykv-bench}"
 
-log() { printf '[build-image] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 now() { date +%s; }
 
 command -v docker >/dev/null || die "docker CLI not found"
@@ -63,7 +64,7 @@ if [ "$MODE" = registry ]; then
     || die "docker build failed"
 else
   # 1. base image (skipped when it exists)
-  "$ROOT/docker/build-base.sh"
+  "$ROOT/scripts/build-base.sh"
   t1=$(now)
 
   # 2. binaries on the host
@@ -89,6 +90,7 @@ else
     | while read -r exe; do cp "$exe" "$CTX/bin/"; done
   [ -x "$CTX/bin/tinykv-node" ] || die "no tinykv-node binary in $TARGET_DIR/release"
   strip "$CTX"/bin/* 2>/dev/null || true
+  # shellcheck disable=SC2012 # our own file names, listed sorted
   log "binaries: $(cd "$CTX/bin" && ls | tr '\n' ' ')"
 
   # The host's binaries must run on the base's glibc (bookworm: 2.36).
