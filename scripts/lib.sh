@@ -116,6 +116,11 @@ TINYKV_PROJECT="${TINYKV_PROJECT:-tinykv}"
 tinykv_compose() {
   local root
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  # The nodes mount the cluster secret: make one before the first start.
+  if [ "${1:-}" = up ]; then
+    export TINYKV_SECRET_FILE="${TINYKV_SECRET_FILE:-$root/.tinykv/cluster.secret}"
+    tinykv_ensure_secret "$TINYKV_SECRET_FILE" || return 1
+  fi
   case "$(tinykv_compose_kind)" in
     v2) docker compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
     v1) docker-compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
@@ -124,6 +129,19 @@ tinykv_compose() {
       return 127
       ;;
   esac
+}
+
+# ensure_secret <file>: writes a new random cluster secret (64 hex digits)
+# to <file> unless it exists. Its directory is private to this user; the
+# file itself is world-readable so the nodes' unprivileged user can read it
+# through the bind mount (nobody else on the host can reach it).
+tinykv_ensure_secret() {
+  local file=$1 dir
+  [ -s "$file" ] && return 0
+  dir="$(dirname "$file")"
+  mkdir -p "$dir" && chmod 700 "$dir" || return 1
+  (umask 022; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file.tmp" && echo >>"$file.tmp" && mv "$file.tmp" "$file") || return 1
+  echo "created the cluster secret $file (the nodes and admin commands use it)" >&2
 }
 
 # Which compose tool tinykv_compose uses: v2, v1 or none.

@@ -15,6 +15,12 @@ else
   bin=target/debug
 fi
 mkdir -p "$dir"
+# Node-to-node and admin calls prove this secret (made once, kept with the data).
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+secret="$dir/cluster.secret"
+tinykv_ensure_secret "$secret"
+chmod 600 "$secret"
 peers=$(for i in $(seq 1 "$n"); do printf 'node%d=127.0.0.1:%d,' "$i" $((50050 + i)); done)
 peers=${peers%,}
 pids=()
@@ -31,7 +37,7 @@ trap 'stop; exit 0' INT TERM
 trap stop EXIT
 for i in $(seq 1 "$n"); do
   "$bin/tinykv-node" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --cluster-name "${TINYKV_CLUSTER_NAME:-local}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
-    --data-dir "$dir/node$i" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
+    --data-dir "$dir/node$i" --cluster-secret-file "$secret" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
 deadline=$((SECONDS + 60))
@@ -48,6 +54,8 @@ Try, in another terminal:
   $bin/tinykv_client 127.0.0.1:50051 put my_key my_data 3
   $bin/tinykv_client 127.0.0.1:50053 get my_key 2
   $bin/tinykv_client 127.0.0.1:50051 status
+  export TINYKV_CLUSTER_SECRET_FILE=$secret   # for admin commands:
+  $bin/tinykv_client 127.0.0.1:50051 owners my_key
   make smoke        # put/get through every node
   make bench-local  # benchmark this cluster
 Ctrl-C stops every node cleanly.
