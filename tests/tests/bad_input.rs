@@ -24,12 +24,21 @@ async fn bad_input_is_rejected_clearly() {
         client.get("", Consistency::Quorum).await.map(|_| ()),
         "key must not be empty",
     );
+    // The longest key the engine stores works at ALL (every replica stores
+    // it); one byte more is refused before any replica sees it.
+    let longest = vec![b'k'; 65_527];
+    client
+        .put(longest.clone(), "v", Consistency::All)
+        .await
+        .expect("the longest key is stored");
+    let got = client.get(longest, Consistency::All).await.expect("get");
+    assert_eq!(got.map(|v| v.val), Some("v".as_bytes().to_vec().into()));
     expect_invalid(
         client
-            .put(vec![b'k'; 64 * 1024 + 1], "v", Consistency::Quorum)
+            .put(vec![b'k'; 65_528], "v", Consistency::Quorum)
             .await
             .map(|_| ()),
-        "limit is 65536",
+        "limit is 65527",
     );
     expect_invalid(
         client
@@ -93,4 +102,83 @@ async fn bad_input_is_rejected_clearly() {
         .put("still", "alive", Consistency::All)
         .await
         .expect("put after bad input");
+}
+
+/// A peer's overlong key or hint target is refused with INVALID_ARGUMENT on
+/// every peer write path, as a client's is: it never reaches the storage
+/// engine (whose limit is an assert), no node panics, and all stay SERVING.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_overlong_keys_are_refused_without_a_panic() {
+    use tinykv_proto::internal as peer;
+    let c = Cluster::start(3).await;
+    let ch = tonic::transport::Channel::from_shared(format!("http://{}", c.addr(0)))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let mut p = peer::peer_client::PeerClient::new(ch).max_decoding_message_size(1 << 24);
+    let record = |key: Vec<u8>| peer::KeyedRecord {
+        key: key.into(),
+        record: Some(peer::Record {
+            value: b"v".to_vec().into(),
+            timestamp: 1,
+            writer: "node2".into(),
+            tombstone: false,
+        }),
+    };
+    let too_long = vec![b'k'; 65_528];
+    let codes = [
+        p.write(peer::ReplicaWrite {
+            key: too_long.clone().into(),
+            record: record(Vec::new()).record,
+            hint_for: String::new(),
+            from: "node2".into(),
+        })
+        .await
+        .map(|_| ()),
+        p.write_batch(peer::ReplicaWriteBatch {
+            records: vec![record(b"fine".to_vec()), record(too_long.clone())],
+            from: "node2".into(),
+        })
+        .await
+        .map(|_| ()),
+        p.write_hints(peer::ReplicaHintBatch {
+            records: vec![record(too_long.clone())],
+            hint_for: "node3".into(),
+            from: "node2".into(),
+        })
+        .await
+        .map(|_| ()),
+        p.write_hints(peer::ReplicaHintBatch {
+            records: vec![record(b"k".to_vec())],
+            hint_for: "n".repeat(70_000),
+            from: "node2".into(),
+        })
+        .await
+        .map(|_| ()),
+    ];
+    for (i, got) in codes.into_iter().enumerate() {
+        match got {
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {}
+            other => panic!("write path {i}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        c.local(0, "fine").await,
+        None,
+        "nothing of the refused batch applied"
+    );
+    for i in 0..3 {
+        assert!(
+            c.client_for(i).health().await.expect("health"),
+            "node{} serving",
+            i + 1
+        );
+        assert!(
+            !c.log(i).contains("panicked"),
+            "node{} panicked:\n{}",
+            i + 1,
+            c.log(i)
+        );
+    }
 }

@@ -12,8 +12,8 @@ use crate::storage::EngineTuning;
 /// ±10% of an equal share of the ring (see the ring tests).
 pub const DEFAULT_VNODES: u32 = 256;
 
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 64 * 1024;
+/// Longest key accepted, in bytes: what the storage engine can store.
+pub const MAX_KEY_BYTES: usize = crate::storage::MAX_KEY_BYTES;
 
 /// When writes reach stable storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -92,6 +92,10 @@ impl From<StorageError> for ReplicaError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Closed => ReplicaError::ShuttingDown,
+            e @ StorageError::TooLong { .. } => ReplicaError::Refused {
+                code: tonic::Code::InvalidArgument,
+                message: e.to_string(),
+            },
             other => ReplicaError::Storage(other.to_string()),
         }
     }

@@ -17,7 +17,7 @@ use crate::directory::Directory;
 use crate::error::ReplicaError;
 use crate::gossip::Gossip;
 use crate::hints::Hints;
-use crate::storage::{page_bytes, ScanLimit, Store, WriteOp};
+use crate::storage::{page_bytes, ScanLimit, StorageError, Store, WriteOp};
 use crate::version::Record;
 
 /// Most records one `FetchRange` page returns.
@@ -148,15 +148,20 @@ impl PeerService {
     }
 }
 
-fn storage_status(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("storage: {e}"))
+fn storage_status(e: StorageError) -> Status {
+    match e {
+        // The sender's input, not this node's storage, is at fault.
+        StorageError::TooLong { .. } => Status::invalid_argument(e.to_string()),
+        other => Status::internal(format!("storage: {other}")),
+    }
 }
 
 /// A failure to keep hints, as the sender sees it.
 fn hint_status(e: ReplicaError) -> Status {
     match e {
         ReplicaError::HintsFull => Status::resource_exhausted(e.to_string()),
-        other => storage_status(other),
+        ReplicaError::Refused { code, message } => Status::new(code, message),
+        other => Status::internal(format!("storage: {other}")),
     }
 }
 

@@ -26,6 +26,46 @@ pub enum StorageError {
     /// The writer has shut down; no more writes are accepted.
     #[error("storage is shutting down")]
     Closed,
+    /// A key (or a hint's node id) longer than the engine can store; it
+    /// is refused before it reaches the engine, whose limit is an assert.
+    #[error("{what} is {len} bytes; the limit is {max} bytes")]
+    TooLong {
+        /// What is too long: "key" or "hint target".
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Longest key the node stores: the engines' key limit (fjall's is 65,535
+/// bytes, checked by an assert) minus the 8-byte ring token every stored
+/// key starts with (`codec::data_key`).
+pub const MAX_KEY_BYTES: usize = u16::MAX as usize - 8;
+
+/// Longest node id a hint may be kept for (its stored key is the id's
+/// length, the id and an 8-byte hint id).
+pub const MAX_HINT_TARGET_BYTES: usize = 1024;
+
+/// Refuses a write batch holding a key or hint target the engines cannot
+/// store, before any of it is applied.
+pub(crate) fn check_ops(ops: &[WriteOp]) -> Result<(), StorageError> {
+    let too_long = |what, len, max| StorageError::TooLong { what, len, max };
+    for op in ops {
+        let (key, target) = match op {
+            WriteOp::Put { key, .. } | WriteOp::Purge { key, .. } => (Some(key), None),
+            WriteOp::Hint { key, target, .. } => (Some(key), Some(target)),
+            WriteOp::DeleteHints { target, .. } => (None, Some(target)),
+        };
+        if let Some(k) = key.filter(|k| k.len() > MAX_KEY_BYTES) {
+            return Err(too_long("key", k.len(), MAX_KEY_BYTES));
+        }
+        if let Some(t) = target.filter(|t| t.len() > MAX_HINT_TARGET_BYTES) {
+            return Err(too_long("hint target", t.len(), MAX_HINT_TARGET_BYTES));
+        }
+    }
+    Ok(())
 }
 
 /// One write operation, applied atomically with the others of its batch.

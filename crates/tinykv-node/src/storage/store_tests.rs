@@ -249,3 +249,51 @@ async fn periodic_write_queues_while_the_engine_is_busy() {
     assert_eq!(store.engine().key_count().unwrap(), 2);
     store.close().await;
 }
+
+/// The longest key the store admits is one fjall really stores (its limit
+/// is an assert, so a wrong constant panics here); one byte more, or a
+/// hint for an overlong node id, is refused before the engine sees it, and
+/// nothing of such a batch is applied.
+#[tokio::test]
+async fn keys_and_hint_targets_beyond_the_engine_limit_are_refused_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::start(
+        Arc::new(FjallEngine::open(dir.path()).unwrap()),
+        SyncPolicy::default(),
+    );
+    let longest = Bytes::from(vec![b'k'; MAX_KEY_BYTES]);
+    let v = val("1", 1, "n1");
+    let op = |key: &Bytes| WriteOp::Put {
+        key: key.clone(),
+        record: v.clone(),
+    };
+    assert_eq!(store.write(vec![op(&longest)]).await.unwrap(), vec![true]);
+    assert_eq!(store.get(&longest).unwrap(), Some(v.clone()));
+
+    let over = Bytes::from(vec![b'k'; MAX_KEY_BYTES + 1]);
+    let refused = store.write(vec![put("first", v.clone()), op(&over)]).await;
+    assert!(
+        matches!(refused, Err(StorageError::TooLong { what: "key", len, .. }) if len == MAX_KEY_BYTES + 1),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get(b"first").unwrap(),
+        None,
+        "nothing of the batch applied"
+    );
+    assert_eq!(store.get(&over).unwrap(), None);
+    let hint = WriteOp::Hint {
+        target: "n".repeat(MAX_HINT_TARGET_BYTES + 1),
+        key: Bytes::from_static(b"k"),
+        record: v.clone(),
+        stored_at_us: 1,
+    };
+    assert!(matches!(
+        store.write(vec![hint]).await,
+        Err(StorageError::TooLong {
+            what: "hint target",
+            ..
+        })
+    ));
+    store.close().await;
+}

@@ -242,6 +242,7 @@ impl Store {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
+        super::check_ops(&ops)?;
         if let Some(r) = self.try_write_here(&ops) {
             return r;
         }
@@ -283,6 +284,10 @@ impl Store {
     /// The stored version of `key`, read directly from the engine (sees
     /// every write whose `write` future has resolved).
     pub fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
+        if key.len() > super::MAX_KEY_BYTES {
+            // Never stored; and the engine asserts on such a key.
+            return Ok(None);
+        }
         self.inner.shared.engine.get(key)
     }
 
@@ -339,6 +344,11 @@ pub(super) fn dup(e: &StorageError) -> StorageError {
             reason: reason.clone(),
         },
         StorageError::Closed => StorageError::Closed,
+        StorageError::TooLong { what, len, max } => StorageError::TooLong {
+            what,
+            len: *len,
+            max: *max,
+        },
     }
 }
 
