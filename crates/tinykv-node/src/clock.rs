@@ -1,5 +1,6 @@
 //! The node's clock as the rest of the node uses it: the hybrid logical
-//! clock, plus the accounting of remote timestamps it refused to absorb.
+//! clock, the offset bound every incoming timestamp is held to, and the
+//! accounting of timestamps refused for being too far ahead.
 
 use std::time::Duration;
 
@@ -7,21 +8,31 @@ use prometheus::IntCounter;
 
 use crate::hlc::{Hlc, Observed};
 
-/// How far ahead of the wall clock a remote timestamp may be absorbed.
-pub const MAX_SKEW: Duration = Duration::from_secs(60);
+/// A timestamp too far ahead of this node's clock to be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("timestamp is {}ms ahead of this node's clock; the limit (--max-clock-offset) is {}ms", .ahead.as_millis(), .limit.as_millis())]
+pub struct TooFarAhead {
+    /// How far ahead it is.
+    pub ahead: Duration,
+    /// The bound.
+    pub limit: Duration,
+}
 
 /// The clock that stamps this node's versions.
 pub struct Clock {
     hlc: Hlc,
+    max_offset: Duration,
     /// Counts timestamps refused for being too far ahead.
     refused: IntCounter,
 }
 
 impl Clock {
-    /// A clock on the wall clock; refusals are counted in `refused`.
-    pub fn new(refused: IntCounter) -> Clock {
+    /// A clock on the wall clock that holds incoming timestamps to
+    /// `max_offset` ahead of it; refusals are counted in `refused`.
+    pub fn new(max_offset: Duration, refused: IntCounter) -> Clock {
         Clock {
-            hlc: Hlc::new(MAX_SKEW),
+            hlc: Hlc::new(max_offset),
+            max_offset,
             refused,
         }
     }
@@ -31,16 +42,60 @@ impl Clock {
         self.hlc.now()
     }
 
-    /// Moves the clock past a timestamp seen from `from` (a peer's id or
-    /// "client"); one too far ahead is refused, counted and logged.
-    pub fn observe(&self, ts: u64, from: &str) {
-        if let Observed::TooFarAhead(ahead) = self.hlc.observe(ts) {
-            self.refused.inc();
-            tracing::warn!(
-                from,
-                ahead_us = ahead,
-                "timestamp too far ahead of our clock; not absorbed"
-            );
+    /// Admits a timestamp that is about to be stored (a client's, or a
+    /// peer's version): the clock moves past it, unless it is further
+    /// ahead than the offset bound, in which case it is refused, counted
+    /// and logged.
+    pub fn admit(&self, ts: u64, from: &str) -> Result<(), TooFarAhead> {
+        match self.hlc.observe(ts) {
+            Observed::Ok => Ok(()),
+            Observed::TooFarAhead(ahead_us) => {
+                self.refused.inc();
+                tracing::warn!(
+                    from,
+                    ahead_us,
+                    "timestamp too far ahead of this node's clock; refused"
+                );
+                Err(TooFarAhead {
+                    ahead: Duration::from_micros(ahead_us),
+                    limit: self.max_offset,
+                })
+            }
         }
+    }
+
+    /// Moves the clock past a timestamp seen in a replica's answer (data
+    /// already stored elsewhere: nothing to refuse); one too far ahead is
+    /// not absorbed, and is counted and logged.
+    pub fn observe(&self, ts: u64, from: &str) {
+        let _ = self.admit(ts, from);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::wall_micros;
+
+    #[test]
+    fn timestamps_beyond_the_offset_are_refused_and_counted() {
+        let refused = IntCounter::new("r", "r").expect("counter");
+        let clock = Clock::new(Duration::from_millis(500), refused.clone());
+        let now = wall_micros();
+        assert!(clock.admit(now + 100_000, "client").is_ok());
+        assert!(
+            clock.now() > now + 100_000,
+            "an admitted timestamp is passed"
+        );
+        let far = clock.admit(now + 10 * 365 * 86_400_000_000, "client");
+        let err = far.expect_err("ten years ahead");
+        assert!(err.ahead > Duration::from_secs(86_400));
+        assert_eq!(err.limit, Duration::from_millis(500));
+        assert!(err.to_string().contains("--max-clock-offset"), "{err}");
+        assert_eq!(refused.get(), 1);
+        assert!(
+            clock.now() < now + 10_000_000,
+            "a refused timestamp is not absorbed"
+        );
     }
 }

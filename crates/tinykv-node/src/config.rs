@@ -139,6 +139,13 @@ pub struct Config {
         default_value = "quorum"
     )]
     pub default_consistency: DefaultConsistency,
+    /// How far ahead of this node's clock a timestamp may be: a client's
+    /// (the legacy `timestamp` field) or a peer's version further ahead is
+    /// refused, so one bad clock or client cannot freeze a key in the
+    /// future. A restarted node waits this long before serving, so it never
+    /// stamps below what it stamped before.
+    #[arg(long, env = "TINYKV_MAX_CLOCK_OFFSET", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub max_clock_offset: Duration,
     /// Deadline for a request that carries none.
     #[arg(long, env = "TINYKV_REQUEST_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

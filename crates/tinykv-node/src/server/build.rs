@@ -171,7 +171,10 @@ impl Core {
         let membership = Arc::new(initial_members(config, &id, &addr)?);
         let metrics =
             Arc::new(Metrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?);
-        let clock = Arc::new(Clock::new(metrics.clock_skew_refused.clone()));
+        let clock = Arc::new(Clock::new(
+            config.max_clock_offset,
+            metrics.clock_skew_refused.clone(),
+        ));
         let detector = Arc::new(Detector::new(
             config.phi_threshold,
             config.heartbeat_interval,

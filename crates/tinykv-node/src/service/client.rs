@@ -91,7 +91,10 @@ impl ClientService {
             ))),
             t => {
                 let t = t as u64;
-                self.parts.clock.observe(t, "client");
+                self.parts
+                    .clock
+                    .admit(t, "client")
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 Ok(t)
             }
         }

@@ -69,7 +69,10 @@ impl PeerService {
         if key.is_empty() {
             return Err(Status::invalid_argument("key must not be empty"));
         }
-        self.parts.clock.observe(record.timestamp, from);
+        self.parts
+            .clock
+            .admit(record.timestamp, from)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(record)
     }
 
