@@ -3,7 +3,7 @@
 //! frozen in the future, and a restarted node never stamps below what it
 //! stamped before.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tinykv_client::Consistency;
 use tinykv_proto::internal as peer;
