@@ -34,6 +34,10 @@ pub enum RepairError {
         /// Why its call failed.
         error: ReplicaError,
     },
+    /// A round is already running on this node (one at a time: a round
+    /// scans every range this node holds).
+    #[error("a repair round is already running on this node; try again when it ends")]
+    Busy,
 }
 
 /// What a repair round did.
@@ -64,6 +68,8 @@ pub struct AntiEntropy {
     metrics: Arc<Metrics>,
     /// How long a tombstone is kept before it may be purged.
     tombstone_grace: Duration,
+    /// Held while a round runs: one round at a time.
+    running: tokio::sync::Mutex<()>,
 }
 
 impl AntiEntropy {
@@ -83,7 +89,22 @@ impl AntiEntropy {
             transfer,
             metrics,
             tombstone_grace,
+            running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Runs a round now, unless one is running already ([`RepairError::Busy`]):
+    /// an admin's request, which must not queue up rounds behind each other.
+    pub async fn round_now(&self) -> Result<RepairReport, RepairError> {
+        let _running = self.running.try_lock().map_err(|_| RepairError::Busy)?;
+        self.run_round().await
+    }
+
+    /// Runs a round once the one running (if any) has ended: the periodic
+    /// loop and a removenode's re-replication.
+    pub async fn round(&self) -> Result<RepairReport, RepairError> {
+        let _running = self.running.lock().await;
+        self.run_round().await
     }
 
     /// One anti-entropy round: with each peer, compare the digests of every
@@ -91,7 +112,7 @@ impl AntiEntropy {
     /// A range's old tombstones are purged only when every other replica of
     /// it answered with an identical digest.
     #[tracing::instrument(level = "debug", name = "repair_round", skip(self))]
-    pub async fn round(&self) -> Result<RepairReport, RepairError> {
+    async fn run_round(&self) -> Result<RepairReport, RepairError> {
         // One cutoff for the round, here and in the peers' digests: the
         // tombstones before it count as purged everywhere.
         let grace = u64::try_from(self.tombstone_grace.as_micros()).unwrap_or(u64::MAX);
@@ -291,4 +312,50 @@ fn differences(
         }
     }
     (to_send, to_apply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Directory;
+    use crate::faults::Faults;
+    use crate::membership::{Member, MemberState};
+    use crate::peers::Peers;
+    use crate::storage::{MemoryEngine, SyncPolicy};
+
+    fn single_node() -> AntiEntropy {
+        let member = Member {
+            id: "n1".into(),
+            addr: "127.0.0.1:1".into(),
+            state: MemberState::Normal,
+            version: 1,
+        };
+        let membership = Arc::new(Membership::new("n1", vec![member], 1, 8));
+        let peers = Arc::new(Peers::new("n1", None, 1 << 20));
+        let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
+        AntiEntropy::new(
+            "n1",
+            Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default()),
+            membership,
+            Transfer::new("n1", directory, 1 << 20),
+            Arc::new(Metrics::new().expect("metrics")),
+            Duration::from_secs(1),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_admin_round_is_refused_while_one_runs_and_the_loops_wait() {
+        let ae = single_node();
+        let running = ae.running.lock().await;
+        assert!(matches!(ae.round_now().await, Err(RepairError::Busy)));
+        let waiting = ae.round();
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(&mut waiting).is_pending(),
+            "a queued round waits for the running one"
+        );
+        drop(running);
+        assert!(waiting.await.is_ok());
+        assert!(ae.round_now().await.is_ok());
+    }
 }

@@ -67,6 +67,36 @@ pub fn digest_span(
     }
 }
 
+/// Most spans one digest request may name.
+pub const MAX_SPANS: usize = 1 << 16;
+
+/// Checks the spans of a peer's digest request: at most [`MAX_SPANS`], and
+/// together no wider than the ring, so one request costs at most one scan
+/// of this node's data (not thousands of whole-ring scans).
+pub fn check_spans(spans: &[(u64, u64)]) -> Result<(), String> {
+    if spans.len() > MAX_SPANS {
+        return Err(format!(
+            "{} spans; at most {MAX_SPANS} per request",
+            spans.len()
+        ));
+    }
+    const RING: u128 = 1 << 64;
+    let mut total: u128 = 0;
+    for &(start, end) in spans {
+        // `(start, end]`, wrapping past the top when start >= end (equal:
+        // the whole ring).
+        total += if start < end {
+            u128::from(end - start)
+        } else {
+            RING - u128::from(start - end)
+        };
+        if total > RING {
+            return Err("the spans together cover more than the ring".into());
+        }
+    }
+    Ok(())
+}
+
 /// The digests of several spans, in order (see [`digest_span`]).
 pub fn digest_spans(
     engine: &dyn Engine,
@@ -82,6 +112,19 @@ pub fn digest_spans(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_wider_than_the_ring_or_too_many_are_refused() {
+        let quarter = u64::MAX / 4;
+        let leaves: Vec<(u64, u64)> = (0..4).map(|i| (i * quarter, (i + 1) * quarter)).collect();
+        assert!(check_spans(&leaves).is_ok());
+        assert!(check_spans(&[(5, 5)]).is_ok(), "one whole ring");
+        assert!(check_spans(&[(10, 3)]).is_ok(), "a wrapping span");
+        assert!(check_spans(&[(5, 5), (1, 2)]).is_err());
+        assert!(check_spans(&vec![(0, u64::MAX); 3]).is_err());
+        assert!(check_spans(&vec![(0, 1); MAX_SPANS]).is_ok());
+        assert!(check_spans(&vec![(0, 1); MAX_SPANS + 1]).is_err());
+    }
     use crate::ring::key_token;
     use crate::storage::{MemoryEngine, WriteOp};
     use bytes::Bytes;

@@ -39,7 +39,10 @@ impl AdminService {
 }
 
 fn repair_status(e: RepairError) -> Status {
-    Status::internal(e.to_string())
+    match e {
+        RepairError::Busy => Status::aborted(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
 }
 
 /// The gRPC status of a failed lifecycle operation.
@@ -142,7 +145,7 @@ impl Admin for AdminService {
         &self,
         _req: Request<pb::RepairRequest>,
     ) -> Result<Response<pb::RepairResponse>, Status> {
-        let report = self.antientropy.round().await.map_err(repair_status)?;
+        let report = self.antientropy.round_now().await.map_err(repair_status)?;
         Ok(Response::new(report.into()))
     }
 

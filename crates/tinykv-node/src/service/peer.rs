@@ -286,9 +286,7 @@ impl Peer for PeerService {
         let r = req.into_inner();
         let spans: Vec<(u64, u64)> = r.spans.iter().map(|s| (s.start, s.end)).collect();
         let purge_before = r.purge_before;
-        if spans.len() > 1 << 16 {
-            return Err(Status::invalid_argument("at most 65536 spans per request"));
-        }
+        crate::merkle::check_spans(&spans).map_err(Status::invalid_argument)?;
         let engine = self.parts.store.engine().clone();
         let digest = tokio::task::spawn_blocking(move || {
             crate::merkle::digest_spans(engine.as_ref(), &spans, purge_before)
