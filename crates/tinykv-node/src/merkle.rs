@@ -121,7 +121,7 @@ mod tests {
         assert!(check_spans(&[(5, 5)]).is_ok(), "one whole ring");
         assert!(check_spans(&[(10, 3)]).is_ok(), "a wrapping span");
         assert!(check_spans(&[(5, 5), (1, 2)]).is_err());
-        assert!(check_spans(&vec![(0, u64::MAX); 3]).is_err());
+        assert!(check_spans(&[(0, u64::MAX); 3]).is_err());
         assert!(check_spans(&vec![(0, 1); MAX_SPANS]).is_ok());
         assert!(check_spans(&vec![(0, 1); MAX_SPANS + 1]).is_err());
     }
