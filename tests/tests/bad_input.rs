@@ -182,3 +182,54 @@ async fn a_peers_overlong_keys_are_refused_without_a_panic() {
         );
     }
 }
+
+/// Gossip from a peer is validated like a client's input: a table with more
+/// rows than a cluster may have is refused, and rows that are malformed or
+/// whose version lies beyond the clock offset (it would win every later
+/// change of that member) are left out of the member table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peers_gossip_is_validated() {
+    use tinykv_proto::internal as peer;
+    let c = Cluster::start(3).await;
+    let mut p = peer::peer_client::PeerClient::connect(format!("http://{}", c.addr(0)))
+        .await
+        .expect("connect");
+    let row = |id: &str, version: u64| peer::MemberInfo {
+        node_id: id.into(),
+        address: "127.0.0.1:1".into(),
+        state: "normal".into(),
+        version,
+    };
+    let flood = p
+        .heartbeat(peer::HeartbeatRequest {
+            from: "node2".into(),
+            members: (0..1025).map(|i| row(&format!("x{i}"), 1)).collect(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("1025 rows");
+    assert_eq!(flood.code(), tonic::Code::InvalidArgument, "{flood:?}");
+    let far_ahead = u64::MAX - 1;
+    p.heartbeat(peer::HeartbeatRequest {
+        from: "node2".into(),
+        members: vec![
+            row("future", far_ahead),
+            row("node3", far_ahead),
+            row("bad id with spaces", 1),
+            row(&"long".repeat(100), 1),
+        ],
+        ..Default::default()
+    })
+    .await
+    .expect("a heartbeat with bad rows is answered");
+    let status = c.client_for(0).status().await.expect("status");
+    let mut ids: Vec<String> = status.members.iter().map(|m| m.node_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["node1", "node2", "node3"]);
+    let node3 = status.members.iter().find(|m| m.node_id == "node3");
+    assert_eq!(
+        node3.map(|m| m.address.clone()),
+        Some(c.addr(2)),
+        "node3's row was not replaced by a version far ahead"
+    );
+}

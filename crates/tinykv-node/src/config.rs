@@ -246,7 +246,7 @@ impl Config {
             .filter(|p| !p.is_empty())
             .map(|p| match p.split_once('=') {
                 Some((id, addr))
-                    if !id.is_empty()
+                    if crate::membership::valid_id(id)
                         && addr.rsplit_once(':').is_some_and(|(h, port)| {
                             !h.is_empty() && port.parse::<u16>().is_ok()
                         }) =>
@@ -257,7 +257,7 @@ impl Config {
                     })
                 }
                 _ => Err(NodeError::Config(format!(
-                    "invalid --peers entry {p:?}: expected ID=HOST:PORT"
+                    "invalid --peers entry {p:?}: expected ID=HOST:PORT, the id 1 to 253 letters, digits and -_.:"
                 ))),
             })
             .collect()
@@ -302,6 +302,12 @@ impl Config {
             crate::cluster_name::validate(name).map_err(NodeError::Config)?;
         }
         self.peer_specs()?;
+        let id = self.resolved_node_id()?;
+        if !crate::membership::valid_id(&id) {
+            return Err(NodeError::Config(format!(
+                "node id {id:?}: use 1 to 253 letters, digits and -_.: (--node-id, or the host name)"
+            )));
+        }
         Ok(())
     }
 

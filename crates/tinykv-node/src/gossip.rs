@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::detector::{Detector, Health};
 use crate::directory::Directory;
 use crate::hlc::wall_micros;
-use crate::membership::{Member, MemberState, Membership};
+use crate::membership::{Member, MemberState, Membership, MAX_MEMBERS};
 use crate::metrics::Metrics;
 
 /// Addresses found through DNS and the node id that answered at each.
@@ -55,6 +55,14 @@ impl Foreign {
             }
         }
     }
+}
+
+/// Why a peer's heartbeat was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    /// The heartbeat's table has more rows than a cluster may have.
+    #[error("the heartbeat carries {0} member rows; at most {MAX_MEMBERS} are accepted")]
+    TooManyMembers(usize),
 }
 
 /// Who this node is and how it finds others, fixed at start.
@@ -136,15 +144,38 @@ impl Gossip {
         }
     }
 
+    /// The rows of a peer's table this node takes: well-formed ones whose
+    /// version (a clock reading) is not beyond the clock offset, so no row
+    /// can win every later change by a version far in the future. None: the
+    /// table has more rows than any cluster may have.
+    fn accepted(&self, rows: &[pb::MemberInfo], from: &str) -> Option<Vec<Member>> {
+        if rows.len() > MAX_MEMBERS {
+            tracing::warn!(
+                from,
+                rows = rows.len(),
+                "member table with too many rows ignored"
+            );
+            return None;
+        }
+        Some(
+            rows.iter()
+                .filter_map(Member::from_info)
+                .filter(|m| self.clock.admit(m.version, from).is_ok())
+                .collect(),
+        )
+    }
+
     /// Answers a peer's heartbeat: merges its table and sends ours.
-    pub fn receive(&self, hb: pb::HeartbeatRequest) -> pb::HeartbeatResponse {
-        self.membership
-            .merge(hb.members.iter().filter_map(Member::from_info));
+    pub fn receive(&self, hb: pb::HeartbeatRequest) -> Result<pb::HeartbeatResponse, GossipError> {
+        let rows = self
+            .accepted(&hb.members, &hb.from)
+            .ok_or(GossipError::TooManyMembers(hb.members.len()))?;
+        self.membership.merge(rows);
         self.assert_self();
         if !hb.from.is_empty() {
             self.detector.heartbeat(&hb.from);
         }
-        pb::HeartbeatResponse {
+        Ok(pb::HeartbeatResponse {
             from: self.me.id.clone(),
             now_us: wall_micros(),
             members: self
@@ -153,7 +184,7 @@ impl Gossip {
                 .iter()
                 .map(Member::to_info)
                 .collect(),
-        }
+        })
     }
 
     /// One heartbeat round: the table to every member (and every address
@@ -222,8 +253,9 @@ impl Gossip {
             }
         }
         self.detector.heartbeat(&resp.from);
-        self.membership
-            .merge(resp.members.iter().filter_map(Member::from_info));
+        if let Some(rows) = self.accepted(&resp.members, &resp.from) {
+            self.membership.merge(rows);
+        }
         let received = wall_micros();
         let midpoint = sent / 2 + received / 2;
         let skew = (resp.now_us as f64 - midpoint as f64).abs() / 1e6;

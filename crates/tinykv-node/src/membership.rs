@@ -102,7 +102,7 @@ impl Member {
 
     /// Parses the gossip form; `None` for malformed rows.
     pub fn from_info(i: &MemberInfo) -> Option<Member> {
-        if i.node_id.is_empty() || i.address.is_empty() {
+        if !valid_id(&i.node_id) || i.address.is_empty() || i.address.len() > MAX_ADDR_BYTES {
             return None;
         }
         Some(Member {
@@ -112,6 +112,22 @@ impl Member {
             version: i.version,
         })
     }
+}
+
+/// Most members a table may hold, and so a heartbeat may carry.
+pub const MAX_MEMBERS: usize = 1024;
+/// Longest member id (a DNS name's limit).
+pub const MAX_ID_BYTES: usize = 253;
+/// Longest member address.
+const MAX_ADDR_BYTES: usize = 300;
+
+/// Whether `id` can be a member id: 1 to 253 letters, digits and `-_.:`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 struct Table {

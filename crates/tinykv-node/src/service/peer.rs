@@ -276,7 +276,11 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let hb = req.into_inner();
         self.refuse_if_partitioned(&hb.from)?;
-        Ok(Response::new(self.parts.gossip.receive(hb)))
+        self.parts
+            .gossip
+            .receive(hb)
+            .map(Response::new)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
     }
 
     async fn range_digest(
