@@ -4,7 +4,9 @@
 #   2. helm lint and helm template for both charts (default and overridden values);
 #   3. kubernetes-validate --strict for Kubernetes $K8S_VERSION on every plain
 #      and rendered manifest;
-#   4. the example and chart-rendered TinyKVClusters against the CRD's own schema.
+#   4. the example and chart-rendered TinyKVClusters against the CRD's own schema;
+#   5. every object the operator builds for those clusters (`render` binary),
+#      through the same kubernetes-validate --strict as 3.
 # Installs its tools into ./.tools first (scripts/k8s/install-tools.sh).
 set -euo pipefail
 
@@ -45,10 +47,24 @@ mkdir -p "$work/rendered"
   --set storage.storageClassName=fast --set service.type=LoadBalancer \
   --set 'extraArgs[0]=--foo=bar' --set podTemplate.requiredAntiAffinity=true \
   --set 'podTemplate.tolerations[0].key=dedicated' --set 'podTemplate.tolerations[0].operator=Exists' \
+  --set security.clusterSecretRef.name=big-secret --set security.clusterSecretRef.key=tinykv \
   > "$work/rendered/cluster-overrides.yaml"
 for f in "$work"/rendered/*.yaml; do
   [ -s "$f" ] || { echo "FAIL helm rendered nothing into $(basename "$f")"; fail=1; }
 done
+
+echo "== objects the operator builds for the example clusters"
+# Its Secret, Services, PDB and StatefulSet for every example and
+# chart-rendered TinyKVCluster; validated with the rest below.
+if "$CARGO" run --quiet -p tinykv-operator --bin render -- manifests/examples/cluster.yaml \
+  "$work"/rendered/cluster.yaml "$work"/rendered/cluster-overrides.yaml \
+  > "$work/operator-built.yaml" && [ -s "$work/operator-built.yaml" ]; then
+  mv "$work/operator-built.yaml" "$work/rendered/operator-built.yaml"
+  echo "ok   $(grep -c '^kind:' "$work/rendered/operator-built.yaml") objects built"
+else
+  echo "FAIL the operator could not build the example clusters' objects"
+  fail=1
+fi
 
 echo "== TinyKVClusters against the CRD schema"
 mapfile -t plain < <(find manifests -name '*.yaml' | sort)

@@ -134,6 +134,38 @@ pub struct TinyKVClusterSpec {
     /// The client Service.
     #[serde(default)]
     pub service: ServiceOptions,
+    /// The cluster secret that guards the node-to-node and admin calls.
+    #[serde(default)]
+    pub security: SecurityOptions,
+}
+
+/// Key of the generated cluster-secret Secret, and the default key of a named one.
+pub const DEFAULT_CLUSTER_SECRET_KEY: &str = "cluster.secret";
+
+/// How the nodes of a cluster prove to each other (and the operator to them)
+/// that a call comes from the cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityOptions {
+    /// An existing Secret holding the cluster secret (one secret a line, at
+    /// least 16 bytes each; the first signs, all are accepted). When unset the
+    /// operator creates `<name>-cluster-secret` with a random secret once and
+    /// never overwrites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the TinyKVCluster's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key in the Secret's data (default `cluster.secret`).
+    #[serde(default = "default_cluster_secret_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
 }
 
 /// Image pull policy of the node container.
@@ -476,6 +508,9 @@ fn default_grpc_port() -> i32 {
 fn default_metrics_port() -> i32 {
     DEFAULT_METRICS_PORT
 }
+fn default_cluster_secret_key() -> String {
+    DEFAULT_CLUSTER_SECRET_KEY.to_string()
+}
 
 impl Default for TinyKVClusterSpec {
     fn default() -> Self {
@@ -493,6 +528,7 @@ impl Default for TinyKVClusterSpec {
             env: Vec::new(),
             pod_template: PodTemplateOptions::default(),
             service: ServiceOptions::default(),
+            security: SecurityOptions::default(),
         }
     }
 }

@@ -42,3 +42,24 @@ fn crd_has_scale_subresource_short_name_and_columns() {
         .expect("columns");
     assert!(cols.iter().any(|c| c.name == "Phase"));
 }
+
+#[test]
+fn cluster_secret_ref_is_optional_and_its_key_defaults() {
+    let spec: TinyKVClusterSpec = serde_json::from_str("{}").expect("empty spec");
+    assert_eq!(spec.security.cluster_secret_ref, None);
+    let spec: TinyKVClusterSpec =
+        serde_json::from_str(r#"{"security": {"clusterSecretRef": {"name": "mine"}}}"#)
+            .expect("ref parses");
+    assert_eq!(
+        spec.security.cluster_secret_ref,
+        Some(SecretKeyRef {
+            name: "mine".into(),
+            key: DEFAULT_CLUSTER_SECRET_KEY.into(),
+        })
+    );
+    let crd = serde_json::to_value(TinyKVCluster::crd()).expect("crd json");
+    let r = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["security"]["properties"]["clusterSecretRef"];
+    assert_eq!(r["required"], serde_json::json!(["name"]), "{r}");
+    assert_eq!(r["properties"]["name"]["minLength"], 1, "{r}");
+}

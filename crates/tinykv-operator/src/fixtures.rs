@@ -17,6 +17,7 @@ use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
+use tinykv_auth::{Secrets, Signer};
 
 use crate::metrics::Metrics;
 use crate::node_admin::{DecommissionProgress, NodeAdmin, NodeError, NodeStatus, STATE_LEAVING};
@@ -31,6 +32,11 @@ pub enum Expect {
     /// Server-side apply (PATCH, apply-patch content type, our field manager,
     /// force) of `path`; the closure checks the body.
     Apply(String, Box<dyn FnOnce(&Value) + Send>),
+    /// POST (create) to the collection `path` with our field manager; the
+    /// closure checks the body, answered with the body as created.
+    Create(String, Box<dyn FnOnce(&Value) + Send>),
+    /// POST (create) to `path`, answered 409 AlreadyExists (a race lost).
+    CreateConflict(String),
     /// DELETE of `path`.
     Delete(String),
     /// An event with this reason and type (`Normal` or `Warning`).
@@ -115,6 +121,38 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
                         .expect("response"),
                 );
             }
+            Expect::Create(path, check) => {
+                assert_eq!((method, uri.path()), (Method::POST, path.as_str()));
+                let query = uri.query().unwrap_or_default();
+                assert!(
+                    query.contains("fieldManager=tinykv-operator"),
+                    "field manager in {query}"
+                );
+                let body = req.into_body().collect_bytes().await.expect("body");
+                let value: Value = serde_json::from_slice(&body).expect("create body is json");
+                check(&value);
+                applied.push(value.clone());
+                send.send_response(
+                    Response::builder()
+                        .status(StatusCode::CREATED)
+                        .body(Body::from(value.to_string().into_bytes()))
+                        .expect("response"),
+                );
+            }
+            Expect::CreateConflict(path) => {
+                assert_eq!((method, uri.path()), (Method::POST, path.as_str()));
+                send.send_response(
+                    Response::builder()
+                        .status(StatusCode::CONFLICT)
+                        .body(Body::from(
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "AlreadyExists", "code": 409, "message": "exists"})
+                            .to_string()
+                            .into_bytes(),
+                        ))
+                        .expect("response"),
+                );
+            }
             Expect::Delete(path) => {
                 assert_eq!((method, uri.path()), (Method::DELETE, path.as_str()));
                 let status =
@@ -172,6 +210,14 @@ pub mod paths {
     pub const CLIENT: &str = "/api/v1/namespaces/db/services/demo";
     /// The PodDisruptionBudget.
     pub const PDB: &str = "/apis/policy/v1/namespaces/db/poddisruptionbudgets/demo";
+    /// The cluster-secret Secret the operator creates.
+    pub const SECRET: &str = "/api/v1/namespaces/db/secrets/demo-cluster-secret";
+    /// Where Secrets are created.
+    pub const SECRETS: &str = "/api/v1/namespaces/db/secrets";
+    /// A Secret by name.
+    pub fn secret(name: &str) -> String {
+        format!("{SECRETS}/{name}")
+    }
     /// The status subresource.
     pub const STATUS: &str = "/apis/tinykv.io/v1alpha1/namespaces/db/tinykvclusters/demo/status";
     /// A data PVC.
@@ -193,6 +239,22 @@ pub enum NodeCall {
 struct MockState {
     statuses: HashMap<String, Result<NodeStatus, NodeError>>,
     calls: Vec<NodeCall>,
+    proofs: Vec<Option<String>>,
+}
+
+/// A signer's fingerprint: its proof of a fixed method at a fixed time, the
+/// same for two signers exactly when they have the same caller id and
+/// signing secret.
+pub fn fingerprint(signer: &Signer) -> String {
+    signer.proof("/tinykv.test/Fingerprint", 0)
+}
+
+/// The operator's signer for a secret file's text.
+pub fn operator_signer(secret_text: &str) -> Signer {
+    Signer::new(
+        crate::builders::OPERATOR_CALLER,
+        Secrets::parse(secret_text).expect("test secret"),
+    )
 }
 
 /// Scripted [`NodeAdmin`] for tests: answers Status from a table keyed by
@@ -232,6 +294,12 @@ impl MockNodeAdmin {
         self.lock().calls.clone()
     }
 
+    /// The [`fingerprint`] of the signer of every call so far, in order
+    /// (`None`: an unsigned call).
+    pub fn proofs(&self) -> Vec<Option<String>> {
+        self.lock().proofs.clone()
+    }
+
     /// Only the Decommission calls.
     pub fn decommissions(&self) -> Vec<(String, String)> {
         self.calls()
@@ -245,9 +313,14 @@ impl MockNodeAdmin {
 }
 
 impl NodeAdmin for MockNodeAdmin {
-    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
+    fn status<'a>(
+        &'a self,
+        addr: &'a str,
+        signer: Option<&'a Signer>,
+    ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
         let mut st = self.lock();
         st.calls.push(NodeCall::Status(addr.to_string()));
+        st.proofs.push(signer.map(fingerprint));
         let answer = st.statuses.get(addr).cloned().unwrap_or_else(|| {
             Err(NodeError::Unreachable {
                 addr: addr.to_string(),
@@ -261,11 +334,16 @@ impl NodeAdmin for MockNodeAdmin {
         &'a self,
         addr: &'a str,
         node_id: &'a str,
+        signer: Option<&'a Signer>,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
-        self.lock().calls.push(NodeCall::Decommission(
-            addr.to_string(),
-            node_id.to_string(),
-        ));
+        {
+            let mut st = self.lock();
+            st.calls.push(NodeCall::Decommission(
+                addr.to_string(),
+                node_id.to_string(),
+            ));
+            st.proofs.push(signer.map(fingerprint));
+        }
         self.set_state(node_id, STATE_LEAVING);
         Box::pin(async move {
             Ok(DecommissionProgress {
@@ -296,17 +374,25 @@ mod tests {
                 ..NodeStatus::default()
             }),
         );
-        mock.decommission("a:1", "n1").await.expect("decommission");
-        let st = mock.status("a:1").await.expect("status");
+        let signer = operator_signer("a-test-secret-0123456789");
+        mock.decommission("a:1", "n1", Some(&signer))
+            .await
+            .expect("decommission");
+        let st = mock.status("a:1", None).await.expect("status");
         assert_eq!(
             st.member("n1").map(|m| m.state.as_str()),
             Some(STATE_LEAVING)
         );
-        assert!(mock.status("b:1").await.is_err());
+        assert!(mock.status("b:1", None).await.is_err());
         assert_eq!(
             mock.decommissions(),
             vec![("a:1".to_string(), "n1".to_string())]
         );
         assert_eq!(mock.calls().len(), 3);
+        assert_eq!(mock.proofs(), vec![Some(fingerprint(&signer)), None, None]);
+        assert_ne!(
+            fingerprint(&signer),
+            fingerprint(&operator_signer("another-secret-0123456789"))
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! * [`crd`]: the `TinyKVCluster` custom resource.
 //! * [`builders`]: pure functions that turn a `TinyKVCluster` into the
-//!   StatefulSet, Services and PodDisruptionBudget it needs.
+//!   StatefulSet, Services, PodDisruptionBudget and cluster-secret Secret
+//!   it needs.
 //! * [`node_admin`]: how the operator talks to the nodes (gRPC; unit tests
 //!   use a scripted mock from the test-only `fixtures` module).
 //! * [`plan`]: the pure scaling and upgrade state machine.
@@ -41,6 +42,9 @@ pub enum Error {
     /// The spec cannot be turned into objects.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The cluster's secret is missing or unusable.
+    #[error("cluster secret: {0}")]
+    ClusterSecret(String),
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
             Error::Node(_) => "node",
             Error::Serialization(_) => "serialization",
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::ClusterSecret(_) => "cluster_secret",
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! [`NodeAdmin`] is the seam: [`GrpcNodeAdmin`] calls the real
 //! `tinykv.TinyKV/Status` and `tinykv.Admin/Decommission` RPCs (every call
-//! bounded by a deadline). Reconciler unit tests use a scripted mock instead
+//! bounded by a deadline). Nodes accept an Admin call only with a proof of
+//! the cluster secret, so every call takes the cluster's [`Signer`] (made
+//! by the reconciler from the cluster's Secret) and sends through a
+//! [`Signed`] channel. Reconciler unit tests use a scripted mock instead
 //! (`MockNodeAdmin` in the test-only `fixtures` module, so it is not compiled
 //! into the operator binary). A test that runs real nodes on 127.0.0.1
 //! passes a `GrpcNodeAdmin`, an address function mapping pod names to local
@@ -12,6 +15,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tinykv_auth::{Signed, Signer};
 use tinykv_proto::tinykv::{
     admin_client::AdminClient, tiny_kv_client::TinyKvClient, DecommissionRequest, StatusRequest,
 };
@@ -121,15 +125,22 @@ pub struct DecommissionProgress {
     pub message: String,
 }
 
-/// Node administration as the reconciler needs it.
+/// Node administration as the reconciler needs it. Every call is signed
+/// with `signer` when there is one (without, a node that holds a cluster
+/// secret refuses the Admin calls).
 pub trait NodeAdmin: Send + Sync {
     /// Cluster view of the node at `addr`.
-    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>>;
+    fn status<'a>(
+        &'a self,
+        addr: &'a str,
+        signer: Option<&'a Signer>,
+    ) -> BoxFuture<'a, Result<NodeStatus, NodeError>>;
     /// Ask the node at `addr` to decommission `node_id` (returns without waiting).
     fn decommission<'a>(
         &'a self,
         addr: &'a str,
         node_id: &'a str,
+        signer: Option<&'a Signer>,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>>;
 }
 
@@ -151,7 +162,11 @@ impl GrpcNodeAdmin {
         Self { timeout }
     }
 
-    async fn channel(&self, addr: &str) -> Result<Channel, NodeError> {
+    async fn channel(
+        &self,
+        addr: &str,
+        signer: Option<&Signer>,
+    ) -> Result<Signed<Channel>, NodeError> {
         let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.to_string()
         } else {
@@ -161,13 +176,14 @@ impl GrpcNodeAdmin {
             .map_err(|_| NodeError::InvalidAddress(addr.to_string()))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout);
-        endpoint
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| NodeError::Unreachable {
                 addr: addr.to_string(),
                 message: e.to_string(),
-            })
+            })?;
+        Ok(Signed::new(channel, signer.cloned()))
     }
 
     async fn bounded<T>(
@@ -190,9 +206,13 @@ fn rpc_error(addr: &str, status: tonic::Status) -> NodeError {
 }
 
 impl NodeAdmin for GrpcNodeAdmin {
-    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
+    fn status<'a>(
+        &'a self,
+        addr: &'a str,
+        signer: Option<&'a Signer>,
+    ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
         Box::pin(self.bounded(addr, async move {
-            let mut client = TinyKvClient::new(self.channel(addr).await?);
+            let mut client = TinyKvClient::new(self.channel(addr, signer).await?);
             let mut req = tonic::Request::new(StatusRequest {});
             req.set_timeout(self.timeout);
             let resp = client
@@ -226,9 +246,10 @@ impl NodeAdmin for GrpcNodeAdmin {
         &'a self,
         addr: &'a str,
         node_id: &'a str,
+        signer: Option<&'a Signer>,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
         Box::pin(self.bounded(addr, async move {
-            let mut client = AdminClient::new(self.channel(addr).await?);
+            let mut client = AdminClient::new(self.channel(addr, signer).await?);
             let mut req = tonic::Request::new(DecommissionRequest {
                 node_id: node_id.to_string(),
             });
@@ -259,13 +280,16 @@ mod tests {
         let addr = listener.local_addr().expect("addr").to_string();
         drop(listener);
         let admin = GrpcNodeAdmin::new(Duration::from_millis(500));
-        let err = admin.status(&addr).await.expect_err("nothing listens");
+        let err = admin
+            .status(&addr, None)
+            .await
+            .expect_err("nothing listens");
         assert!(
             matches!(err, NodeError::Unreachable { .. } | NodeError::Timeout(_)),
             "{err:?}"
         );
         let err = admin
-            .decommission("not a uri \u{0}", "n")
+            .decommission("not a uri \u{0}", "n", None)
             .await
             .expect_err("bad uri");
         assert!(matches!(err, NodeError::InvalidAddress(_)), "{err:?}");

@@ -1,9 +1,11 @@
 //! The TinyKVCluster controller.
 //!
-//! One pass: read the StatefulSet, ask the nodes for their view of the ring,
-//! [`plan`](crate::plan::plan) the step, server-side apply every child
-//! object with one field manager, run the node-side step (decommission) or
-//! delete a PVC, publish events, and patch the status when it changed.
+//! One pass: read the cluster secret (creating the cluster's own Secret
+//! the first time), read the StatefulSet, ask the nodes for their view of
+//! the ring, [`plan`](crate::plan::plan) the step, server-side apply every
+//! child object with one field manager, run the node-side step
+//! (decommission, signed with the cluster secret) or delete a PVC, publish
+//! events, and patch the status when it changed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,21 +13,23 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
+use tinykv_auth::{generate_secret, Secrets, Signer};
 use tracing::{info, warn};
 
 use crate::builders::{
-    self, build_client_service, build_headless_service, build_pdb, build_statefulset, pod_name,
-    FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
+    self, build_client_service, build_cluster_secret, build_headless_service, build_pdb,
+    build_statefulset, cluster_secret_ref, operator_creates_secret, pod_name, FIELD_MANAGER,
+    OPERATOR_CALLER, TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
@@ -135,6 +139,65 @@ where
     Ok(())
 }
 
+/// Event reason when the operator created a cluster's Secret.
+pub const REASON_SECRET_CREATED: &str = "ClusterSecretCreated";
+/// Event reason when the cluster's Secret is missing or unusable.
+pub const REASON_SECRET_UNUSABLE: &str = "ClusterSecretUnusable";
+
+/// The cluster's Secret: the one `spec.security.clusterSecretRef` names,
+/// else the operator's own, created here (with a fresh random secret) when
+/// it does not exist yet. An existing Secret is never written, so a
+/// rotation the user made in it stays. Returns it and whether it was just
+/// created.
+async fn ensure_cluster_secret(
+    cluster: &TinyKVCluster,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(Secret, bool)> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let wanted = cluster_secret_ref(cluster);
+    if let Some(found) = api.get_opt(&wanted.name).await? {
+        return Ok((found, false));
+    }
+    if !operator_creates_secret(cluster) {
+        return Err(Error::ClusterSecret(format!(
+            "Secret {ns}/{} named by spec.security.clusterSecretRef does not exist",
+            wanted.name
+        )));
+    }
+    let fresh = build_cluster_secret(cluster, &generate_secret())?;
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    };
+    match api.create(&params, &fresh).await {
+        Ok(created) => Ok((created, true)),
+        // Someone created it between the read and the create: theirs wins.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok((api.get(&wanted.name).await?, false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The signer of the operator's admin calls to the nodes of `cluster`:
+/// the secrets of its Secret, the first one signing (as on the nodes).
+pub fn signer_from_secret(cluster: &TinyKVCluster, ns: &str, secret: &Secret) -> Result<Signer> {
+    let wanted = cluster_secret_ref(cluster);
+    let unusable = |why: String| {
+        Error::ClusterSecret(format!(
+            "Secret {ns}/{} key {:?}: {why}",
+            wanted.name, wanted.key
+        ))
+    };
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&wanted.key))
+        .ok_or_else(|| unusable("no such key".into()))?;
+    let text = std::str::from_utf8(&bytes.0).map_err(|_| unusable("not UTF-8 text".into()))?;
+    let secrets = Secrets::parse(text).map_err(unusable)?;
+    Ok(Signer::new(OPERATOR_CALLER, secrets))
+}
+
 /// Ask nodes for their view: the node an operation is about first (the
 /// scale-down target, or the newest pod of a scale-up, whose own `state`
 /// says whether it has left or finished joining), then ordinals upwards.
@@ -143,6 +206,7 @@ async fn fetch_view(
     ctx: &Context,
     ns: &str,
     replicas: i32,
+    signer: &Signer,
 ) -> Option<NodeStatus> {
     let name = cluster.name_any();
     let port = cluster.spec.service.port;
@@ -168,7 +232,7 @@ async fn fetch_view(
     }
     for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
         let addr = (ctx.address)(ns, &name, pod, port);
-        match ctx.node_admin.status(&addr).await {
+        match ctx.node_admin.status(&addr, Some(signer)).await {
             Ok(view) => return Some(view_by_pod_names(cluster, ctx, replicas, view)),
             Err(e) => {
                 ctx.metrics.node_call_failed();
@@ -241,6 +305,42 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
 
+    // The pods mount the Secret: it exists before the StatefulSet does.
+    let signer = match ensure_cluster_secret(&cluster, &ctx, &ns)
+        .await
+        .and_then(|(secret, created)| Ok((signer_from_secret(&cluster, &ns, &secret)?, created)))
+    {
+        Ok((signer, created)) => {
+            if created {
+                let secret = cluster_secret_ref(&cluster).name;
+                info!(%secret, "created the cluster secret");
+                publish(
+                    &ctx,
+                    &oref,
+                    false,
+                    REASON_SECRET_CREATED,
+                    "Create",
+                    format!("created Secret {secret} holding the cluster secret"),
+                )
+                .await?;
+            }
+            signer
+        }
+        Err(e @ Error::ClusterSecret(_)) => {
+            publish(
+                &ctx,
+                &oref,
+                true,
+                REASON_SECRET_UNUSABLE,
+                "Reconcile",
+                e.to_string(),
+            )
+            .await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = sts_api.get_opt(&name).await?;
     let observed = existing.as_ref().map(observe);
@@ -252,7 +352,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         .ok_or(Error::MissingObjectKey("template hash"))?;
     let status = cluster.status.clone().unwrap_or_default();
     let view = match &observed {
-        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas).await,
+        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &signer).await,
         None => None,
     };
     let already_refused = condition(&status, CONDITION_DEGRADED)
@@ -289,7 +389,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         info!(%node, %node_id, %addr, "decommissioning node");
         let progress = ctx
             .node_admin
-            .decommission(&addr, &node_id)
+            .decommission(&addr, &node_id, Some(&signer))
             .await
             .inspect_err(|_| {
                 ctx.metrics.node_call_failed();

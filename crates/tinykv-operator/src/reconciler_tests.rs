@@ -10,7 +10,9 @@ use serde_json::Value;
 use super::*;
 use crate::builders::test_support::cluster;
 use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
-use crate::fixtures::{paths, test_context, Expect, MockNodeAdmin, NodeCall};
+use crate::fixtures::{
+    fingerprint, operator_signer, paths, test_context, Expect, MockNodeAdmin, NodeCall,
+};
 use crate::node_admin::{NodeMember, NodeStatus, STATE_LEFT};
 
 fn spec(replicas: i32) -> TinyKVClusterSpec {
@@ -107,8 +109,49 @@ fn status_of(applied: &[Value]) -> TinyKVClusterStatus {
     serde_json::from_value(last["status"].clone()).expect("status parses")
 }
 
-fn script(parts: Vec<Vec<Expect>>) -> Vec<Expect> {
+/// The secret in the cluster's Secret in these tests.
+const SECRET: &str = "reconciler-test-secret-0123456789";
+
+/// A Secret as the API server returns it, `text` under `key`.
+fn secret_json(name: &str, key: &str, text: &str) -> Value {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("db".into()),
+            ..kube::api::ObjectMeta::default()
+        },
+        data: Some(std::collections::BTreeMap::from([(
+            key.to_string(),
+            k8s_openapi::ByteString(text.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    serde_json::to_value(secret).expect("json")
+}
+
+/// The operator's Secret exists already (holding [`SECRET`]).
+fn secret_exists() -> Expect {
+    Expect::Get(
+        paths::SECRET.into(),
+        Some(secret_json("demo-cluster-secret", "cluster.secret", SECRET)),
+    )
+}
+
+/// The calls of `parts`, in order.
+fn raw(parts: Vec<Vec<Expect>>) -> Vec<Expect> {
     parts.into_iter().flatten().collect()
+}
+
+/// Every pass starts by reading the cluster secret; here it exists.
+fn script(parts: Vec<Vec<Expect>>) -> Vec<Expect> {
+    std::iter::once(secret_exists())
+        .chain(parts.into_iter().flatten())
+        .collect()
+}
+
+/// The fingerprint of the signer made from [`SECRET`].
+fn signed_with_secret() -> Option<String> {
+    Some(fingerprint(&operator_signer(SECRET)))
 }
 
 fn cond<'a>(s: &'a TinyKVClusterStatus, t: &str) -> (&'a str, &'a str) {
@@ -132,8 +175,14 @@ fn settled_cluster(replicas: i32, desired: i32) -> TinyKVCluster {
 #[tokio::test]
 async fn first_creation_applies_children_and_records_status() {
     let c = cluster(spec(3));
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![Expect::Get(paths::STS.into(), None)],
+    let (ctx, nodes, verifier) = test_context(raw(vec![
+        vec![
+            // No Secret yet: the operator creates one before the pods need it.
+            Expect::Get(paths::SECRET.into(), None),
+            Expect::Create(paths::SECRETS.into(), Box::new(check_generated_secret)),
+            Expect::Event(REASON_SECRET_CREATED, "Normal"),
+            Expect::Get(paths::STS.into(), None),
+        ],
         children(sts_replicas_is(3, 0)),
         vec![Expect::Event("Created", "Normal"), status_apply()],
     ]));
@@ -142,6 +191,7 @@ async fn first_creation_applies_children_and_records_status() {
         .expect("reconcile");
     assert_eq!(action, Action::requeue(crate::plan::STEP_REQUEUE));
     let applied = verifier.done().await;
+    assert_eq!(applied[0]["kind"], "Secret", "created first");
     let status = status_of(&applied);
     assert_eq!(status.phase, Some(Phase::Creating));
     assert_eq!(status.observed_generation, Some(1));
@@ -183,6 +233,7 @@ async fn steady_cluster_reconciles_without_writes_beyond_apply() {
     assert_eq!(action, Action::requeue(crate::plan::IDLE_REQUEUE));
     verifier.done().await;
     assert_eq!(nodes.calls(), vec![NodeCall::Status("demo-0:50051".into())]);
+    assert_eq!(nodes.proofs(), vec![signed_with_secret()]);
     assert!(nodes.decommissions().is_empty());
 }
 
@@ -265,6 +316,8 @@ async fn scale_down_decommissions_then_resumes_after_restart_and_shrinks() {
         NodeCall::Status("demo-4:50051".into()),
         "asks the target first"
     );
+    // Every call, the decommission too, proves the cluster's secret.
+    assert_eq!(nodes.proofs(), vec![signed_with_secret(); 2]);
 
     // Operator restarts while demo-4 is leaving: no second decommission, replicas stay.
     let (ctx, nodes, verifier) = test_context(script(vec![
@@ -508,4 +561,149 @@ async fn node_id_seam_maps_views_to_pod_names() {
     let ids: Vec<&str> = v.members.iter().map(|m| m.node_id.as_str()).collect();
     assert_eq!(ids, ["demo-0", "demo-1", "demo-2", "demo-4", "stranger"]);
     assert_eq!((ctx.node_id)("demo-4"), "node5");
+}
+
+/// The body the operator creates its Secret with.
+fn check_generated_secret(v: &Value) {
+    assert_eq!(v["kind"], "Secret");
+    assert_eq!(v["metadata"]["name"], "demo-cluster-secret");
+    assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "TinyKVCluster");
+    assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-1234");
+    assert_eq!(
+        v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "tinykv-operator"
+    );
+    let secret: Secret = serde_json::from_value(v.clone()).expect("a Secret");
+    let text = &secret.data.as_ref().expect("data")["cluster.secret"].0;
+    let text = std::str::from_utf8(text).expect("utf8");
+    assert_eq!(text.len(), 65, "64 hex digits and a newline: {text:?}");
+    assert!(text.ends_with('\n'));
+    assert!(text.trim_end().chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[tokio::test]
+async fn a_secret_created_meanwhile_is_read_not_overwritten() {
+    let c = settled_cluster(3, 3);
+    let (ctx, nodes, verifier) = test_context(raw(vec![
+        vec![
+            Expect::Get(paths::SECRET.into(), None),
+            Expect::CreateConflict(paths::SECRETS.into()),
+            secret_exists(),
+            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+        ],
+        children(sts_replicas_is(3, 0)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    verifier.done().await;
+    assert_eq!(nodes.proofs(), vec![signed_with_secret()]);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_with_its_first_line() {
+    let c = settled_cluster(3, 3);
+    let rotated = "the-new-secret-0123456789\nreconciler-test-secret-0123456789\n";
+    let (ctx, nodes, verifier) = test_context(raw(vec![
+        vec![
+            Expect::Get(
+                paths::SECRET.into(),
+                Some(secret_json(
+                    "demo-cluster-secret",
+                    "cluster.secret",
+                    rotated,
+                )),
+            ),
+            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+        ],
+        children(sts_replicas_is(3, 0)),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    verifier.done().await;
+    assert_eq!(
+        nodes.proofs(),
+        vec![Some(fingerprint(&operator_signer(
+            "the-new-secret-0123456789"
+        )))]
+    );
+}
+
+fn with_secret_ref(mut c: TinyKVCluster, name: &str, key: &str) -> TinyKVCluster {
+    c.spec.security.cluster_secret_ref = Some(crate::crd::SecretKeyRef {
+        name: name.into(),
+        key: key.into(),
+    });
+    c
+}
+
+#[tokio::test]
+async fn a_named_secret_is_used_and_none_is_created() {
+    let mut c = with_secret_ref(settled_cluster(3, 3), "mine", "tinykv");
+    // The pods mount the named Secret (the template hash is of that template).
+    let hash = template_hash(&c);
+    if let Some(s) = c.status.as_mut() {
+        s.rolled_out_template_hash = Some(hash);
+    }
+    let (ctx, nodes, verifier) = test_context(raw(vec![
+        vec![
+            Expect::Get(
+                paths::secret("mine"),
+                Some(secret_json("mine", "tinykv", "a-named-secret-0123456789\n")),
+            ),
+            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+        ],
+        children(Box::new(|v: &Value| {
+            let vols = &v["spec"]["template"]["spec"]["volumes"];
+            assert_eq!(vols[0]["secret"]["secretName"], "mine", "{vols}");
+            assert_eq!(vols[0]["secret"]["items"][0]["key"], "tinykv", "{vols}");
+        })),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    verifier.done().await;
+    assert_eq!(
+        nodes.proofs(),
+        vec![Some(fingerprint(&operator_signer(
+            "a-named-secret-0123456789"
+        )))]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_named_secret_fails_the_pass_with_a_warning() {
+    let c = with_secret_ref(cluster(spec(3)), "absent", "cluster.secret");
+    let (ctx, nodes, verifier) = test_context(vec![
+        Expect::Get(paths::secret("absent"), None),
+        Expect::Event(REASON_SECRET_UNUSABLE, "Warning"),
+    ]);
+    let err = reconcile(Arc::new(c), ctx).await.expect_err("no Secret");
+    verifier.done().await;
+    assert_eq!(err.metric_label(), "cluster_secret");
+    assert!(err.to_string().contains("db/absent"), "{err}");
+    assert!(nodes.calls().is_empty());
+}
+
+#[tokio::test]
+async fn an_unusable_secret_fails_the_pass_and_is_left_alone() {
+    for (key, text, why) in [
+        ("cluster.secret", "short\n", "at least 16"),
+        ("other-key", "long-enough-secret-0123456789", "no such key"),
+    ] {
+        let c = cluster(spec(3));
+        let (ctx, _nodes, verifier) = test_context(vec![
+            Expect::Get(
+                paths::SECRET.into(),
+                Some(secret_json("demo-cluster-secret", key, text)),
+            ),
+            Expect::Event(REASON_SECRET_UNUSABLE, "Warning"),
+        ]);
+        let err = reconcile(Arc::new(c), ctx).await.expect_err("unusable");
+        verifier.done().await;
+        assert!(err.to_string().contains(why), "{err}");
+        // The secret's text never reaches an error message.
+        assert!(!err.to_string().contains("long-enough"), "{err}");
+    }
 }

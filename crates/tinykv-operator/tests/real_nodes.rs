@@ -12,6 +12,12 @@
 //! them with its address function (pod -> 127.0.0.1 port) and its node-id
 //! function (pod -> node id).
 //!
+//! The operator signs its admin calls with the cluster secret it reads
+//! from the cluster's Secret (created by the operator on the first pass);
+//! the last test runs nodes that hold that secret and shows that the
+//! operator's signed calls work and that unsigned or wrongly signed ones are
+//! refused.
+//!
 //! Needs the node binary: `cargo build -p tinykv-node --features fault-injection`
 //! (the Makefile's test target builds every binary first).
 
@@ -21,11 +27,13 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 use kube::client::Body;
 use kube::Client;
 use serde_json::{json, Value};
 
+use tinykv_auth::{generate_secret, Secrets, Signer};
 use tinykv_client::Consistency;
 use tinykv_operator::crd::{OperationType, Phase, TinyKVCluster, TinyKVClusterSpec};
 use tinykv_operator::metrics::Metrics;
@@ -37,7 +45,7 @@ use tinykv_operator::status::{
     condition, CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING,
 };
 use tinykv_operator::TinyKVClusterStatus;
-use tinykv_tests::{wait_until, Cluster};
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
 
 const KEYS: usize = 200;
 const NS: &str = "db";
@@ -45,6 +53,8 @@ const NAME: &str = "demo";
 const STS_PATH: &str = "/apis/apps/v1/namespaces/db/statefulsets/demo";
 const STATUS_PATH: &str = "/apis/tinykv.io/v1alpha1/namespaces/db/tinykvclusters/demo/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/db/events";
+const SECRETS_PATH: &str = "/api/v1/namespaces/db/secrets";
+const SECRET_PATH: &str = "/api/v1/namespaces/db/secrets/demo-cluster-secret";
 /// How long any one flow may take before the test fails.
 const FLOW_DEADLINE: Duration = Duration::from_secs(90);
 /// Pause between reconcile passes while polling (the controller's requeue).
@@ -69,6 +79,10 @@ struct ApiState {
     events: Vec<(String, String)>,
     /// Paths of every DELETE.
     deleted: Vec<String>,
+    /// The cluster-secret Secret, if it exists.
+    secret: Option<Value>,
+    /// Secrets the operator created.
+    secrets_created: usize,
     /// Calls the fake did not expect (the test fails on any).
     unexpected: Vec<String>,
 }
@@ -114,6 +128,8 @@ impl FakeApi {
                 sts_replicas: Vec::new(),
                 events: Vec::new(),
                 deleted: Vec::new(),
+                secret: None,
+                secrets_created: 0,
                 unexpected: Vec::new(),
             })),
         }
@@ -162,6 +178,30 @@ impl FakeApi {
 
     fn deleted(&self) -> Vec<String> {
         self.lock().deleted.clone()
+    }
+
+    /// The text of the cluster secret the Secret holds.
+    fn secret_text(&self) -> Option<String> {
+        let v = self.lock().secret.clone()?;
+        let secret: Secret = serde_json::from_value(v).expect("a Secret");
+        let bytes = secret.data?.remove("cluster.secret")?;
+        Some(String::from_utf8(bytes.0).expect("utf8"))
+    }
+
+    /// `kubectl edit secret demo-cluster-secret`: replaces its text.
+    fn set_secret_text(&self, text: &str) {
+        let mut st = self.lock();
+        let v = st.secret.as_mut().expect("the Secret exists");
+        let mut secret: Secret = serde_json::from_value(v.clone()).expect("a Secret");
+        secret.data = Some(std::collections::BTreeMap::from([(
+            "cluster.secret".to_string(),
+            k8s_openapi::ByteString(text.as_bytes().to_vec()),
+        )]));
+        *v = serde_json::to_value(secret).expect("json");
+    }
+
+    fn secrets_created(&self) -> usize {
+        self.lock().secrets_created
     }
 
     fn assert_no_unexpected_calls(&self) {
@@ -258,6 +298,29 @@ impl FakeApi {
                 | "/api/v1/namespaces/db/services/demo"
                 | "/apis/policy/v1/namespaces/db/poddisruptionbudgets/demo",
             ) => json_response(StatusCode::OK, &body),
+            (&Method::GET, SECRET_PATH) => match &st.secret {
+                None => not_found(),
+                Some(secret) => json_response(StatusCode::OK, secret),
+            },
+            (&Method::POST, SECRETS_PATH) => {
+                if !query.contains("fieldManager=tinykv-operator") {
+                    st.unexpected.push(format!("{call}: no field manager"));
+                }
+                if body["metadata"]["ownerReferences"][0]["kind"] != "TinyKVCluster" {
+                    st.unexpected
+                        .push(format!("{call}: no owner reference to the TinyKVCluster"));
+                }
+                if st.secret.is_some() {
+                    return json_response(
+                        StatusCode::CONFLICT,
+                        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "reason": "AlreadyExists", "code": 409, "message": "exists"}),
+                    );
+                }
+                st.secrets_created += 1;
+                st.secret = Some(body.clone());
+                json_response(StatusCode::CREATED, &body)
+            }
             (&Method::POST, EVENTS_PATH) => {
                 st.events.push((
                     body["reason"].as_str().unwrap_or_default().to_string(),
@@ -314,20 +377,25 @@ impl RecordingAdmin {
 }
 
 impl NodeAdmin for RecordingAdmin {
-    fn status<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
-        self.inner.status(addr)
+    fn status<'a>(
+        &'a self,
+        addr: &'a str,
+        signer: Option<&'a Signer>,
+    ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
+        self.inner.status(addr, signer)
     }
 
     fn decommission<'a>(
         &'a self,
         addr: &'a str,
         node_id: &'a str,
+        signer: Option<&'a Signer>,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
         self.decommissions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((addr.to_string(), node_id.to_string()));
-        self.inner.decommission(addr, node_id)
+        self.inner.decommission(addr, node_id, signer)
     }
 }
 
@@ -766,5 +834,155 @@ async fn scale_up_reports_progressing_until_the_new_real_node_has_joined() {
         wait_member_state(&c, via, "node5", "normal").await;
     }
     check_every_key(&c, &[0, 4], None).await;
+    api.assert_no_unexpected_calls();
+}
+
+// ---------------------------------------------------------------------------
+// The cluster secret: nodes that hold it, an operator that signs with it.
+// ---------------------------------------------------------------------------
+
+fn is_unauthenticated(e: &NodeError) -> bool {
+    matches!(e, NodeError::Rpc { code, .. } if code == "Unauthenticated")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_signs_admin_calls_with_the_secret_it_created_and_nodes_refuse_others() {
+    // Pass 1 on an empty namespace: the operator creates the Secret (and the
+    // StatefulSet whose pods mount it) before any pod exists.
+    let api = FakeApi::new(TinyKVClusterSpec {
+        replicas: 4,
+        ..TinyKVClusterSpec::default()
+    });
+    let addrs: Addresses = Arc::new(Mutex::new(HashMap::new()));
+    let admin = RecordingAdmin::new();
+    let ctx = operator(&api, admin.clone(), &addrs);
+    let s = pass(&api, &ctx).await;
+    assert_eq!(s.phase, Some(Phase::Creating));
+    assert_eq!(api.secrets_created(), 1);
+    let secret = api.secret_text().expect("the operator created the Secret");
+    assert!(Secrets::parse(&secret).is_ok(), "a usable secret file");
+    assert!(api.events().iter().any(|e| e == "ClusterSecretCreated"));
+
+    // The pods start with that Secret mounted as their --cluster-secret-file.
+    let mut c = Cluster::start_with(
+        4,
+        ClusterOptions {
+            secret: Some(secret.clone()),
+            ..ClusterOptions::default()
+        },
+    )
+    .await;
+    load(&c).await;
+    *addrs.lock().unwrap_or_else(|e| e.into_inner()) =
+        (0..4).map(|i| (pod(i), c.addr(i))).collect();
+    api.set_ready(4);
+    let deadline = Instant::now() + FLOW_DEADLINE;
+    loop {
+        let s = pass(&api, &ctx).await;
+        if is_true(&s, CONDITION_AVAILABLE) && s.phase == Some(Phase::Running) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never Available: {s:?}");
+        tokio::time::sleep(PASS_INTERVAL).await;
+    }
+    assert_eq!(
+        api.secrets_created(),
+        1,
+        "an existing Secret is never recreated"
+    );
+
+    // The nodes refuse an Admin call without the secret, or with another one.
+    let grpc = GrpcNodeAdmin::new(Duration::from_secs(3));
+    let err = grpc
+        .decommission(&c.addr(3), "node4", None)
+        .await
+        .expect_err("an unsigned decommission");
+    assert!(is_unauthenticated(&err), "{err:?}");
+    let stranger = Signer::new(
+        "operator",
+        Secrets::parse(&generate_secret()).expect("secret"),
+    );
+    let err = grpc
+        .decommission(&c.addr(3), "node4", Some(&stranger))
+        .await
+        .expect_err("a decommission signed with another secret");
+    assert!(is_unauthenticated(&err), "{err:?}");
+    assert_eq!(own_state(&c, 3).await, "normal");
+
+    // Scale 4 -> 3 while the Secret holds a secret the nodes do not know:
+    // the operator's decommission is refused and the pass fails.
+    let wrong = format!("{}\n", generate_secret());
+    api.set_secret_text(&wrong);
+    api.scale(3);
+    let s = pass(&api, &ctx).await;
+    assert_eq!(
+        s.operation.as_ref().map(|o| o.type_),
+        Some(OperationType::ScaleDown)
+    );
+    let err = reconcile(Arc::new(api.cluster()), ctx.clone())
+        .await
+        .expect_err("decommission with the wrong secret");
+    assert!(
+        matches!(&err, tinykv_operator::Error::Node(e) if is_unauthenticated(e)),
+        "{err:?}"
+    );
+    assert_eq!(admin.decommissions().len(), 1);
+    assert_eq!(
+        own_state(&c, 3).await,
+        "normal",
+        "a refused call did nothing"
+    );
+
+    // Rotation as the docs describe it: the Secret gets "new\nold" lines.
+    // The operator signs with the first line, which the nodes do not hold
+    // yet, so calls are refused until the nodes re-read their file...
+    api.set_secret_text(&format!("{}{}", wrong, secret));
+    assert!(reconcile(Arc::new(api.cluster()), ctx.clone())
+        .await
+        .is_err());
+    // ... which they do on SIGHUP (kubelet has refreshed the mounted file).
+    let file = c.secret_file().expect("secret file");
+    std::fs::write(&file, format!("{}{}", wrong, secret)).expect("rotate the file");
+    for i in 0..4 {
+        c.hangup(i);
+    }
+    // Now the operator's signed decommission is accepted; step until done.
+    let deadline = Instant::now() + FLOW_DEADLINE;
+    loop {
+        match reconcile(Arc::new(api.cluster()), ctx.clone()).await {
+            Ok(_) => {}
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the nodes never accepted the rotated secret: {e}"
+            ),
+        }
+        api.assert_no_unexpected_calls();
+        if api.sts_replicas() == Some(3) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node4 never left: {:?}\n{}",
+            api.status(),
+            c.log(3)
+        );
+        tokio::time::sleep(PASS_INTERVAL).await;
+    }
+    assert_eq!(own_state(&c, 3).await, "left");
+    assert!(
+        admin
+            .decommissions()
+            .iter()
+            .all(|d| d == &(c.addr(3), "node4".to_string())),
+        "{:?}",
+        admin.decommissions()
+    );
+    c.kill(3);
+    api.set_ready(3);
+    for via in 0..3 {
+        wait_member_state(&c, via, "node4", "left").await;
+    }
+    check_every_key(&c, &[0, 1, 2], Some("node4")).await;
+    assert_eq!(api.secrets_created(), 1);
     api.assert_no_unexpected_calls();
 }

@@ -1,8 +1,11 @@
-//! Pure builders: `TinyKVCluster` in, Kubernetes objects out.
+//! Pure builders: `TinyKVCluster` in, Kubernetes objects out (the
+//! StatefulSet, the Services, the PodDisruptionBudget and the cluster-secret
+//! Secret).
 //!
 //! Nothing here talks to the API server, so every object the operator applies
 //! can be unit-tested field by field.
 
+mod secret;
 mod services;
 mod statefulset;
 
@@ -14,6 +17,11 @@ use kube::{Resource, ResourceExt};
 use crate::crd::TinyKVCluster;
 use crate::{Error, Result};
 
+pub use secret::{
+    build_cluster_secret, cluster_secret_name, cluster_secret_path, cluster_secret_ref,
+    operator_creates_secret, CLUSTER_SECRET_DIR, CLUSTER_SECRET_ENV, CLUSTER_SECRET_FILE_NAME,
+    CLUSTER_SECRET_VOLUME, OPERATOR_CALLER,
+};
 pub use services::{build_client_service, build_headless_service, build_pdb, pdb_max_unavailable};
 pub use statefulset::{build_statefulset, pod_template_hash, DATA_DIR, DATA_VOLUME};
 
@@ -102,6 +110,30 @@ pub(crate) fn child_meta(cluster: &TinyKVCluster, name: String) -> Result<Object
     })
 }
 
+/// Every object the operator makes for `cluster` when it creates it, as
+/// JSON, in the order it makes them: its Secret (holding `secret`, only when
+/// the spec names no Secret of its own), the headless and client Services,
+/// the PodDisruptionBudget and the StatefulSet (`spec.replicas` pods, all
+/// on the current template). For offline checks of the objects (the
+/// `render` binary, `make check-manifests`).
+pub fn all_objects(cluster: &TinyKVCluster, secret: &str) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    if operator_creates_secret(cluster) {
+        out.push(serde_json::to_value(build_cluster_secret(
+            cluster, secret,
+        )?)?);
+    }
+    out.push(serde_json::to_value(build_headless_service(cluster)?)?);
+    out.push(serde_json::to_value(build_client_service(cluster)?)?);
+    out.push(serde_json::to_value(build_pdb(cluster)?)?);
+    out.push(serde_json::to_value(build_statefulset(
+        cluster,
+        cluster.spec.replicas,
+        0,
+    )?)?);
+    Ok(out)
+}
+
 /// FNV-1a 64-bit: a hash that is stable across builds and Rust versions.
 pub fn stable_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -163,6 +195,32 @@ mod tests {
             owner_reference(&c),
             Err(Error::MissingObjectKey(_))
         ));
+    }
+
+    #[test]
+    fn all_objects_lists_the_secret_only_when_the_operator_makes_it() {
+        let c = test_support::cluster(TinyKVClusterSpec::default());
+        let objs = all_objects(&c, "0123456789abcdef0123").expect("objects");
+        let kinds: Vec<&str> = objs.iter().filter_map(|o| o["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Secret",
+                "Service",
+                "Service",
+                "PodDisruptionBudget",
+                "StatefulSet"
+            ]
+        );
+        assert!(objs.iter().all(|o| o["apiVersion"].is_string()));
+        let mut named = c.clone();
+        named.spec.security.cluster_secret_ref = Some(crate::crd::SecretKeyRef {
+            name: "mine".into(),
+            key: "k".into(),
+        });
+        let objs = all_objects(&named, "unused").expect("objects");
+        assert!(objs.iter().all(|o| o["kind"] != "Secret"));
+        assert_eq!(objs.len(), 4);
     }
 
     #[test]

@@ -8,14 +8,19 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    GRPCAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    GRPCAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
+use super::secret::{
+    cluster_secret_path, cluster_secret_ref, CLUSTER_SECRET_DIR, CLUSTER_SECRET_ENV,
+    CLUSTER_SECRET_FILE_NAME, CLUSTER_SECRET_VOLUME,
+};
 use super::{
     child_meta, headless_service_name, namespace, selector_labels, stable_hash, CLUSTER_DOMAIN,
     CONTAINER_NAME, TEMPLATE_HASH_ANNOTATION,
@@ -37,6 +42,9 @@ pub const CLUSTER_NAME_ENV: &str = "TINYKV_CLUSTER_NAME";
 const NODE_UID: i64 = 10001;
 /// Default SIGTERM grace: time to hand off hints and flush.
 const DEFAULT_GRACE_SECONDS: i64 = 60;
+/// Mode of the mounted secret file: read by its group only, which `fsGroup`
+/// makes the node's group (the file belongs to root).
+pub const CLUSTER_SECRET_MODE: i32 = 0o440;
 
 /// The node StatefulSet with `replicas` pods, pods with ordinal `>= partition`
 /// running the current template.
@@ -144,15 +152,33 @@ fn build_pod_template(cluster: &TinyKVCluster) -> Result<PodTemplateSpec> {
         .clone()
         .unwrap_or_else(|| default_anti_affinity(&name, opts.required_anti_affinity));
 
-    let volumes = spec.storage.ephemeral.then(|| {
-        vec![Volume {
+    let mut volumes = Vec::new();
+    if spec.storage.ephemeral {
+        volumes.push(Volume {
             name: DATA_VOLUME.to_string(),
             empty_dir: Some(EmptyDirVolumeSource {
                 size_limit: Some(Quantity(spec.storage.size.clone())),
                 ..EmptyDirVolumeSource::default()
             }),
             ..Volume::default()
-        }]
+        });
+    }
+    // The cluster secret, as one file whatever the Secret's key. Kubelet
+    // refreshes it in place when the Secret changes (no subPath).
+    let secret = cluster_secret_ref(cluster);
+    volumes.push(Volume {
+        name: CLUSTER_SECRET_VOLUME.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.name),
+            items: Some(vec![KeyToPath {
+                key: secret.key,
+                path: CLUSTER_SECRET_FILE_NAME.to_string(),
+                mode: None,
+            }]),
+            default_mode: Some(CLUSTER_SECRET_MODE),
+            optional: Some(false),
+        }),
+        ..Volume::default()
     });
 
     Ok(PodTemplateSpec {
@@ -173,14 +199,22 @@ fn build_pod_template(cluster: &TinyKVCluster) -> Result<PodTemplateSpec> {
                 opts.termination_grace_period_seconds
                     .unwrap_or(DEFAULT_GRACE_SECONDS),
             ),
+            // Nodes never call the Kubernetes API: no token in the pod.
+            automount_service_account_token: Some(false),
+            // Pod Security "restricted": non-root, RuntimeDefault seccomp,
+            // and (per container) no escalation, every capability dropped.
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(NODE_UID),
                 run_as_group: Some(NODE_UID),
                 fs_group: Some(NODE_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_string(),
+                    localhost_profile: None,
+                }),
                 ..PodSecurityContext::default()
             }),
-            volumes,
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
     })
@@ -221,9 +255,12 @@ fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
     // Its cluster name is the resource's `namespace/name`, unique in the
     // Kubernetes cluster. A variable the user sets wins (and a duplicate
     // name would break the apply).
+    // The mounted cluster secret guards its peer and admin planes (a node
+    // listening on 0.0.0.0 refuses to start without one).
     for (var, value) in [
         (JOIN_ENV, "true".to_string()),
         (CLUSTER_NAME_ENV, format!("{ns}/{name}")),
+        (CLUSTER_SECRET_ENV, cluster_secret_path()),
     ] {
         if !spec.env.iter().any(|e| e.name == var) {
             env.push(EnvVar {
@@ -271,11 +308,19 @@ fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
         readiness_probe: Some(grpc_probe(5, 3, 2)),
         liveness_probe: Some(grpc_probe(10, 6, 15)),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.to_string(),
-            mount_path: DATA_DIR.to_string(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.to_string(),
+                mount_path: DATA_DIR.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: CLUSTER_SECRET_VOLUME.to_string(),
+                mount_path: CLUSTER_SECRET_DIR.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

@@ -1,7 +1,9 @@
 //! Tests of `statefulset.rs`.
 use super::*;
 use crate::builders::test_support::cluster;
-use crate::crd::{ConsistencyLevel, ImagePullPolicy, PvcRetention, SyncPolicy, TinyKVClusterSpec};
+use crate::crd::{
+    ConsistencyLevel, ImagePullPolicy, PvcRetention, SecretKeyRef, SyncPolicy, TinyKVClusterSpec,
+};
 use k8s_openapi::api::core::v1::{NodeAffinity, Toleration};
 
 fn container(sts: &StatefulSet) -> &Container {
@@ -71,7 +73,12 @@ fn defaults() {
         preferred[0].pod_affinity_term.topology_key,
         "kubernetes.io/hostname"
     );
-    assert!(pod.volumes.is_none());
+    let volumes = pod.volumes.as_ref().expect("volumes");
+    assert_eq!(
+        volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        [CLUSTER_SECRET_VOLUME],
+        "data lives in the claim template, only the secret is a pod volume"
+    );
     assert_eq!(
         pod.security_context.as_ref().and_then(|s| s.fs_group),
         Some(10001)
@@ -314,4 +321,148 @@ fn user_join_env_overrides_the_default() {
     // Exactly one entry (a duplicate name would make the apply fail): the user's.
     assert_eq!(join.len(), 1, "{env:?}");
     assert_eq!(join[0].value.as_deref(), Some("false"));
+}
+
+fn pod_spec(sts: &StatefulSet) -> &PodSpec {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+#[test]
+fn cluster_secret_is_mounted_read_only_and_named_to_the_node() {
+    let sts = build_statefulset(&cluster(TinyKVClusterSpec::default()), 3, 0).expect("sts");
+    let pod = pod_spec(&sts);
+    let vol = pod
+        .volumes
+        .as_ref()
+        .and_then(|v| v.iter().find(|v| v.name == CLUSTER_SECRET_VOLUME))
+        .expect("secret volume");
+    let src = vol.secret.as_ref().expect("a Secret volume");
+    assert_eq!(src.secret_name.as_deref(), Some("demo-cluster-secret"));
+    assert_eq!(src.default_mode, Some(0o440));
+    assert_eq!(src.optional, Some(false));
+    let items = src.items.as_ref().expect("items");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("cluster.secret", "cluster.secret")
+    );
+
+    let ctr = container(&sts);
+    let mount = ctr
+        .volume_mounts
+        .as_ref()
+        .and_then(|m| m.iter().find(|m| m.name == CLUSTER_SECRET_VOLUME))
+        .expect("secret mount");
+    assert_eq!(mount.mount_path, "/etc/tinykv/secret");
+    assert_eq!(mount.read_only, Some(true));
+    assert!(
+        mount.sub_path.is_none(),
+        "a subPath mount is never refreshed"
+    );
+    let env = ctr.env.as_ref().expect("env");
+    let file: Vec<_> = env
+        .iter()
+        .filter(|e| e.name == CLUSTER_SECRET_ENV)
+        .collect();
+    assert_eq!(file.len(), 1, "{env:?}");
+    assert_eq!(
+        file[0].value.as_deref(),
+        Some("/etc/tinykv/secret/cluster.secret")
+    );
+    // The node never runs open: no --insecure anywhere.
+    assert!(!ctr
+        .args
+        .as_ref()
+        .expect("args")
+        .iter()
+        .any(|a| a.contains("insecure")));
+    assert!(!env.iter().any(|e| e.name == "TINYKV_INSECURE"));
+}
+
+#[test]
+fn node_pods_pass_pod_security_restricted() {
+    let sts = build_statefulset(&cluster(TinyKVClusterSpec::default()), 3, 0).expect("sts");
+    let pod = pod_spec(&sts);
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let psc = pod.security_context.as_ref().expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(10001));
+    assert_eq!(psc.fs_group, Some(10001), "makes the 0440 secret readable");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let csc = container(&sts)
+        .security_context
+        .as_ref()
+        .expect("container securityContext");
+    assert_eq!(csc.allow_privilege_escalation, Some(false));
+    assert_eq!(csc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        csc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+    assert!(csc.privileged.is_none() && csc.run_as_user.is_none());
+    // Only volume types "restricted" allows.
+    for v in pod.volumes.as_ref().expect("volumes") {
+        assert!(v.secret.is_some() || v.empty_dir.is_some(), "{v:?}");
+    }
+}
+
+#[test]
+fn a_named_cluster_secret_is_mounted_under_the_same_file_name() {
+    let mut spec = TinyKVClusterSpec::default();
+    spec.storage.ephemeral = true;
+    spec.security.cluster_secret_ref = Some(SecretKeyRef {
+        name: "shared-secret".into(),
+        key: "tinykv".into(),
+    });
+    let c = cluster(spec);
+    let sts = build_statefulset(&c, 3, 0).expect("sts");
+    let vols = pod_spec(&sts).volumes.as_ref().expect("volumes");
+    assert_eq!(
+        vols.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+        [DATA_VOLUME, CLUSTER_SECRET_VOLUME]
+    );
+    let src = vols[1].secret.as_ref().expect("secret");
+    assert_eq!(src.secret_name.as_deref(), Some("shared-secret"));
+    let items = src.items.as_ref().expect("items");
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("tinykv", "cluster.secret")
+    );
+    // Naming another Secret changes the pod template: the pods are rolled.
+    let hash = |c: &TinyKVCluster| {
+        build_statefulset(c, 3, 0)
+            .expect("sts")
+            .metadata
+            .annotations
+            .expect("annotations")[TEMPLATE_HASH_ANNOTATION]
+            .clone()
+    };
+    let mut other = c.clone();
+    other.spec.security.cluster_secret_ref = None;
+    assert_ne!(hash(&c), hash(&other));
+}
+
+#[test]
+fn user_secret_file_env_wins() {
+    let spec = TinyKVClusterSpec {
+        env: vec![EnvVar {
+            name: CLUSTER_SECRET_ENV.into(),
+            value: Some("/elsewhere".into()),
+            ..EnvVar::default()
+        }],
+        ..TinyKVClusterSpec::default()
+    };
+    let sts = build_statefulset(&cluster(spec), 3, 0).expect("sts");
+    let env = container(&sts).env.as_ref().expect("env");
+    let file: Vec<_> = env
+        .iter()
+        .filter(|e| e.name == CLUSTER_SECRET_ENV)
+        .collect();
+    assert_eq!(file.len(), 1, "{env:?}");
+    assert_eq!(file[0].value.as_deref(), Some("/elsewhere"));
 }
