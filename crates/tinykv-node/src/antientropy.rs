@@ -34,9 +34,9 @@ pub enum RepairError {
         /// Why its call failed.
         error: ReplicaError,
     },
-    /// A round is already running on this node (one at a time: a round
-    /// scans every range this node holds).
-    #[error("a repair round is already running on this node; try again when it ends")]
+    /// A round is running and another admin request already waits for it
+    /// (one round at a time: a round scans every range this node holds).
+    #[error("a repair round is running and another is already queued on this node; try again when they end")]
     Busy,
 }
 
@@ -70,6 +70,8 @@ pub struct AntiEntropy {
     tombstone_grace: Duration,
     /// Held while a round runs: one round at a time.
     running: tokio::sync::Mutex<()>,
+    /// Held by the one admin request that may wait for the running round.
+    queued: tokio::sync::Mutex<()>,
 }
 
 impl AntiEntropy {
@@ -90,14 +92,21 @@ impl AntiEntropy {
             metrics,
             tombstone_grace,
             running: tokio::sync::Mutex::new(()),
+            queued: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Runs a round now, unless one is running already ([`RepairError::Busy`]):
-    /// an admin's request, which must not queue up rounds behind each other.
+    /// Runs a round for an admin, after the running one (if any) ends. At
+    /// most one admin request waits: another one meanwhile is refused with
+    /// [`RepairError::Busy`], so requests cannot pile up rounds.
     pub async fn round_now(&self) -> Result<RepairReport, RepairError> {
-        let _running = self.running.try_lock().map_err(|_| RepairError::Busy)?;
-        self.run_round().await
+        let running = {
+            let _queued = self.queued.try_lock().map_err(|_| RepairError::Busy)?;
+            self.running.lock().await
+        };
+        let report = self.run_round().await;
+        drop(running);
+        report
     }
 
     /// Runs a round once the one running (if any) has ended: the periodic
@@ -344,18 +353,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_admin_round_is_refused_while_one_runs_and_the_loops_wait() {
+    async fn one_admin_round_waits_for_the_running_one_and_a_second_is_refused() {
         let ae = single_node();
         let running = ae.running.lock().await;
-        assert!(matches!(ae.round_now().await, Err(RepairError::Busy)));
-        let waiting = ae.round();
-        tokio::pin!(waiting);
+        let first = ae.round_now();
+        tokio::pin!(first);
         assert!(
-            futures::poll!(&mut waiting).is_pending(),
-            "a queued round waits for the running one"
+            futures::poll!(&mut first).is_pending(),
+            "an admin round waits for the running one"
         );
+        assert!(matches!(ae.round_now().await, Err(RepairError::Busy)));
+        let periodic = ae.round();
+        tokio::pin!(periodic);
+        assert!(futures::poll!(&mut periodic).is_pending());
         drop(running);
-        assert!(waiting.await.is_ok());
+        assert!(first.await.is_ok());
+        assert!(periodic.await.is_ok());
         assert!(ae.round_now().await.is_ok());
     }
 }
