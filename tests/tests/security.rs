@@ -394,3 +394,25 @@ fn a_node_listening_beyond_loopback_without_a_secret_refuses_to_start() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nodes_credentials_speak_for_that_node_only() {
+    let c = Cluster::start_with(3, secured()).await;
+    let as_node2 = Signer::new(
+        "node2",
+        Secrets::parse(SECRET).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let mut p = PeerClient::new(Signed::new(channel(&c, 0).await, Some(as_node2)));
+    let heartbeat = |from: &str| peer::HeartbeatRequest {
+        from: from.into(),
+        ..Default::default()
+    };
+    p.heartbeat(heartbeat("node2"))
+        .await
+        .expect("node2's own heartbeat");
+    let err = p
+        .heartbeat(heartbeat("node3"))
+        .await
+        .expect_err("node2 speaking for node3");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+}

@@ -31,6 +31,12 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::Status;
 use tower_service::Service;
 
+/// Who a call's proof names (a node id, `admin` or `operator`), put in the
+/// request's extensions when the call passed the cluster-secret check, so
+/// a handler can hold claims in the message (a heartbeat's `from`) to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller(pub String);
+
 /// How a node decides whether a peer or admin call may act.
 #[derive(Clone, Debug)]
 pub enum Mode {
@@ -74,8 +80,9 @@ impl Guard {
         }
     }
 
-    /// Why the call `req` to `service` must be refused, if it must.
-    fn refusal<B>(&self, service: &str, req: &http::Request<B>) -> Option<Status> {
+    /// Why the call `req` to `service` must be refused, if it must; a
+    /// verified caller is recorded in its extensions.
+    fn refusal<B>(&self, service: &str, req: &mut http::Request<B>) -> Option<Status> {
         let (reason, message) = match &self.mode {
             Mode::Open => return None,
             Mode::Loopback => {
@@ -91,7 +98,10 @@ impl Guard {
             Mode::Secret(verifier) => {
                 let header = req.headers().get(HEADER).map(|v| v.as_bytes());
                 match verifier.verify(header, req.uri().path(), now_ms()) {
-                    Ok(_caller) => return None,
+                    Ok(caller) => {
+                        req.extensions_mut().insert(Caller(caller));
+                        return None;
+                    }
                     Err(e) => (reason_of(&e), e.to_string()),
                 }
             }
@@ -149,8 +159,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        match self.guard.refusal(S::NAME, &req) {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        match self.guard.refusal(S::NAME, &mut req) {
             None => Either::Left(self.inner.call(req).map_ok(boxed_body::<B>)),
             Some(status) => Either::Right(future::ready(Ok(status.into_http()))),
         }

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::ReplicaError;
 use crate::gossip::Gossip;
+use crate::guard::Caller;
 use crate::hints::Hints;
 use crate::storage::{page_bytes, ScanLimit, StorageError, Store, WriteOp};
 use crate::version::Record;
@@ -274,7 +275,15 @@ impl Peer for PeerService {
         &self,
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = req.extensions().get::<Caller>().cloned();
         let hb = req.into_inner();
+        // A node's credentials speak for that node only.
+        if let Some(Caller(caller)) = caller.filter(|c| !hb.from.is_empty() && c.0 != hb.from) {
+            return Err(Status::permission_denied(format!(
+                "credentials of {caller:?} cannot send {:?}'s heartbeat",
+                hb.from
+            )));
+        }
         self.refuse_if_partitioned(&hb.from)?;
         self.parts
             .gossip
