@@ -132,14 +132,23 @@ tinykv_compose() {
 }
 
 # ensure_secret <file>: writes a new random cluster secret (64 hex digits)
-# to <file> unless it exists. Its directory is private to this user; the
-# file itself is world-readable so the nodes' unprivileged user can read it
-# through the bind mount (nobody else on the host can reach it).
+# to <file> unless it exists. A directory it creates is private to this
+# user (an existing one is left as it is); the file itself is
+# world-readable so the nodes' unprivileged user can read it through the
+# bind mount.
 tinykv_ensure_secret() {
   local file=$1 dir
-  [ -s "$file" ] && return 0
+  if [ -d "$file" ]; then
+    # `docker compose up` run before any secret existed makes the missing
+    # bind-mount source a directory.
+    echo "$file is a directory, not a secret file: remove it (rmdir '$file') and run again" >&2
+    return 1
+  fi
+  [ -f "$file" ] && [ -s "$file" ] && return 0
   dir="$(dirname "$file")"
-  mkdir -p "$dir" && chmod 700 "$dir" || return 1
+  if [ ! -d "$dir" ]; then
+    mkdir -p "$dir" && chmod 700 "$dir" || return 1
+  fi
   (umask 022; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file.tmp" && echo >>"$file.tmp" && mv "$file.tmp" "$file") || return 1
   echo "created the cluster secret $file (the nodes and admin commands use it)" >&2
 }

@@ -7,6 +7,13 @@ use tinykv_tests::{wait_until, Cluster, ClusterOptions};
 
 const KEYS: usize = 300;
 
+fn with_secret(o: ClusterOptions) -> ClusterOptions {
+    ClusterOptions {
+        secret: Some("membership-test-secret-0123456789".into()),
+        ..o
+    }
+}
+
 async fn load(c: &Cluster) {
     let client = c.client();
     for i in 0..KEYS {
@@ -77,7 +84,8 @@ async fn a_joining_node_streams_its_ranges_before_serving() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn decommission_moves_every_range_before_leaving() {
-    let c = Cluster::start(5).await;
+    // With a cluster secret: the forwarded call must be signed by node1.
+    let c = Cluster::start_with(5, with_secret(ClusterOptions::default())).await;
     load(&c).await;
     // Through another node: the request is forwarded to node3.
     let r = c
@@ -112,7 +120,9 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
     let mut o = ClusterOptions::default();
     o.args
         .extend(["--phi-threshold".to_string(), "3".to_string()]);
-    let mut c = Cluster::start_with(5, o).await;
+    // With a cluster secret: node1's repair requests to the others must be
+    // signed, or re-replication is incomplete.
+    let mut c = Cluster::start_with(5, with_secret(o)).await;
     load(&c).await;
     c.kill(1);
     c.wait_health(0, "node2", "down").await;
@@ -122,6 +132,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
         .await
         .expect("removenode");
     assert!(r.message.contains("removed"), "{r:?}");
+    assert!(!r.message.contains("incomplete"), "{r:?}");
     for via in [0, 2, 3, 4] {
         wait_state(&c, via, "node2", "removed").await;
     }

@@ -10,7 +10,7 @@ use crate::hlc::{Hlc, Observed};
 
 /// A timestamp too far ahead of this node's clock to be stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("timestamp is {}ms ahead of this node's clock; the limit (--max-clock-offset) is {}ms", .ahead.as_millis(), .limit.as_millis())]
+#[error("timestamp is {}ms ahead of this node's clock; the limit is {}ms (--max-clock-offset; twice that for peers)", .ahead.as_millis(), .limit.as_millis())]
 pub struct TooFarAhead {
     /// How far ahead it is.
     pub ahead: Duration,
@@ -27,11 +27,14 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A clock on the wall clock that holds incoming timestamps to
-    /// `max_offset` ahead of it; refusals are counted in `refused`.
+    /// A clock on the wall clock that holds a client's timestamps to
+    /// `max_offset` ahead of it, and peers' to twice that (a version a
+    /// coordinator admitted at its bound must still be admitted by a
+    /// replica whose clock lags the coordinator's by up to the bound);
+    /// refusals are counted in `refused`.
     pub fn new(max_offset: Duration, refused: IntCounter) -> Clock {
         Clock {
-            hlc: Hlc::new(max_offset),
+            hlc: Hlc::new(max_offset.saturating_mul(2)),
             max_offset,
             refused,
         }
@@ -42,25 +45,40 @@ impl Clock {
         self.hlc.now()
     }
 
-    /// Admits a timestamp that is about to be stored (a client's, or a
-    /// peer's version): the clock moves past it, unless it is further
-    /// ahead than the offset bound, in which case it is refused, counted
-    /// and logged.
+    /// Admits a client's timestamp: refused (counted and logged) when it
+    /// is more than the offset bound ahead of this node's wall clock, else
+    /// the clock moves past it.
+    pub fn admit_client(&self, ts: u64) -> Result<(), TooFarAhead> {
+        let limit = u64::try_from(self.max_offset.as_micros()).unwrap_or(u64::MAX);
+        let wall = crate::hlc::wall_micros();
+        if ts > wall.saturating_add(limit) {
+            return Err(self.refuse(ts - wall, "client", self.max_offset));
+        }
+        self.admit(ts, "client")
+    }
+
+    /// Admits a peer's timestamp (a version to store, a member row): the
+    /// clock moves past it, unless it is more than twice the offset bound
+    /// ahead, in which case it is refused, counted and logged.
     pub fn admit(&self, ts: u64, from: &str) -> Result<(), TooFarAhead> {
         match self.hlc.observe(ts) {
             Observed::Ok => Ok(()),
             Observed::TooFarAhead(ahead_us) => {
-                self.refused.inc();
-                tracing::warn!(
-                    from,
-                    ahead_us,
-                    "timestamp too far ahead of this node's clock; refused"
-                );
-                Err(TooFarAhead {
-                    ahead: Duration::from_micros(ahead_us),
-                    limit: self.max_offset,
-                })
+                Err(self.refuse(ahead_us, from, self.max_offset.saturating_mul(2)))
             }
+        }
+    }
+
+    fn refuse(&self, ahead_us: u64, from: &str, limit: Duration) -> TooFarAhead {
+        self.refused.inc();
+        tracing::warn!(
+            from,
+            ahead_us,
+            "timestamp too far ahead of this node's clock; refused"
+        );
+        TooFarAhead {
+            ahead: Duration::from_micros(ahead_us),
+            limit,
         }
     }
 
@@ -82,17 +100,21 @@ mod tests {
         let refused = IntCounter::new("r", "r").expect("counter");
         let clock = Clock::new(Duration::from_millis(500), refused.clone());
         let now = wall_micros();
-        assert!(clock.admit(now + 100_000, "client").is_ok());
+        assert!(clock.admit_client(now + 100_000).is_ok());
         assert!(
             clock.now() > now + 100_000,
             "an admitted timestamp is passed"
         );
-        let far = clock.admit(now + 10 * 365 * 86_400_000_000, "client");
+        // A client is held to the offset, a peer to twice it.
+        assert!(clock.admit_client(now + 800_000).is_err());
+        assert!(clock.admit(now + 800_000, "n2").is_ok());
+        assert!(clock.admit(now + 1_200_000, "n2").is_err());
+        let far = clock.admit_client(now + 10 * 365 * 86_400_000_000);
         let err = far.expect_err("ten years ahead");
         assert!(err.ahead > Duration::from_secs(86_400));
         assert_eq!(err.limit, Duration::from_millis(500));
         assert!(err.to_string().contains("--max-clock-offset"), "{err}");
-        assert_eq!(refused.get(), 1);
+        assert_eq!(refused.get(), 3);
         assert!(
             clock.now() < now + 10_000_000,
             "a refused timestamp is not absorbed"

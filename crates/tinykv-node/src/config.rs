@@ -139,11 +139,11 @@ pub struct Config {
         default_value = "quorum"
     )]
     pub default_consistency: DefaultConsistency,
-    /// How far ahead of this node's clock a timestamp may be: a client's
-    /// (the legacy `timestamp` field) or a peer's version further ahead is
-    /// refused, so one bad clock or client cannot freeze a key in the
-    /// future. A restarted node waits this long before serving, so it never
-    /// stamps below what it stamped before.
+    /// How far ahead of this node's clock a client's timestamp (the legacy
+    /// `timestamp` field) may be; a peer's version or member row may be
+    /// twice that. Further ahead is refused, so one bad clock or client
+    /// cannot freeze a key in the future. A restarted node waits twice this
+    /// before serving, so it never stamps below what it stamped before.
     #[arg(long, env = "TINYKV_MAX_CLOCK_OFFSET", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub max_clock_offset: Duration,
     /// Deadline for a request that carries none.
@@ -289,6 +289,12 @@ impl Config {
         }
         if self.vnodes == 0 {
             return Err(NodeError::Config("--vnodes must be at least 1".into()));
+        }
+        if self.max_clock_offset < std::time::Duration::from_millis(1) {
+            return Err(NodeError::Config(
+                "--max-clock-offset must be at least 1ms (nodes' clocks always differ a little)"
+                    .into(),
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err(NodeError::Config(

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tinykv_auth::{Signed, Signer};
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_client::AdminClient;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,9 @@ pub struct LifecycleParts {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the node shuts down.
     pub shutdown: CancellationToken,
+    /// Signs this node's admin calls to other nodes (a forwarded
+    /// decommission, removenode's repair requests) with the cluster secret.
+    pub signer: Option<Signer>,
 }
 
 /// This node's joins and leaves, and removals of dead nodes.
@@ -157,7 +161,7 @@ impl Lifecycle {
     fn admin_client(
         &self,
         id: &str,
-    ) -> Result<AdminClient<tonic::transport::Channel>, LifecycleError> {
+    ) -> Result<AdminClient<Signed<tonic::transport::Channel>>, LifecycleError> {
         let addr = self
             .parts
             .membership
@@ -168,7 +172,7 @@ impl Lifecycle {
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))
             .connect_lazy();
-        Ok(AdminClient::new(ch))
+        Ok(AdminClient::new(Signed::new(ch, self.parts.signer.clone())))
     }
 
     fn leave_progress(&self) -> LeaveProgress {

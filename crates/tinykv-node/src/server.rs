@@ -119,9 +119,10 @@ pub async fn run(
 ) -> Result<(), NodeError> {
     let local = listener.local_addr()?;
     let keys = build::load_keyring(&config)?;
-    // A node that has run before may have stamped (or absorbed) timestamps
-    // up to --max-clock-offset ahead of its wall clock: waiting that long
-    // before serving means it never stamps below them after a restart.
+    // A node that has run before may have absorbed timestamps up to twice
+    // --max-clock-offset ahead of its wall clock (peers' bound): waiting
+    // that long before serving means it never stamps below them after a
+    // restart.
     let restarted = std::fs::read_dir(&config.data_dir).is_ok_and(|mut d| d.next().is_some());
     let mode = build::guard_mode(&config, local, keys.as_ref())?;
     let metrics_listener =
@@ -134,9 +135,13 @@ pub async fn run(
     let node = build(&config, local, keys.as_ref(), shutdown.clone())?;
     tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), guard = mode.name(), "node starting");
     let guard = Guard::new(mode, node.metrics.auth_refused.clone());
-    if restarted && !config.max_clock_offset.is_zero() {
-        tracing::info!(wait = ?config.max_clock_offset, "restarted: waiting out --max-clock-offset before serving");
-        tokio::time::sleep(config.max_clock_offset).await;
+    if restarted {
+        let wait = config.max_clock_offset.saturating_mul(2);
+        tracing::info!(
+            ?wait,
+            "restarted: waiting out twice --max-clock-offset before serving"
+        );
+        tokio::time::sleep(wait).await;
     }
 
     let health = HealthReporter::new();

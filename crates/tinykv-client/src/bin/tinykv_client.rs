@@ -13,12 +13,17 @@ use tinykv_client::auth::{generate_secret, Secrets, Signer};
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 #[derive(Parser, Debug)]
-#[command(name = "tinykv_client", version, about = "TinyKV command-line client")]
+#[command(
+    name = "tinykv_client",
+    version,
+    about = "TinyKV command-line client",
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     /// Node to talk to (host:port). Any node coordinates any request.
     /// Not needed by `secret`.
-    #[arg(env = "TINYKV_ADDR")]
-    addr: String,
+    #[arg(env = "TINYKV_ADDR", required = true)]
+    addr: Option<String>,
     /// The cluster's secret file: admin commands (local-get, owners,
     /// repair, decommission, removenode) prove it to nodes that have one.
     #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
@@ -148,7 +153,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         admin_signer: admin_signer(cli.cluster_secret_file.as_deref())?,
         ..ClientOptions::default()
     };
-    let client = Client::connect_many([cli.addr.as_str()], opts)?;
+    let addr = cli
+        .addr
+        .ok_or_else(|| Failure(2, "the node address <ADDR> is missing".into()))?;
+    let client = Client::connect_many([addr.as_str()], opts)?;
     match cli.command {
         Command::Put { key, val, rf } => {
             let out = client

@@ -131,7 +131,7 @@ pub fn guard_mode(
         return Ok(Mode::Loopback);
     }
     Err(NodeError::Config(format!(
-        "listening on {local} with no cluster secret would let anyone who reaches this port          call the node-to-node and admin services: create a secret with          `tinykv_client secret > cluster.secret`, give every node (and the CLI)          --cluster-secret-file cluster.secret, or pass --insecure to accept that risk"
+        "listening on {local} with no cluster secret would let anyone who reaches this port call the node-to-node and admin services: create a secret with `tinykv_client secret > cluster.secret`, give every node (and the CLI) --cluster-secret-file cluster.secret, or pass --insecure to accept that risk"
     )))
 }
 
@@ -155,6 +155,8 @@ struct Core {
     directory: Directory,
     transfer: Transfer,
     metrics: Arc<Metrics>,
+    /// Signs this node's calls to others with the cluster secret, if any.
+    signer: Option<Signer>,
 }
 
 impl Core {
@@ -179,13 +181,14 @@ impl Core {
             config.phi_threshold,
             config.heartbeat_interval,
         ));
+        let signer = keys.map(|k| Signer::with_keyring(&id, k.clone()));
         let peers = Arc::new(
             Peers::new(
                 &id,
                 config.cluster_name.as_deref(),
                 config.peer_message_limit(),
             )
-            .with_signer(keys.map(|k| Signer::with_keyring(&id, k.clone()))),
+            .with_signer(signer.clone()),
         );
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
         let transfer = Transfer::new(&id, directory.clone(), config.message_limit());
@@ -199,6 +202,7 @@ impl Core {
             directory,
             transfer,
             metrics,
+            signer,
         })
     }
 
@@ -291,6 +295,7 @@ impl Core {
                 antientropy: antientropy.clone(),
                 metrics: self.metrics.clone(),
                 shutdown,
+                signer: self.signer.clone(),
             },
         ))
     }

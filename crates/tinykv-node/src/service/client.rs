@@ -93,7 +93,7 @@ impl ClientService {
                 let t = t as u64;
                 self.parts
                     .clock
-                    .admit(t, "client")
+                    .admit_client(t)
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 Ok(t)
             }

@@ -19,6 +19,9 @@ impl Store {
     /// writes that arrive before the drain task runs; whether it changed
     /// anything.
     pub async fn write_one(&self, op: WriteOp) -> Result<bool, StorageError> {
+        // Checked alone: an op the engine cannot store must fail by itself,
+        // not the combined batch of everyone's writes it would join.
+        super::check_ops(std::slice::from_ref(&op))?;
         if tokio::runtime::Handle::try_current().is_err() {
             // Polled outside a tokio runtime (the Store itself needs none):
             // there is no drain task to spawn, so the op is written alone.
@@ -97,6 +100,26 @@ mod tests {
     use super::super::tests::{put, val};
     use super::super::{MemoryEngine, SyncPolicy};
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_overlong_key_fails_alone_not_the_writes_combined_with_it() {
+        let store = Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default());
+        let over = WriteOp::Put {
+            key: Bytes::from(vec![b'k'; super::super::MAX_KEY_BYTES + 1]),
+            record: val("v", 5, "n1"),
+        };
+        let (a, bad, b) = futures::join!(
+            store.write_one(put("a", val("v", 5, "n1"))),
+            store.write_one(over),
+            store.write_one(put("b", val("v", 5, "n1"))),
+        );
+        assert!(
+            matches!(a, Ok(true)) && matches!(b, Ok(true)),
+            "{a:?} {b:?}"
+        );
+        assert!(matches!(bad, Err(StorageError::TooLong { .. })), "{bad:?}");
+        store.close().await;
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn writes_started_together_share_one_batch() {
