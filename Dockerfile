@@ -72,15 +72,15 @@ COPY --from=builder /out/ /usr/local/bin/
 COPY docker/entrypoint.sh /usr/local/bin/tinykv-entrypoint
 ENV TINYKV_DATA_DIR=/var/lib/tinykv \
     TINYKV_LISTEN=0.0.0.0:50051 \
-    TINYKV_HEALTH_ADDR=127.0.0.1:50051 \
     RUST_LOG=info
 VOLUME ["/var/lib/tinykv"]
 WORKDIR /var/lib/tinykv
 USER 10001:10001
 EXPOSE 50051 9090
-# grpc.health.v1.Health/Check on the node's own port: exit 0 only when SERVING.
+# grpc.health.v1.Health/Check on the port of TINYKV_LISTEN (or at
+# TINYKV_HEALTH_ADDR when set): exit 0 only when SERVING.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["/bin/sh", "-c", "exec tinykv_client \"$TINYKV_HEALTH_ADDR\" health"]
+    CMD ["/bin/sh", "-c", "exec tinykv_client \"${TINYKV_HEALTH_ADDR:-127.0.0.1:${TINYKV_LISTEN##*:}}\" health"]
 LABEL org.opencontainers.image.title="tinykv" \
       org.opencontainers.image.description="TinyKV: a Dynamo-style distributed key-value store" \
       io.tinykv.build-path="registry"
