@@ -48,19 +48,32 @@ mkdir -p "$work/rendered"
   --set 'extraArgs[0]=--foo=bar' --set podTemplate.requiredAntiAffinity=true \
   --set 'podTemplate.tolerations[0].key=dedicated' --set 'podTemplate.tolerations[0].operator=Exists' \
   --set security.clusterSecretRef.name=big-secret --set security.clusterSecretRef.key=tinykv \
+  --set networkPolicy.enabled=true \
+  --set 'networkPolicy.clientSelectors[0].namespaceSelector.matchLabels.team=apps' \
+  --set 'networkPolicy.clientSelectors[1].ipBlock.cidr=10.0.0.0/8' \
+  --set 'networkPolicy.metricsSelectors[0].podSelector.matchLabels.app=prometheus' \
+  --set 'networkPolicy.operatorSelectors[0].namespaceSelector.matchLabels.name=ops' \
+  --set 'networkPolicy.operatorSelectors[0].podSelector.matchLabels.app=operator' \
   > "$work/rendered/cluster-overrides.yaml"
 for f in "$work"/rendered/*.yaml; do
   [ -s "$f" ] || { echo "FAIL helm rendered nothing into $(basename "$f")"; fail=1; }
 done
 
 echo "== objects the operator builds for the example clusters"
-# Its Secret, Services, PDB and StatefulSet for every example and
-# chart-rendered TinyKVCluster; validated with the rest below.
+# Its Secret, Services, PDB, NetworkPolicy (where enabled) and StatefulSet
+# for every example and chart-rendered TinyKVCluster; validated with the
+# rest below.
 if "$CARGO" run --quiet -p tinykv-operator --bin render -- manifests/examples/cluster.yaml \
+  manifests/examples/cluster-network-policy.yaml \
   "$work"/rendered/cluster.yaml "$work"/rendered/cluster-overrides.yaml \
   > "$work/operator-built.yaml" && [ -s "$work/operator-built.yaml" ]; then
   mv "$work/operator-built.yaml" "$work/rendered/operator-built.yaml"
   echo "ok   $(grep -c '^kind:' "$work/rendered/operator-built.yaml") objects built"
+  # The examples enable the NetworkPolicy at least once: it is validated too.
+  if ! grep -q '^kind: NetworkPolicy$' "$work/rendered/operator-built.yaml"; then
+    echo "FAIL no NetworkPolicy among the objects built"
+    fail=1
+  fi
 else
   echo "FAIL the operator could not build the example clusters' objects"
   fail=1

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -137,6 +138,46 @@ pub struct TinyKVClusterSpec {
     /// The cluster secret that guards the node-to-node and admin calls.
     #[serde(default)]
     pub security: SecurityOptions,
+    /// An optional NetworkPolicy (Ingress only, named like the cluster) on the
+    /// node pods: the gRPC port (client, admin and peer planes) admits only the
+    /// cluster's own pods, the operator and `clientSelectors`; the metrics port
+    /// only `metricsSelectors`. Enforced only by a network plugin that
+    /// supports NetworkPolicy. Disabling it deletes the policy.
+    #[serde(default)]
+    pub network_policy: NetworkPolicyOptions,
+}
+
+/// An optional NetworkPolicy (`networking.k8s.io/v1`, named like the
+/// cluster) on the node pods, Ingress only. The nodes serve the client,
+/// admin and peer gRPC planes on one port (`service.port`), so when enabled
+/// that port admits only the cluster's own pods, the operator's pods
+/// (`operatorSelectors`) and `clientSelectors`; the metrics port admits
+/// only `metricsSelectors`; every other port is closed. It takes effect only
+/// under a network plugin that enforces NetworkPolicy. Disabling it again
+/// deletes the policy the operator made.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicyOptions {
+    /// Create the NetworkPolicy (default false: the nodes accept any traffic
+    /// the rest of the Kubernetes cluster allows).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Who may reach the gRPC port (the client plane) besides the cluster's
+    /// own pods and the operator: NetworkPolicy peers (`podSelector`,
+    /// `namespaceSelector`, `ipBlock`). A `podSelector` alone selects pods of
+    /// the cluster's namespace; add `namespaceSelector: {}` for any namespace.
+    /// Empty: no client outside the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_selectors: Vec<NetworkPolicyPeer>,
+    /// Who may scrape the metrics port (`service.metricsPort`). Empty: nobody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_selectors: Vec<NetworkPolicyPeer>,
+    /// The operator's pods, which call the nodes' admin plane on the gRPC
+    /// port. Unset: pods labelled `app.kubernetes.io/name: tinykv-operator`
+    /// in any namespace (the labels of the operator's chart and manifests).
+    /// An empty list shuts the operator out, which stalls scaling and status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_selectors: Option<Vec<NetworkPolicyPeer>>,
 }
 
 /// Key of the generated cluster-secret Secret, and the default key of a named one.
@@ -529,6 +570,7 @@ impl Default for TinyKVClusterSpec {
             pod_template: PodTemplateOptions::default(),
             service: ServiceOptions::default(),
             security: SecurityOptions::default(),
+            network_policy: NetworkPolicyOptions::default(),
         }
     }
 }

@@ -210,6 +210,8 @@ pub mod paths {
     pub const CLIENT: &str = "/api/v1/namespaces/db/services/demo";
     /// The PodDisruptionBudget.
     pub const PDB: &str = "/apis/policy/v1/namespaces/db/poddisruptionbudgets/demo";
+    /// The NetworkPolicy.
+    pub const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/db/networkpolicies/demo";
     /// The cluster-secret Secret the operator creates.
     pub const SECRET: &str = "/api/v1/namespaces/db/secrets/demo-cluster-secret";
     /// Where Secrets are created.

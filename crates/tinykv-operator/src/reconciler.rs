@@ -3,7 +3,8 @@
 //! One pass: read the cluster secret (creating the cluster's own Secret
 //! the first time), read the StatefulSet, ask the nodes for their view of
 //! the ring, [`plan`](crate::plan::plan) the step, server-side apply every
-//! child object with one field manager, run the node-side step
+//! child object with one field manager (deleting the NetworkPolicy it made
+//! once `spec.networkPolicy` is disabled), run the node-side step
 //! (decommission, signed with the cluster secret) or delete a PVC, publish
 //! events, and patch the status when it changed.
 
@@ -14,10 +15,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
@@ -27,9 +29,9 @@ use tinykv_auth::{generate_secret, Secrets, Signer};
 use tracing::{info, warn};
 
 use crate::builders::{
-    self, build_client_service, build_cluster_secret, build_headless_service, build_pdb,
-    build_statefulset, cluster_secret_ref, operator_creates_secret, pod_name, FIELD_MANAGER,
-    OPERATOR_CALLER, TEMPLATE_HASH_ANNOTATION,
+    self, build_client_service, build_cluster_secret, build_headless_service, build_network_policy,
+    build_pdb, build_statefulset, cluster_secret_ref, network_policy_name, operator_creates_secret,
+    pod_name, FIELD_MANAGER, OPERATOR_CALLER, TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
@@ -136,6 +138,40 @@ where
         .ok_or(Error::MissingObjectKey("metadata.name"))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// `spec.networkPolicy` is disabled: delete the cluster's NetworkPolicy if
+/// this cluster controls it (one the operator made while it was enabled).
+/// A same-named policy of anyone else is left alone, and the delete is
+/// conditional on the uid read, so a policy recreated meanwhile survives.
+/// Costs one GET per pass while disabled.
+async fn remove_network_policy(cluster: &TinyKVCluster, api: &Api<NetworkPolicy>) -> Result<()> {
+    let name = network_policy_name(&cluster.name_any());
+    let Some(found) = api.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let ours = cluster.metadata.uid.as_ref().is_some_and(|uid| {
+        found
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && &o.uid == uid)
+    });
+    if !ours {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: found.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => info!(networkpolicy = %name, "deleted the disabled NetworkPolicy"),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
@@ -372,11 +408,19 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         view: view.as_ref(),
     });
 
+    // Built before any write: an invalid spec.networkPolicy changes nothing.
+    let network_policy = build_network_policy(&cluster)?;
     let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     apply(&svc_api, &build_headless_service(&cluster)?).await?;
     apply(&svc_api, &build_client_service(&cluster)?).await?;
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
     apply(&pdb_api, &build_pdb(&cluster)?).await?;
+    // Before the StatefulSet, so new pods start fenced.
+    let np_api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    match network_policy {
+        Some(np) => apply(&np_api, &np).await?,
+        None => remove_network_policy(&cluster, &np_api).await?,
+    }
     apply(
         &sts_api,
         &build_statefulset(&cluster, step.replicas, step.partition)?,
@@ -513,7 +557,11 @@ pub async fn run(
     )
     .owns(api::<StatefulSet>(&client, &namespace), selector.clone())
     .owns(api::<Service>(&client, &namespace), selector.clone())
-    .owns(api::<PodDisruptionBudget>(&client, &namespace), selector)
+    .owns(
+        api::<PodDisruptionBudget>(&client, &namespace),
+        selector.clone(),
+    )
+    .owns(api::<NetworkPolicy>(&client, &namespace), selector)
     .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|res| async move {

@@ -83,9 +83,16 @@ fn any() -> Box<dyn FnOnce(&Value) + Send> {
     Box::new(|_| {})
 }
 
-/// Headless Service, client Service, PDB, then the StatefulSet.
+/// Headless Service, client Service, PDB, the look for a NetworkPolicy to
+/// remove (`spec.networkPolicy` is disabled; there is none), then the
+/// StatefulSet.
 fn children(sts_check: Box<dyn FnOnce(&Value) + Send>) -> Vec<Expect> {
-    vec![
+    children_with(vec![Expect::Get(paths::NETPOL.into(), None)], sts_check)
+}
+
+/// [`children`] with `netpol` as the NetworkPolicy's calls.
+fn children_with(netpol: Vec<Expect>, sts_check: Box<dyn FnOnce(&Value) + Send>) -> Vec<Expect> {
+    let mut calls = vec![
         Expect::Apply(
             paths::HEADLESS.into(),
             Box::new(|v| assert_eq!(v["spec"]["publishNotReadyAddresses"], true)),
@@ -95,8 +102,10 @@ fn children(sts_check: Box<dyn FnOnce(&Value) + Send>) -> Vec<Expect> {
             paths::PDB.into(),
             Box::new(|v| assert_eq!(v["spec"]["maxUnavailable"], 1)),
         ),
-        Expect::Apply(paths::STS.into(), sts_check),
-    ]
+    ];
+    calls.extend(netpol);
+    calls.push(Expect::Apply(paths::STS.into(), sts_check));
+    calls
 }
 
 fn status_apply() -> Expect {
@@ -706,4 +715,112 @@ async fn an_unusable_secret_fails_the_pass_and_is_left_alone() {
         // The secret's text never reaches an error message.
         assert!(!err.to_string().contains("long-enough"), "{err}");
     }
+}
+
+fn with_network_policy(mut c: TinyKVCluster) -> TinyKVCluster {
+    c.spec.network_policy.enabled = true;
+    c.spec.network_policy.client_selectors = vec![serde_json::from_value(
+        serde_json::json!({"podSelector": {"matchLabels": {"role": "client"}}}),
+    )
+    .expect("peer")];
+    c
+}
+
+/// A NetworkPolicy `demo` as the API server returns it, controlled by the
+/// TinyKVCluster of uid `owner` when given.
+fn netpol_json(owner: Option<&str>) -> Value {
+    let mut v = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "demo", "namespace": "db", "uid": "np-uid"},
+        "spec": {"podSelector": {}},
+    });
+    if let Some(uid) = owner {
+        v["metadata"]["ownerReferences"] = serde_json::json!([{
+            "apiVersion": "tinykv.io/v1alpha1", "kind": "TinyKVCluster",
+            "name": "demo", "uid": uid, "controller": true,
+        }]);
+    }
+    v
+}
+
+#[tokio::test]
+async fn an_enabled_network_policy_is_applied_before_the_statefulset() {
+    let c = with_network_policy(settled_cluster(3, 3));
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+        children_with(
+            vec![Expect::Apply(
+                paths::NETPOL.into(),
+                Box::new(|v| {
+                    assert_eq!(v["kind"], "NetworkPolicy");
+                    assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-1234");
+                    assert_eq!(v["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+                    let rules = v["spec"]["ingress"].as_array().expect("rules");
+                    assert_eq!(rules.len(), 3, "own pods, operator, clients: {v}");
+                    assert_eq!(
+                        rules[2]["from"][0]["podSelector"]["matchLabels"]["role"],
+                        "client"
+                    );
+                }),
+            )],
+            sts_replicas_is(3, 0),
+        ),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    verifier.done().await;
+}
+
+#[tokio::test]
+async fn a_disabled_network_policy_the_operator_made_is_deleted() {
+    let c = settled_cluster(3, 3);
+    let (ctx, nodes, verifier) = test_context(script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+        children_with(
+            vec![
+                Expect::Get(paths::NETPOL.into(), Some(netpol_json(Some("uid-1234")))),
+                Expect::Delete(paths::NETPOL.into()),
+            ],
+            sts_replicas_is(3, 0),
+        ),
+        vec![status_apply()],
+    ]));
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    verifier.done().await;
+}
+
+#[tokio::test]
+async fn a_network_policy_of_someone_else_is_left_alone() {
+    for owner in [None, Some("another-cluster-uid")] {
+        let c = settled_cluster(3, 3);
+        let (ctx, nodes, verifier) = test_context(script(vec![
+            vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+            children_with(
+                vec![Expect::Get(paths::NETPOL.into(), Some(netpol_json(owner)))],
+                sts_replicas_is(3, 0),
+            ),
+            vec![status_apply()],
+        ]));
+        script_nodes(&nodes, 3, |_| "normal");
+        reconcile(Arc::new(c), ctx).await.expect("reconcile");
+        verifier.done().await;
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_network_policy_fails_before_any_write() {
+    let mut c = settled_cluster(3, 3);
+    c.spec.network_policy.enabled = true;
+    c.spec.network_policy.metrics_selectors = vec![Default::default()];
+    let (ctx, nodes, verifier) = test_context(script(vec![vec![Expect::Get(
+        paths::STS.into(),
+        Some(sts_json(&c, 3, 3, 3)),
+    )]]));
+    script_nodes(&nodes, 3, |_| "normal");
+    let err = reconcile(Arc::new(c), ctx).await.expect_err("invalid spec");
+    assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+    verifier.done().await;
 }

@@ -55,6 +55,7 @@ const STATUS_PATH: &str = "/apis/tinykv.io/v1alpha1/namespaces/db/tinykvclusters
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/db/events";
 const SECRETS_PATH: &str = "/api/v1/namespaces/db/secrets";
 const SECRET_PATH: &str = "/api/v1/namespaces/db/secrets/demo-cluster-secret";
+const NETPOL_PATH: &str = "/apis/networking.k8s.io/v1/namespaces/db/networkpolicies/demo";
 /// How long any one flow may take before the test fails.
 const FLOW_DEADLINE: Duration = Duration::from_secs(90);
 /// Pause between reconcile passes while polling (the controller's requeue).
@@ -298,6 +299,9 @@ impl FakeApi {
                 | "/api/v1/namespaces/db/services/demo"
                 | "/apis/policy/v1/namespaces/db/poddisruptionbudgets/demo",
             ) => json_response(StatusCode::OK, &body),
+            // spec.networkPolicy is disabled here: the operator looks for a
+            // policy of its own to delete, and there is none.
+            (&Method::GET, NETPOL_PATH) => not_found(),
             (&Method::GET, SECRET_PATH) => match &st.secret {
                 None => not_found(),
                 Some(secret) => json_response(StatusCode::OK, secret),

@@ -1,10 +1,11 @@
 //! Pure builders: `TinyKVCluster` in, Kubernetes objects out (the
-//! StatefulSet, the Services, the PodDisruptionBudget and the cluster-secret
-//! Secret).
+//! StatefulSet, the Services, the PodDisruptionBudget, the cluster-secret
+//! Secret and the optional NetworkPolicy).
 //!
 //! Nothing here talks to the API server, so every object the operator applies
 //! can be unit-tested field by field.
 
+mod network_policy;
 mod secret;
 mod services;
 mod statefulset;
@@ -17,6 +18,9 @@ use kube::{Resource, ResourceExt};
 use crate::crd::TinyKVCluster;
 use crate::{Error, Result};
 
+pub use network_policy::{
+    build_network_policy, default_operator_peers, network_policy_name, OPERATOR_POD_LABEL,
+};
 pub use secret::{
     build_cluster_secret, cluster_secret_name, cluster_secret_path, cluster_secret_ref,
     operator_creates_secret, CLUSTER_SECRET_DIR, CLUSTER_SECRET_ENV, CLUSTER_SECRET_FILE_NAME,
@@ -113,8 +117,8 @@ pub(crate) fn child_meta(cluster: &TinyKVCluster, name: String) -> Result<Object
 /// Every object the operator makes for `cluster` when it creates it, as
 /// JSON, in the order it makes them: its Secret (holding `secret`, only when
 /// the spec names no Secret of its own), the headless and client Services,
-/// the PodDisruptionBudget and the StatefulSet (`spec.replicas` pods, all
-/// on the current template). For offline checks of the objects (the
+/// the PodDisruptionBudget, the NetworkPolicy (only when enabled) and the
+/// StatefulSet (`spec.replicas` pods, all on the current template). For offline checks of the objects (the
 /// `render` binary, `make check-manifests`).
 pub fn all_objects(cluster: &TinyKVCluster, secret: &str) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
@@ -126,6 +130,9 @@ pub fn all_objects(cluster: &TinyKVCluster, secret: &str) -> Result<Vec<serde_js
     out.push(serde_json::to_value(build_headless_service(cluster)?)?);
     out.push(serde_json::to_value(build_client_service(cluster)?)?);
     out.push(serde_json::to_value(build_pdb(cluster)?)?);
+    if let Some(np) = build_network_policy(cluster)? {
+        out.push(serde_json::to_value(np)?);
+    }
     out.push(serde_json::to_value(build_statefulset(
         cluster,
         cluster.spec.replicas,
@@ -221,6 +228,11 @@ mod tests {
         let objs = all_objects(&named, "unused").expect("objects");
         assert!(objs.iter().all(|o| o["kind"] != "Secret"));
         assert_eq!(objs.len(), 4);
+        let mut fenced = named.clone();
+        fenced.spec.network_policy.enabled = true;
+        let objs = all_objects(&fenced, "unused").expect("objects");
+        assert_eq!(objs[3]["kind"], "NetworkPolicy");
+        assert_eq!(objs.len(), 5);
     }
 
     #[test]
