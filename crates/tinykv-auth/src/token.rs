@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn a_caller_id_over_the_limit_is_refused_even_when_signed() {
         // Found by the auth_proof fuzz target: with a 13-digit time the
-        // header has room for a 254..=266-byte id, which was accepted.
+        // header has room for a 254..=260-byte id, which was accepted.
         let s = secrets("cluster-secret-one-0123456789");
         let verifier = Verifier::new(s.clone());
         let now = 1_800_000_000_000;
