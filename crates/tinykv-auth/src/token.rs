@@ -149,6 +149,11 @@ impl Verifier {
             (Some(t), Some(a), Some(c)) if !c.is_empty() => (t, a, c),
             _ => return Err(AuthError::Malformed("expected v1.<id>.<ms>.<mac>")),
         };
+        // The header's length bounds the id only loosely (a short time
+        // leaves room for a longer one): the id's own limit is checked.
+        if caller.len() > MAX_ID_LEN {
+            return Err(AuthError::Malformed("caller id too long"));
+        }
         let at_ms: u64 = at.parse().map_err(|_| AuthError::Malformed("bad time"))?;
         let tag = decode_hex(tag_hex).ok_or(AuthError::Malformed("bad MAC"))?;
         let off_ms = now_ms.abs_diff(at_ms);
@@ -282,6 +287,28 @@ mod tests {
         assert_ne!(before, after);
         assert!(verifier.verify(Some(after.as_bytes()), M, now).is_ok());
         assert!(verifier.verify(Some(before.as_bytes()), M, now).is_err());
+    }
+
+    #[test]
+    fn a_caller_id_over_the_limit_is_refused_even_when_signed() {
+        // Found by the auth_proof fuzz target: with a 13-digit time the
+        // header has room for a 254..=260-byte id, which was accepted.
+        let s = secrets("cluster-secret-one-0123456789");
+        let verifier = Verifier::new(s.clone());
+        let now = 1_800_000_000_000;
+        let at_limit = "n".repeat(MAX_ID_LEN);
+        let p = Signer::new(&at_limit, s.clone()).proof(M, now);
+        assert_eq!(
+            verifier.verify(Some(p.as_bytes()), M, now).ok(),
+            Some(at_limit)
+        );
+        let over = "n".repeat(MAX_ID_LEN + 1);
+        let p = Signer::new(&over, s).proof(M, now);
+        assert!(p.len() <= MAX_HEADER_LEN, "within the header limit");
+        assert!(matches!(
+            verifier.verify(Some(p.as_bytes()), M, now),
+            Err(AuthError::Malformed(_))
+        ));
     }
 
     #[test]

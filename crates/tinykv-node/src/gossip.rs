@@ -65,6 +65,12 @@ pub enum GossipError {
     TooManyMembers(usize),
 }
 
+/// The well-formed rows of a peer's member table (malformed ones are
+/// skipped), before their versions are checked against the clock.
+pub(crate) fn well_formed(rows: &[pb::MemberInfo]) -> impl Iterator<Item = Member> + '_ {
+    rows.iter().filter_map(Member::from_info)
+}
+
 /// Who this node is and how it finds others, fixed at start.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -158,8 +164,7 @@ impl Gossip {
             return None;
         }
         Some(
-            rows.iter()
-                .filter_map(Member::from_info)
+            well_formed(rows)
                 .filter(|m| self.clock.admit(m.version, from).is_ok())
                 .collect(),
         )

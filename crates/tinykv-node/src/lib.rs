@@ -12,6 +12,8 @@ pub mod detector;
 pub mod directory;
 pub mod error;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gossip;
 pub mod guard;
 pub mod health;

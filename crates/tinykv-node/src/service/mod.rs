@@ -105,11 +105,13 @@ pub(crate) fn deadline_at(
 }
 
 /// Parses a `grpc-timeout` header value (`<digits><unit>`).
-fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 {
         return None;
     }
-    let (num, unit) = v.split_at(v.len() - 1);
+    // Checked: a value ending in a multi-byte character (not a unit) is
+    // refused instead of split inside it.
+    let (num, unit) = v.split_at_checked(v.len() - 1)?;
     let n: u64 = num.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -201,6 +203,9 @@ mod tests {
         assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
         assert_eq!(parse_grpc_timeout("x"), None);
         assert_eq!(parse_grpc_timeout("12q"), None);
+        // Found by the client_requests fuzz target: a panic before.
+        assert_eq!(parse_grpc_timeout("ι"), None);
+        assert_eq!(parse_grpc_timeout("5ι"), None);
     }
 
     #[test]

@@ -179,7 +179,7 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
-mod codec;
+pub(crate) mod codec;
 mod combine;
 #[cfg(test)]
 mod disk_tests;
