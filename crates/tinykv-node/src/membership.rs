@@ -255,6 +255,12 @@ impl Membership {
         let mut changed = false;
         for row in rows {
             let replace = match t.members.get(&row.id) {
+                // A full table takes no new member: gossip cannot grow it
+                // (and every ring rebuild with it) without bound.
+                None if t.members.len() >= MAX_MEMBERS => {
+                    tracing::warn!(id = %row.id, "member table full ({MAX_MEMBERS}); new member ignored");
+                    false
+                }
                 None => true,
                 Some(cur) => {
                     (row.version, row.state, &row.addr) > (cur.version, cur.state, &cur.addr)
@@ -318,6 +324,21 @@ mod tests {
             state,
             version,
         }
+    }
+
+    #[test]
+    fn a_full_table_takes_no_new_member_but_still_takes_changes() {
+        let x = Membership::new("a", vec![], 3, 1);
+        let rows = (0..MAX_MEMBERS + 10).map(|i| m(&format!("n{i}"), MemberState::Normal, 1));
+        x.merge(rows);
+        assert_eq!(x.members().len(), MAX_MEMBERS);
+        assert!(!x.merge([m("newcomer", MemberState::Normal, 1)]));
+        assert!(x.get("newcomer").is_none());
+        assert!(
+            x.merge([m("n0", MemberState::Leaving, 2)]),
+            "a known member still changes"
+        );
+        assert_eq!(x.get("n0").map(|r| r.state), Some(MemberState::Leaving));
     }
 
     #[test]
