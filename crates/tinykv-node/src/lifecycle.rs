@@ -265,6 +265,26 @@ impl Lifecycle {
         })
     }
 
+    /// Runs `attempt` until it succeeds, recording each failure and
+    /// pausing a second before the next try; None when the node shuts down
+    /// first.
+    async fn retry<T, E, F>(&self, what: &str, mut attempt: impl FnMut() -> F) -> Option<T>
+    where
+        E: std::fmt::Display,
+        F: std::future::Future<Output = Result<T, E>>,
+    {
+        loop {
+            match attempt().await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    if !self.pause_before_retry(what, e.to_string()).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a streaming failure and waits a second before the retry;
     /// false when the node is shutting down instead.
     async fn pause_before_retry(&self, what: &str, error: String) -> bool {
@@ -279,18 +299,12 @@ impl Lifecycle {
     /// Streams every local version to the nodes that replicate it once this
     /// node is gone, retrying until it succeeds, then marks this node Left.
     async fn stream_out(&self) {
-        loop {
-            match self.stream_out_once().await {
-                Ok(()) => break,
-                Err(e) => {
-                    if !self
-                        .pause_before_retry("decommission streaming", e.to_string())
-                        .await
-                    {
-                        return;
-                    }
-                }
-            }
+        if self
+            .retry("decommission streaming", move || self.stream_out_once())
+            .await
+            .is_none()
+        {
+            return;
         }
         self.parts.gossip.announce(MemberState::Left);
         tracing::info!(id = %self.id, "decommission complete: node has left the ring");

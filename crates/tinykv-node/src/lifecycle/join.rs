@@ -17,32 +17,13 @@ impl Lifecycle {
         if !self.wait_to_hear_from_a_peer().await {
             return;
         }
-        loop {
-            let normals = self
-                .parts
-                .membership
-                .members()
-                .iter()
-                .filter(|m| m.id != self.id && m.state == MemberState::Normal)
-                .count();
-            if normals == 0 {
-                tracing::info!(id = %self.id, "no running cluster found: bootstrapping as normal");
-                break;
+        let me = &*self;
+        match self.retry("join streaming", move || me.join_once()).await {
+            None => return,
+            Some(None) => {
+                tracing::info!(id = %self.id, "no running cluster found: bootstrapping as normal")
             }
-            match self.stream_in().await {
-                Ok(keys) => {
-                    tracing::info!(id = %self.id, keys, "join streaming complete");
-                    break;
-                }
-                Err(e) => {
-                    if !self
-                        .pause_before_retry("join streaming", e.to_string())
-                        .await
-                    {
-                        return;
-                    }
-                }
-            }
+            Some(Some(keys)) => tracing::info!(id = %self.id, keys, "join streaming complete"),
         }
         self.parts.gossip.announce(MemberState::Normal);
         self.write_member_marker(MemberState::Normal);
@@ -52,6 +33,22 @@ impl Lifecycle {
         });
         self.parts.gossip.round().await;
         tracing::info!(id = %self.id, "joined: now a normal member");
+    }
+
+    /// One try at joining: streams this node's future ranges in (how many
+    /// versions), or None when no member is normal yet (a new cluster).
+    async fn join_once(&self) -> Result<Option<u64>, LifecycleError> {
+        let normals = self
+            .parts
+            .membership
+            .members()
+            .iter()
+            .filter(|m| m.id != self.id && m.state == MemberState::Normal)
+            .count();
+        if normals == 0 {
+            return Ok(None);
+        }
+        self.stream_in().await.map(Some)
     }
 
     /// Waits up to 10 s to hear from any member (then decides anyway);
