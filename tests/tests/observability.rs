@@ -109,8 +109,14 @@ async fn a_requests_log_lines_share_its_span_at_debug() {
             "no ack from {node} in {span}:\n{log}"
         );
     }
+    // The span names the request id; the put's end line in it names its
+    // consistency (a batch stream's operations may each have their own, so
+    // the span of a stream cannot).
+    assert!(span.contains("request_id="), "{span} has no request id");
     assert!(
-        of_request.iter().any(|l| l.contains("request done")),
-        "{span} has no end line:\n{log}"
+        of_request
+            .iter()
+            .any(|l| l.contains("request done op=\"put\" level=\"all\"")),
+        "the put's end line in {span} does not name its consistency:\n{log}"
     );
 }
