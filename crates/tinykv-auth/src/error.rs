@@ -42,3 +42,35 @@ pub enum AuthError {
         caller: String,
     },
 }
+
+/// Why TLS could not be set up from the files or names given.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file holds no usable certificate or key.
+    #[error("{path}: {reason}")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An address cannot be dialled.
+    #[error("invalid address {addr:?}: {reason}")]
+    Address {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS library refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}

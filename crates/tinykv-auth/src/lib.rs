@@ -16,12 +16,15 @@
 //! secret is rotated by adding the new one second everywhere, then moving
 //! it first everywhere, then removing the old one, with no failed call.
 
+mod certs;
 mod error;
 mod secrets;
 mod signed;
+pub mod tls;
 mod token;
 
-pub use error::AuthError;
+pub use certs::{Authority, Issued, Role};
+pub use error::{AuthError, TlsError};
 pub use secrets::{generate_secret, Secrets, MAX_SECRETS, MIN_SECRET_LEN};
 pub use signed::Signed;
 pub use token::{now_ms, Keyring, Signer, Verifier, HEADER, WINDOW_MS};
