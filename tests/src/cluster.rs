@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tinykv_client::auth::{Secrets, Signer};
+use tinykv_client::auth::tls::ClientTls;
+use tinykv_client::auth::{write_bundle, Bundle, Secrets, Signer};
 use tinykv_client::{Client, ClientOptions};
 
 /// How to start a test cluster.
@@ -27,6 +28,13 @@ pub struct ClusterOptions {
     /// The cluster secret's file content; none: no secret (the nodes
     /// accept peer and admin calls from loopback only).
     pub secret: Option<String>,
+    /// Serve TLS: a CA and each node's certificate (named by its id,
+    /// `localhost` and `127.0.0.1`) are made in the cluster's directory,
+    /// and clients dial over TLS with a client certificate (`tester`).
+    pub tls: bool,
+    /// A client token every test client sends (nodes started with
+    /// `--client-auth token` read it from `client.tokens`).
+    pub token: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +46,8 @@ impl Default for ClusterOptions {
             client_timeout: Duration::from_secs(5),
             cluster_name: None,
             secret: None,
+            tls: false,
+            token: None,
         }
     }
 }
@@ -158,6 +168,19 @@ impl Cluster {
             format!("test-{}-{seq}", std::process::id())
         });
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        if opts.tls {
+            let clients = vec!["tester".to_string()];
+            let bundle = Bundle {
+                nodes: Vec::new(),
+                clients,
+            };
+            write_bundle(&dir.path().join("certs"), &bundle)
+                .unwrap_or_else(|e| panic!("certs: {e}"));
+        }
+        if let Some(token) = &opts.token {
+            std::fs::write(dir.path().join("client.tokens"), format!("{token}\n"))
+                .unwrap_or_else(|e| panic!("writing the token file: {e}"));
+        }
         let secret_file = opts.secret.as_ref().map(|text| {
             let path = dir.path().join("cluster.secret");
             std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing the secret: {e}"));
@@ -224,6 +247,25 @@ impl Cluster {
     }
 
     async fn add_node_with(&mut self, port: u16, peers: Vec<String>, extra: &[&str]) -> usize {
+        let i = self.add_node_unwaited_with(port, peers, extra);
+        self.wait_ready(i).await;
+        i
+    }
+
+    /// Adds a node that is given every member in `--peers`, and starts it
+    /// without waiting for it to serve.
+    pub fn add_node_unwaited(&mut self, extra: &[&str]) -> usize {
+        let port = free_port();
+        let mut peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
+            .collect();
+        peers.push(format!("node{}=127.0.0.1:{port}", self.nodes.len() + 1));
+        self.add_node_unwaited_with(port, peers, extra)
+    }
+
+    fn add_node_unwaited_with(&mut self, port: u16, peers: Vec<String>, extra: &[&str]) -> usize {
         let i = self.nodes.len();
         let id = format!("node{}", i + 1);
         self.nodes.push(NodeProc {
@@ -238,12 +280,69 @@ impl Cluster {
             child: None,
         });
         self.spawn(i);
-        self.wait_ready(i).await;
         i
+    }
+
+    /// The TLS and client-auth flags of node `id`, its certificate made on
+    /// first use.
+    fn tls_args(&self, id: &str) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if self.opts.token.is_some() {
+            args.extend([
+                "--client-auth".into(),
+                "token".into(),
+                "--client-token-file".into(),
+            ]);
+            args.push(self.token_file().into_os_string());
+        }
+        if !self.opts.tls {
+            return args;
+        }
+        let certs = self.certs_dir();
+        let cert = certs.join(format!("{id}.pem"));
+        if !cert.exists() {
+            let names = [id, "localhost", "127.0.0.1"].map(String::from).to_vec();
+            let bundle = Bundle {
+                nodes: vec![names],
+                clients: Vec::new(),
+            };
+            write_bundle(&certs, &bundle).unwrap_or_else(|e| panic!("certs of {id}: {e}"));
+        }
+        let key = certs.join(format!("{id}.key"));
+        let ca = certs.join("ca.pem");
+        args.extend(
+            [("--tls-cert", cert), ("--tls-key", key), ("--tls-ca", ca)]
+                .into_iter()
+                .flat_map(|(flag, path)| [flag.into(), path.into_os_string()]),
+        );
+        args
+    }
+
+    /// Where the cluster's CA and certificates are (`ca.pem`, `ca.key`,
+    /// `ID.pem`, `ID.key`, `tester.pem`, `tester.key`).
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// The TLS settings of the test clients: the cluster's CA and the
+    /// `tester` certificate (none without TLS).
+    pub fn client_tls(&self) -> Option<ClientTls> {
+        self.opts.tls.then(|| {
+            let certs = self.certs_dir();
+            let identity = (certs.join("tester.pem"), certs.join("tester.key"));
+            ClientTls::load(&certs.join("ca.pem"), Some((&identity.0, &identity.1)))
+                .unwrap_or_else(|e| panic!("client TLS: {e}"))
+        })
+    }
+
+    /// The file of client tokens (`--client-token-file`).
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("client.tokens")
     }
 
     fn spawn(&mut self, i: usize) {
         let opts = self.opts.clone();
+        let tls_args = self.tls_args(&self.nodes[i].id);
         let node = &mut self.nodes[i];
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", node.id))).ok();
         let mut cmd = Command::new(node_binary());
@@ -268,6 +367,7 @@ impl Cluster {
                     .iter()
                     .flat_map(|f| [std::ffi::OsStr::new("--cluster-secret-file"), f.as_os_str()]),
             )
+            .args(&tls_args)
             .env("TINYKV_METRICS_LISTEN", "off")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
             .env("TINYKV_LOG", &node.log_filter)
@@ -396,6 +496,8 @@ impl Cluster {
                 let opts = ClientOptions {
                     timeout: self.opts.client_timeout,
                     admin_signer: self.admin_signer(),
+                    tls: self.client_tls(),
+                    token: self.opts.token.clone(),
                     ..ClientOptions::default()
                 };
                 Client::connect_many([self.addr(i).as_str()], opts)
@@ -420,6 +522,8 @@ impl Cluster {
         let mut opts = ClientOptions {
             timeout: self.opts.client_timeout,
             admin_signer: self.admin_signer(),
+            tls: self.client_tls(),
+            token: self.opts.token.clone(),
             ..ClientOptions::default()
         };
         change(&mut opts);

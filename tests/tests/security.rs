@@ -416,3 +416,21 @@ async fn a_nodes_credentials_speak_for_that_node_only() {
         .expect_err("node2 speaking for node3");
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permissive_node_accepts_unproved_calls_for_a_rolling_upgrade() {
+    let mut opts = secured();
+    opts.args.push("--auth-permissive".into());
+    let c = Cluster::start_with(1, opts).await;
+    let mut p = PeerClient::new(Signed::new(channel(&c, 0).await, None));
+    p.heartbeat(peer::HeartbeatRequest {
+        from: "node7".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("an unsigned heartbeat, accepted while permissive");
+    assert!(
+        c.log(0).contains("accepted (--auth-permissive)"),
+        "the unproved call is logged"
+    );
+}

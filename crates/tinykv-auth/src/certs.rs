@@ -139,3 +139,76 @@ impl Authority {
         })
     }
 }
+
+/// What `tinykv_client certs` makes in a directory.
+#[derive(Clone, Debug, Default)]
+pub struct Bundle {
+    /// Each node's names: its id first, then the hosts it is reached at.
+    pub nodes: Vec<Vec<String>>,
+    /// Each client's name.
+    pub clients: Vec<String>,
+}
+
+fn write_file(path: &Path, text: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(err)?;
+    f.write_all(text.as_bytes()).map_err(err)
+}
+
+/// Writes into `dir` a CA (`ca.pem`, `ca.key`; kept and reused when they
+/// are there already, so nodes can be added later) and, for every node
+/// and client of `bundle`, `NAME.pem` and `NAME.key`. Returns the files
+/// written, CA first.
+pub fn write_bundle(dir: &Path, bundle: &Bundle) -> Result<Vec<std::path::PathBuf>, TlsError> {
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let (ca_cert, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let mut written = Vec::new();
+    let ca = if ca_cert.exists() && ca_key.exists() {
+        Authority::load(&ca_cert, &ca_key)?
+    } else {
+        let ca = Authority::generate("TinyKV cluster CA")?;
+        write_file(&ca_cert, ca.cert_pem(), false)?;
+        write_file(&ca_key, &ca.key_pem(), true)?;
+        written.extend([ca_cert, ca_key]);
+        ca
+    };
+    let leaves = bundle
+        .nodes
+        .iter()
+        .map(|names| (names.clone(), Role::Node))
+        .chain(
+            bundle
+                .clients
+                .iter()
+                .map(|c| (vec![c.clone()], Role::Client)),
+        );
+    for (names, role) in leaves {
+        let issued = ca.issue(&names, role)?;
+        let name = &names[0];
+        if name.contains('/') || name.starts_with('.') {
+            return Err(TlsError::Config(format!("{name:?} cannot name a file")));
+        }
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        write_file(&cert, &issued.cert_pem, false)?;
+        write_file(&key, &issued.key_pem, true)?;
+        written.extend([cert, key]);
+    }
+    Ok(written)
+}

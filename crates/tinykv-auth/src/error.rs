@@ -24,6 +24,12 @@ pub enum AuthError {
     /// The call carries no proof.
     #[error("no cluster credentials: this call needs the cluster secret (--cluster-secret-file)")]
     Missing,
+    /// A client-plane call carries no token (`--client-auth token`).
+    #[error("this node requires a client token: send `authorization: Bearer TOKEN` (the CLI's --token-file)")]
+    NoToken,
+    /// The token is not one of the node's.
+    #[error("the client token is not accepted by this node")]
+    UnknownToken,
     /// The proof is not of the expected form.
     #[error("malformed cluster credentials: {0}")]
     Malformed(&'static str),

@@ -16,6 +16,7 @@
 //! secret is rotated by adding the new one second everywhere, then moving
 //! it first everywhere, then removing the old one, with no failed call.
 
+mod bearer;
 mod certs;
 mod error;
 mod secrets;
@@ -23,7 +24,8 @@ mod signed;
 pub mod tls;
 mod token;
 
-pub use certs::{Authority, Issued, Role};
+pub use bearer::{bearer, check_bearer, AUTHORIZATION};
+pub use certs::{write_bundle, Authority, Bundle, Issued, Role};
 pub use error::{AuthError, TlsError};
 pub use secrets::{generate_secret, Secrets, MAX_SECRETS, MIN_SECRET_LEN};
 pub use signed::Signed;

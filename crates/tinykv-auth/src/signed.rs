@@ -1,6 +1,7 @@
 //! A client-side service that signs every call it sends, so a tonic client
 //! built on it (`PeerClient<Signed<Channel>>`, `AdminClient<..>`) proves
-//! the secret on each call without its callers knowing.
+//! the secret on each call without its callers knowing; it also carries a
+//! client token (`--client-auth token`) when given one.
 
 use std::task::{Context, Poll};
 
@@ -15,12 +16,36 @@ use crate::token::{now_ms, Signer, HEADER};
 pub struct Signed<S> {
     inner: S,
     signer: Option<Signer>,
+    token: Option<HeaderValue>,
 }
 
 impl<S> Signed<S> {
     /// Signs calls through `inner` with `signer` (none: calls go unsigned).
     pub fn new(inner: S, signer: Option<Signer>) -> Self {
-        Signed { inner, signer }
+        Signed {
+            inner,
+            signer,
+            token: None,
+        }
+    }
+
+    /// The same service signing with `signer` instead.
+    pub fn signed_by(mut self, signer: Option<Signer>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// Also sends `token` as `authorization: Bearer` on every call; a token
+    /// that is not a valid header value is refused here.
+    pub fn with_token(mut self, token: Option<&str>) -> Result<Self, crate::AuthError> {
+        self.token = match token {
+            Some(t) => Some(
+                HeaderValue::from_str(&crate::bearer(t))
+                    .map_err(|_| crate::AuthError::Malformed("a token must be printable ASCII"))?,
+            ),
+            None => None,
+        };
+        Ok(self)
     }
 }
 
@@ -45,6 +70,10 @@ where
             if let Ok(v) = HeaderValue::from_str(&proof) {
                 req.headers_mut().insert(HEADER, v);
             }
+        }
+        if let Some(token) = &self.token {
+            req.headers_mut()
+                .insert(crate::AUTHORIZATION, token.clone());
         }
         self.inner.call(req)
     }

@@ -62,7 +62,7 @@ impl Keyring {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Secrets) -> T) -> T {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Secrets) -> T) -> T {
         match self.0.read() {
             Ok(s) => f(&s),
             Err(poisoned) => f(&poisoned.into_inner()),

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use tinykv_client::auth::tls::ClientTls;
+use tinykv_client::auth::Secrets;
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 use crate::progress::Progress;
@@ -124,6 +126,20 @@ pub struct Args {
     /// Seed for key and operation choice (random if not given).
     #[arg(long, env = "TINYKV_BENCH_SEED")]
     pub seed: Option<u64>,
+
+    /// TLS: the CA of the nodes' certificates (the nodes are then dialled
+    /// over TLS).
+    #[arg(long, env = "TINYKV_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS: this client's certificate (`--client-auth cert` nodes).
+    #[arg(long, env = "TINYKV_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the key of --tls-cert.
+    #[arg(long, env = "TINYKV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A file whose first line is a client token (`--client-auth token`).
+    #[arg(long, env = "TINYKV_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s`, `250us`; a bare number is seconds.
@@ -177,6 +193,21 @@ pub struct Settings {
 }
 
 impl Args {
+    /// The settings, with the TLS files and token read.
+    pub fn load(&self) -> Result<Settings, BenchError> {
+        let mut settings = self.settings();
+        let creds = |e: &dyn std::fmt::Display| BenchError::Credentials(e.to_string());
+        if let Some(ca) = &self.tls_ca {
+            let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+            settings.client.tls = Some(ClientTls::load(ca, identity).map_err(|e| creds(&e))?);
+        }
+        if let Some(path) = &self.token_file {
+            let tokens = Secrets::load(path).map_err(|e| creds(&e))?;
+            settings.client.token = Some(String::from_utf8_lossy(tokens.signing()).into_owned());
+        }
+        Ok(settings)
+    }
+
     /// Resolves defaults and overrides into [`Settings`].
     pub fn settings(&self) -> Settings {
         let stop = match (self.ops, self.duration) {
@@ -229,6 +260,9 @@ pub enum BenchError {
     /// The client could not be set up (bad endpoint, none given).
     #[error("client: {0}")]
     Client(#[from] ClientError),
+    /// The TLS files or the token file could not be used.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// The run itself failed.
     #[error(transparent)]
     Run(#[from] RunError),

@@ -9,7 +9,7 @@ use tinykv_bench::cli::{check_error_rate, Args};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let settings = Args::parse().settings();
+    let settings = Args::parse().load()?;
     let report = settings.execute().await?;
 
     let json_to_stdout = settings

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::client::Conn;
 use tinykv_proto::ordered::{StreamCall, StreamLink};
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::operation::Op;
@@ -22,7 +23,6 @@ use tinykv_proto::tinykv::operation_result::Result as OpResult;
 use tinykv_proto::tinykv::tiny_kv_client::TinyKvClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use crate::ClientError;
 
@@ -47,7 +47,7 @@ struct Item {
 /// The queue of one endpoint; its sender task is started on first use, on
 /// the runtime of the caller, and again if that runtime has gone away.
 pub(crate) struct Batcher {
-    channel: Channel,
+    channel: Conn,
     queue: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     /// Set once the server answered `Batch` with UNIMPLEMENTED.
     unsupported: Arc<AtomicBool>,
@@ -59,14 +59,14 @@ pub(crate) struct Batcher {
 /// What the sender tasks of one endpoint share with its [`Batcher`].
 #[derive(Clone)]
 struct Shared {
-    channel: Channel,
+    channel: Conn,
     unsupported: Arc<AtomicBool>,
     unreachable_at: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Batcher {
     /// A batcher sending on `channel`.
-    pub(crate) fn new(channel: Channel) -> Self {
+    pub(crate) fn new(channel: Conn) -> Self {
         Batcher {
             channel,
             queue: Mutex::new(None),
@@ -190,7 +190,7 @@ type Link = StreamLink<pb::BatchRequest, pb::BatchResponse>;
 
 /// One batch over `link`: the stream if the node has it, else a unary call.
 async fn call_batch(
-    channel: &Channel,
+    channel: &Conn,
     link: &mut Link,
     req: pb::BatchRequest,
     deadline: Instant,
@@ -351,7 +351,7 @@ fn with_timeout(op: Op, remaining: Duration) -> Op {
 }
 
 /// The client stub on `channel`, with the message limits of the client.
-pub(crate) fn kv(channel: Channel) -> TinyKvClient<Channel> {
+pub(crate) fn kv(channel: Conn) -> TinyKvClient<Conn> {
     TinyKvClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
@@ -359,7 +359,7 @@ pub(crate) fn kv(channel: Channel) -> TinyKvClient<Channel> {
 
 /// Runs `op` as its own RPC (`Put`, `Get` or `Delete`).
 pub(crate) async fn single(
-    channel: Channel,
+    channel: Conn,
     op: Op,
     deadline: Instant,
 ) -> Result<OpResult, ClientError> {

@@ -11,7 +11,7 @@ use tinykv_auth::Signed;
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_client::AdminClient;
 use tinykv_proto::tinykv::tiny_kv_client::TinyKvClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -24,6 +24,10 @@ use crate::batch::{self, Batcher};
 use crate::options::{ClientOptions, DOWN_FOR, TOPOLOGY_REFRESH};
 use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
+
+/// A connection to one node: a channel that sends the client's token (and,
+/// for admin calls, the cluster-secret proof).
+pub(crate) type Conn = Signed<Channel>;
 
 /// The error for a server answering an operation with another kind's result.
 fn mismatched(op: &str, got: &OpResult) -> ClientError {
@@ -90,7 +94,7 @@ fn random_index(n: usize) -> usize {
 /// Replaces the ring map if a fresh one can be fetched; keeps the old one
 /// (or none, so round-robin) otherwise.
 async fn refresh_routing(inner: &Inner) {
-    let channels: Vec<Channel> = inner.endpoints.iter().map(|e| e.channel.clone()).collect();
+    let channels: Vec<Conn> = inner.endpoints.iter().map(|e| e.channel.clone()).collect();
     if let Ok(routing) = fetch_routing(&channels, inner.opts.timeout, &inner.opts.sender_id).await {
         if let Ok(mut r) = inner.routing.write() {
             *r = Arc::new(routing);
@@ -101,33 +105,32 @@ async fn refresh_routing(inner: &Inner) {
 /// One node the client talks to.
 struct NodeEndpoint {
     addr: String,
-    channel: Channel,
+    channel: Conn,
     /// Reads and writes share one queue: measured, one batch call for both
     /// beats a queue each (fewer, larger calls; docs/benchmarks.md).
     batcher: Batcher,
 }
 
 /// Turns `host:port` (or a full `http://` URI) into a lazily connected channel.
-fn channel(addr: &str, opts: &ClientOptions) -> Result<Channel, ClientError> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
+fn channel(addr: &str, opts: &ClientOptions) -> Result<Conn, ClientError> {
     let invalid = |reason: String| ClientError::InvalidAddress {
         addr: addr.to_string(),
         reason,
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(e.to_string()))?;
+    let endpoint =
+        tinykv_auth::tls::endpoint(addr, opts.tls.as_ref()).map_err(|e| invalid(e.to_string()))?;
     if endpoint.uri().port_u16().is_none() {
         return Err(invalid("missing port (expected host:port)".into()));
     }
-    Ok(endpoint
+    let channel = endpoint
         .connect_timeout(opts.connect_timeout)
         .timeout(opts.timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .connect_lazy())
+        .connect_lazy();
+    Signed::new(channel, None)
+        .with_token(opts.token.as_deref())
+        .map_err(|e| ClientError::InvalidArgument(e.to_string()))
 }
 
 impl Client {
@@ -168,7 +171,7 @@ impl Client {
         })
     }
 
-    fn channels(&self) -> Vec<Channel> {
+    fn channels(&self) -> Vec<Conn> {
         self.inner
             .endpoints
             .iter()
@@ -259,16 +262,16 @@ impl Client {
     }
 
     /// The first endpoint: admin calls go there.
-    fn first(&self) -> Channel {
+    fn first(&self) -> Conn {
         self.inner.endpoints[0].channel.clone()
     }
 
-    fn kv(&self, ch: Channel) -> TinyKvClient<Channel> {
+    fn kv(&self, ch: Conn) -> TinyKvClient<Conn> {
         batch::kv(ch)
     }
 
-    fn admin(&self) -> AdminClient<Signed<Channel>> {
-        let channel = Signed::new(self.first(), self.inner.opts.admin_signer.clone());
+    fn admin(&self) -> AdminClient<Conn> {
+        let channel = self.first().signed_by(self.inner.opts.admin_signer.clone());
         AdminClient::new(channel).max_decoding_message_size(batch::MAX_MESSAGE)
     }
 

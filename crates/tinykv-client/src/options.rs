@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use tinykv_auth::tls::ClientTls;
 use tinykv_auth::Signer;
 
 use crate::RoutingPolicy;
@@ -27,6 +28,11 @@ pub struct ClientOptions {
     /// Signs admin calls with the cluster secret (a node with a secret
     /// refuses unsigned ones); none: admin calls go unsigned.
     pub admin_signer: Option<Signer>,
+    /// TLS: the CA that signs the nodes' certificates and, for
+    /// `--client-auth cert`, the client's own; none: plaintext.
+    pub tls: Option<ClientTls>,
+    /// A client token sent on every call (`--client-auth token`).
+    pub token: Option<String>,
 }
 
 /// How often a token-aware client refetches the ring map.
@@ -44,6 +50,8 @@ impl Default for ClientOptions {
             coalesce: true,
             routing: RoutingPolicy::Sticky,
             admin_signer: None,
+            tls: None,
+            token: None,
         }
     }
 }

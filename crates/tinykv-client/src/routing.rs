@@ -9,9 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::client::Conn;
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::TopologyResponse;
-use tonic::transport::Channel;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch;
@@ -134,7 +134,7 @@ impl std::str::FromStr for RoutingPolicy {
 /// Fetches the ring map: each endpoint's node id (by `Ping`), then the
 /// ring from the first endpoint that serves `Topology`.
 pub(crate) async fn fetch_routing(
-    channels: &[Channel],
+    channels: &[Conn],
     timeout: Duration,
     sender_id: &str,
 ) -> Result<Routing, ClientError> {

@@ -16,6 +16,17 @@ pub const DEFAULT_VNODES: u32 = 256;
 pub const MAX_KEY_BYTES: usize = crate::storage::MAX_KEY_BYTES;
 
 /// When writes reach stable storage.
+/// What the client plane (`tinykv.TinyKV`) demands of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClientAuth {
+    /// Nothing (legacy clients work unchanged).
+    None,
+    /// A bearer token from --client-token-file.
+    Token,
+    /// A client certificate signed by --tls-ca.
+    Cert,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SyncMode {
     /// fsync before acknowledging (group-committed across concurrent writes).
@@ -93,6 +104,32 @@ pub struct Config {
     /// is refused.
     #[arg(long, env = "TINYKV_INSECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub insecure: bool,
+    /// Accept node-to-node and admin calls that fail the cluster-secret or
+    /// certificate check (counting and logging them) while this node signs
+    /// its own: only for the rolling restart that turns a secret on in a
+    /// cluster that ran without one. Never leave it on.
+    #[arg(long, env = "TINYKV_AUTH_PERMISSIVE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub auth_permissive: bool,
+    /// This node's TLS certificate (PEM chain): both planes then serve
+    /// TLS, and calls to peers present it. Its first DNS name must be the
+    /// node's id. Needs --tls-key and --tls-ca; re-read on SIGHUP.
+    #[arg(long, env = "TINYKV_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "TINYKV_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) that signs every node's and client's certificate.
+    #[arg(long, env = "TINYKV_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// What the client plane demands: `none`; `token` (an `authorization:
+    /// Bearer` token from --client-token-file); `cert` (a client
+    /// certificate signed by --tls-ca).
+    #[arg(long, env = "TINYKV_CLIENT_AUTH", value_enum, default_value_t = ClientAuth::None)]
+    pub client_auth: ClientAuth,
+    /// Tokens accepted with `--client-auth token`, one a line; re-read on
+    /// SIGHUP. Create one with `tinykv_client secret`.
+    #[arg(long, env = "TINYKV_CLIENT_TOKEN_FILE")]
+    pub client_token_file: Option<PathBuf>,
     /// Static members, `ID=HOST:PORT,...`; may include this node.
     #[arg(long, env = "TINYKV_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
@@ -307,6 +344,7 @@ impl Config {
         if let Some(name) = &self.cluster_name {
             crate::cluster_name::validate(name).map_err(NodeError::Config)?;
         }
+        self.validate_security()?;
         self.peer_specs()?;
         let id = self.resolved_node_id()?;
         if !crate::membership::valid_id(&id) {
@@ -315,6 +353,39 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<tinykv_auth::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(tinykv_auth::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    fn validate_security(&self) -> Result<(), NodeError> {
+        let given = [&self.tls_cert, &self.tls_key, &self.tls_ca]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if given != 0 && given != 3 {
+            return Err(NodeError::Config(
+                "TLS needs all of --tls-cert, --tls-key and --tls-ca (create them with `tinykv_client certs`)".into(),
+            ));
+        }
+        match self.client_auth {
+            ClientAuth::Token if self.client_token_file.is_none() => Err(NodeError::Config(
+                "--client-auth token needs --client-token-file (create a token with `tinykv_client secret`)".into(),
+            )),
+            ClientAuth::Cert if given == 0 => Err(NodeError::Config(
+                "--client-auth cert needs TLS (--tls-cert, --tls-key, --tls-ca)".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The storage engines' memory settings from the flags.

@@ -9,6 +9,7 @@ pub mod cluster_name;
 pub mod config;
 pub mod coordinator;
 pub mod detector;
+pub mod dialer;
 pub mod directory;
 pub mod error;
 pub mod faults;

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
 use crate::clock::Clock;
 use crate::detector::{Detector, Health};
+use crate::dialer::Dialer;
 use crate::gossip::Gossip;
 use crate::membership::{MemberState, Membership};
 use crate::metrics::Metrics;
@@ -109,6 +110,8 @@ pub struct LifecycleParts {
     /// Signs this node's admin calls to other nodes (a forwarded
     /// decommission, removenode's repair requests) with the cluster secret.
     pub signer: Option<Signer>,
+    /// Plaintext or TLS, for those admin calls.
+    pub dialer: Arc<Dialer>,
 }
 
 /// This node's joins and leaves, and removals of dead nodes.
@@ -167,7 +170,10 @@ impl Lifecycle {
             .membership
             .address_of(id)
             .ok_or_else(|| LifecycleError::UnknownNode(id.to_string()))?;
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let ch = self
+            .parts
+            .dialer
+            .endpoint(&addr)
             .map_err(|e| LifecycleError::BadAddress(format!("{addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(10))

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::antientropy::AntiEntropy;
 use crate::clock::Clock;
 use crate::coordinator::Coordinator;
+use crate::dialer::Dialer;
 use crate::directory::Directory;
 use crate::gossip::Gossip;
 use crate::hints::Hints;
@@ -45,4 +46,6 @@ pub struct Node {
     pub status: Arc<NodeStatus>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// How it dials other nodes (its TLS client settings, re-read on SIGHUP).
+    pub dialer: Arc<Dialer>,
 }

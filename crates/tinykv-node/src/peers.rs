@@ -14,7 +14,7 @@
 //! version, mid rolling upgrade) gets `WriteBatch` and `ReadBatch` calls.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,11 +24,12 @@ use tinykv_proto::ordered::{StreamCall, StreamLink};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use tinykv_auth::{Signed, Signer};
 
 use crate::cluster_name::Stamp;
+use crate::dialer::Dialer;
 use crate::error::ReplicaError;
 use crate::version::{keyed, Record};
 
@@ -67,6 +68,8 @@ enum Item {
 struct Peer {
     client: PeerConn,
     queue: mpsc::UnboundedSender<Item>,
+    /// The dialer's generation it was made with: an older one reconnects.
+    generation: u64,
 }
 
 /// The pool of peer channels and their batching queues.
@@ -77,6 +80,8 @@ pub struct Peers {
     stamp: Stamp,
     /// Signs every call with the cluster secret, when there is one.
     signer: Option<Signer>,
+    /// Plaintext or TLS.
+    dialer: Arc<Dialer>,
 }
 
 impl Peers {
@@ -90,7 +95,14 @@ impl Peers {
             max_message,
             stamp: Stamp::new(cluster),
             signer: None,
+            dialer: Dialer::new(None),
         }
+    }
+
+    /// The same pool, dialling with `dialer` (TLS when it says so).
+    pub fn with_dialer(mut self, dialer: Arc<Dialer>) -> Self {
+        self.dialer = dialer;
+        self
     }
 
     /// The same pool, signing every call with `signer` (the cluster
@@ -101,13 +113,16 @@ impl Peers {
     }
 
     fn peer(&self, addr: &str) -> Result<Peer, ReplicaError> {
+        let generation = self.dialer.generation();
         if let Ok(map) = self.channels.read() {
-            if let Some(p) = map.get(addr) {
+            if let Some(p) = map.get(addr).filter(|p| p.generation == generation) {
                 return Ok(p.clone());
             }
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ReplicaError::Unreachable(format!("invalid peer address {addr:?}: {e}")))?
+        let endpoint = self
+            .dialer
+            .endpoint(addr)
+            .map_err(|e| ReplicaError::Unreachable(format!("peer {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -121,7 +136,7 @@ impl Peers {
             .channels
             .write()
             .map_err(|_| ReplicaError::ShuttingDown)?;
-        if let Some(p) = map.get(addr) {
+        if let Some(p) = map.get(addr).filter(|p| p.generation == generation) {
             return Ok(p.clone());
         }
         let (tx, rx) = mpsc::unbounded_channel();
@@ -131,7 +146,11 @@ impl Peers {
             rx,
             self.max_message,
         ));
-        let peer = Peer { client, queue: tx };
+        let peer = Peer {
+            client,
+            queue: tx,
+            generation,
+        };
         map.insert(addr.to_string(), peer.clone());
         Ok(peer)
     }

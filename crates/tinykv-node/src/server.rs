@@ -5,11 +5,8 @@
 //! accepting requests, lets in-flight ones finish, stops the background
 //! loops and flushes storage.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tinykv_auth::{Keyring, Secrets};
 use tinykv_proto::internal::peer_server::PeerServer;
 use tinykv_proto::tinykv::admin_server::AdminServer;
 use tinykv_proto::tinykv::tiny_kv_server::TinyKvServer;
@@ -17,19 +14,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
 mod build;
+pub mod incoming;
+mod security;
 
 pub use build::build;
 use build::sync_description;
+use incoming::incoming;
+use security::Security;
 
 use crate::background::every;
 use crate::config::Config;
 use crate::error::NodeError;
-use crate::guard::Guard;
 use crate::node::Node;
 use crate::service::admin::AdminService;
 use crate::service::client::{ClientParts, ClientService};
@@ -124,7 +123,6 @@ pub async fn run(
     // that long before serving means it never stamps below them after a
     // restart.
     let restarted = std::fs::read_dir(&config.data_dir).is_ok_and(|mut d| d.next().is_some());
-    let mode = build::guard_mode(&config, local, keys.as_ref())?;
     let metrics_listener =
         match config.metrics_listen.as_str() {
             "" | "off" => None,
@@ -133,8 +131,8 @@ pub async fn run(
             })?),
         };
     let node = build(&config, local, keys.as_ref(), shutdown.clone())?;
-    tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), guard = mode.name(), "node starting");
-    let guard = Guard::new(mode, node.metrics.auth_refused.clone());
+    let security = Security::new(&config, local, keys.as_ref(), &node.metrics)?;
+    tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), guard = %security.describe(&config), "node starting");
     if restarted {
         let wait = config.max_clock_offset.saturating_mul(2);
         tracing::info!(
@@ -151,9 +149,7 @@ pub async fn run(
         .await;
 
     let mut loops = spawn_loops(&node, &config, &shutdown);
-    if let (Some(keys), Some(path)) = (keys, config.cluster_secret_file.clone()) {
-        loops.push(tokio::spawn(reload_on_sighup(keys, path, shutdown.clone())));
-    }
+    loops.push(security.spawn_reload(node.dialer.clone(), shutdown.clone()));
     loops.push(crate::health::watch_storage(
         node.store.clone(),
         health.clone(),
@@ -169,7 +165,7 @@ pub async fn run(
         })
     });
 
-    let result = serve_grpc(&node, &config, listener, health, &guard, &shutdown).await;
+    let result = serve_grpc(&node, &config, listener, health, &security, &shutdown).await;
 
     shutdown.cancel();
     for l in loops {
@@ -190,23 +186,25 @@ async fn serve_grpc(
     config: &Config,
     listener: TcpListener,
     health: HealthReporter,
-    guard: &Arc<Guard>,
+    security: &Security,
     shutdown: &CancellationToken,
 ) -> Result<(), NodeError> {
+    let guard = &security.guard;
     let max = config.message_limit();
     let peer_max = config.peer_message_limit();
     let (client, admin, peer) = services(node, config, shutdown);
     let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
     let token = shutdown.clone();
     let health_on_stop = health.clone();
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(health_service)
-        .add_service(
-            TinyKvServer::new(client)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
+    let client = TinyKvServer::new(client)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let router = tonic::transport::Server::builder().add_service(health_service);
+    let router = match &security.client {
+        Some(check) => router.add_service(check.wrap(client)),
+        None => router.add_service(client),
+    };
+    router
         .add_service(
             guard.wrap(
                 AdminServer::new(admin)
@@ -222,11 +220,8 @@ async fn serve_grpc(
                 crate::cluster_name::Check::new(config.cluster_name.as_deref()),
             )),
         )
-        // The builder's `tcp_nodelay` applies only to listeners tonic binds
-        // itself: set it on the accepted sockets here, or Nagle's algorithm
-        // holds small responses back until the peer's delayed ACK (~40 ms).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            incoming(listener, security.tls.clone(), shutdown.clone()),
             async move {
                 token.cancelled().await;
                 health_on_stop
@@ -237,36 +232,4 @@ async fn serve_grpc(
         )
         .await
         .map_err(|e| NodeError::Transport(e.to_string()))
-}
-
-/// Re-reads the cluster secret file on every SIGHUP, so a secret can be
-/// rotated without a restart; a file that cannot be used is logged and the
-/// secrets in use are kept.
-async fn reload_on_sighup(keys: Keyring, path: PathBuf, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(error) => {
-            tracing::warn!(%error, "no SIGHUP handler: the cluster secret is read only at start");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            got = hup.recv() => {
-                if got.is_none() {
-                    return;
-                }
-                match Secrets::load(&path) {
-                    Ok(secrets) => {
-                        let count = secrets.all().len();
-                        keys.replace(secrets);
-                        tracing::info!(path = %path.display(), secrets = count, "cluster secrets re-read");
-                    }
-                    Err(error) => tracing::error!(%error, "cluster secret file not re-read; the secrets in use are kept"),
-                }
-            }
-        }
-    }
 }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use tinykv_client::auth::{generate_secret, Secrets, Signer};
+use tinykv_client::auth::tls::ClientTls;
+use tinykv_client::auth::{generate_secret, write_bundle, Bundle, Secrets, Signer};
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,20 @@ struct Cli {
     /// repair, decommission, removenode) prove it to nodes that have one.
     #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<std::path::PathBuf>,
+    /// TLS: the CA that signs the nodes' certificates (the nodes then are
+    /// dialled over TLS).
+    #[arg(long, global = true, env = "TINYKV_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// TLS: this client's certificate, for nodes that ask for one.
+    #[arg(long, global = true, env = "TINYKV_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the key of --tls-cert.
+    #[arg(long, global = true, env = "TINYKV_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// A file whose first line is a client token (nodes with
+    /// `--client-auth token`).
+    #[arg(long, global = true, env = "TINYKV_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Consistency level: one, two, quorum, all (default: the cluster's default).
     #[arg(long, global = true, env = "TINYKV_CONSISTENCY")]
     consistency: Option<Consistency>,
@@ -92,6 +107,21 @@ enum Command {
     /// Print a new random cluster secret (`tinykv_client secret >
     /// cluster.secret`); the address is ignored and may be `-`.
     Secret,
+    /// Create a CA (or reuse the one in --out) and certificates for nodes
+    /// and clients: `tinykv_client - certs --out certs --node
+    /// node1=tinykv-node1,localhost,127.0.0.1 --client app`.
+    Certs {
+        /// Directory for ca.pem, ca.key, NAME.pem and NAME.key.
+        #[arg(long, default_value = "certs")]
+        out: std::path::PathBuf,
+        /// A node: `ID[=HOST,HOST,...]` (its id first in the certificate,
+        /// then the host names and addresses it is reached at).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// A client certificate's name.
+        #[arg(long = "client")]
+        clients: Vec<String>,
+    },
 }
 
 /// A failure with its exit code.
@@ -140,10 +170,74 @@ fn admin_signer(path: Option<&std::path::Path>) -> Result<Option<Signer>, Failur
     .transpose()
 }
 
+/// The TLS settings from `--tls-ca`, `--tls-cert` and `--tls-key`.
+fn client_tls(cli: &Cli) -> Result<Option<ClientTls>, Failure> {
+    let Some(ca) = &cli.tls_ca else {
+        if cli.tls_cert.is_some() {
+            return Err(Failure(
+                2,
+                "--tls-cert needs --tls-ca (the CA of the nodes' certificates)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let identity = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+    ClientTls::load(ca, identity)
+        .map(Some)
+        .map_err(|e| Failure(2, e.to_string()))
+}
+
+/// The first token of `--token-file`.
+fn token(path: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    path.map(|p| {
+        Secrets::load(p)
+            .map(|s| String::from_utf8_lossy(s.signing()).into_owned())
+            .map_err(|e| Failure(2, e.to_string().replace("cluster secret", "token")))
+    })
+    .transpose()
+}
+
+/// `certs`: writes a CA and the certificates asked for.
+fn certs(out: &std::path::Path, nodes: &[String], clients: &[String]) -> Result<(), Failure> {
+    if nodes.is_empty() && clients.is_empty() {
+        return Err(Failure(
+            2,
+            "certs: name at least one --node ID[=HOST,...] or --client NAME".into(),
+        ));
+    }
+    let nodes = nodes
+        .iter()
+        .map(|spec| {
+            let (id, hosts) = spec.split_once('=').unwrap_or((spec, ""));
+            std::iter::once(id)
+                .chain(hosts.split(',').filter(|h| !h.is_empty()))
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let bundle = Bundle {
+        nodes,
+        clients: clients.to_vec(),
+    };
+    let written = write_bundle(out, &bundle).map_err(|e| Failure(4, e.to_string()))?;
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
-    if let Command::Secret = cli.command {
-        println!("{}", generate_secret());
-        return Ok(());
+    match &cli.command {
+        Command::Secret => {
+            println!("{}", generate_secret());
+            return Ok(());
+        }
+        Command::Certs {
+            out,
+            nodes,
+            clients,
+        } => return certs(out, nodes, clients),
+        _ => {}
     }
     // One operation per process: plain RPCs, as the original client sent.
     let opts = ClientOptions {
@@ -151,6 +245,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         coalesce: false,
         routing: RoutingPolicy::RoundRobin,
         admin_signer: admin_signer(cli.cluster_secret_file.as_deref())?,
+        tls: client_tls(&cli)?,
+        token: token(cli.token_file.as_deref())?,
         ..ClientOptions::default()
     };
     let addr = cli
@@ -217,7 +313,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("{} ({} keys re-replicated)", r.message, r.keys_rereplicated);
         }
         // Printed above, before connecting to anything.
-        Command::Secret => {}
+        Command::Secret | Command::Certs { .. } => {}
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tinykv_auth::tls::ClientTls;
 use tinykv_auth::{Keyring, Secrets, Signer, Verifier};
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Config, StorageEngine, SyncMode};
 use crate::coordinator::{self, Coordinator};
 use crate::detector::Detector;
+use crate::dialer::Dialer;
 use crate::directory::Directory;
 use crate::error::NodeError;
 use crate::faults::Faults;
@@ -124,6 +126,9 @@ pub fn guard_mode(
     if let Some(keys) = keys {
         return Ok(Mode::Secret(Verifier::with_keyring(keys.clone())));
     }
+    if config.tls_files().is_some() {
+        return Ok(Mode::Certificate);
+    }
     if config.insecure {
         return Ok(Mode::Open);
     }
@@ -131,7 +136,7 @@ pub fn guard_mode(
         return Ok(Mode::Loopback);
     }
     Err(NodeError::Config(format!(
-        "listening on {local} with no cluster secret would let anyone who reaches this port call the node-to-node and admin services: create a secret with `tinykv_client secret > cluster.secret`, give every node (and the CLI) --cluster-secret-file cluster.secret, or pass --insecure to accept that risk"
+        "listening on {local} with no cluster secret would let anyone who reaches this port call the node-to-node and admin services: create a secret with `tinykv_client secret > cluster.secret`, give every node (and the CLI) --cluster-secret-file cluster.secret (or TLS certificates: `tinykv_client certs`), or pass --insecure to accept that risk"
     )))
 }
 
@@ -157,6 +162,8 @@ struct Core {
     metrics: Arc<Metrics>,
     /// Signs this node's calls to others with the cluster secret, if any.
     signer: Option<Signer>,
+    /// Dials other nodes (TLS when configured).
+    dialer: Arc<Dialer>,
 }
 
 impl Core {
@@ -182,13 +189,21 @@ impl Core {
             config.heartbeat_interval,
         ));
         let signer = keys.map(|k| Signer::with_keyring(&id, k.clone()));
+        let tls = match config.tls_files() {
+            Some(files) => {
+                Some(ClientTls::for_node(&files).map_err(|e| NodeError::Config(e.to_string()))?)
+            }
+            None => None,
+        };
+        let dialer = Dialer::new(tls);
         let peers = Arc::new(
             Peers::new(
                 &id,
                 config.cluster_name.as_deref(),
                 config.peer_message_limit(),
             )
-            .with_signer(signer.clone()),
+            .with_signer(signer.clone())
+            .with_dialer(dialer.clone()),
         );
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
         let transfer = Transfer::new(&id, directory.clone(), config.message_limit());
@@ -203,6 +218,7 @@ impl Core {
             transfer,
             metrics,
             signer,
+            dialer,
         })
     }
 
@@ -296,6 +312,7 @@ impl Core {
                 metrics: self.metrics.clone(),
                 shutdown,
                 signer: self.signer.clone(),
+                dialer: self.dialer.clone(),
             },
         ))
     }
@@ -346,5 +363,6 @@ pub fn build(
         lifecycle,
         status,
         metrics: core.metrics,
+        dialer: core.dialer,
     })
 }
