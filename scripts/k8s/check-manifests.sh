@@ -39,8 +39,10 @@ mkdir -p "$work/rendered"
 "$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system --include-crds \
   > "$work/rendered/operator.yaml"
 "$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system \
-  --set watchNamespace=tinykv --set leaderElection.enabled=false --set replicaCount=1 \
+  --set 'watchNamespaces={tinykv,apps}' --set leaderElection.enabled=false --set replicaCount=1 \
   --set metrics.service.enabled=false > "$work/rendered/operator-scoped.yaml"
+"$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system \
+  --set rbac.clusterWide=true > "$work/rendered/operator-cluster-wide.yaml"
 "$BIN/helm" template demo charts/tinykv-cluster --namespace tinykv > "$work/rendered/cluster.yaml"
 "$BIN/helm" template big charts/tinykv-cluster --namespace tinykv \
   --set replicas=7 --set replicationFactor=5 --set vnodes=128 --set storage.ephemeral=true \

@@ -12,33 +12,44 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use tinykv_auth::{generate_secret, Secrets, Signer};
+use tinykv_auth::Signer;
 use tracing::{info, warn};
 
 use crate::builders::{
-    self, build_client_service, build_cluster_secret, build_headless_service, build_network_policy,
-    build_pdb, build_statefulset, cluster_secret_ref, network_policy_name, operator_creates_secret,
-    pod_name, FIELD_MANAGER, OPERATOR_CALLER, TEMPLATE_HASH_ANNOTATION,
+    self, build_client_service, build_headless_service, build_network_policy, build_pdb,
+    build_statefulset, cluster_secret_ref, pod_name, FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
 use crate::node_admin::{NodeAdmin, NodeStatus};
 use crate::plan::{plan, ObservedStatefulSet, PlanInput, REASON_BELOW_RF};
+use crate::scope::WatchScope;
 use crate::status::{compute_status, condition, CONDITION_DEGRADED};
 use crate::{Error, Result};
+
+mod cleanup;
+mod secret;
+
+use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
+use secret::ensure_cluster_secret;
+pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
+
+/// Event reason when a scaled-away node's claim is kept because it does
+/// not carry the cluster's labels.
+pub const REASON_CLAIM_KEPT: &str = "DataVolumeKept";
 
 /// Maps (namespace, cluster, pod, port) to the address the operator dials.
 pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
@@ -139,99 +150,6 @@ where
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(obj)).await?;
     Ok(())
-}
-
-/// `spec.networkPolicy` is disabled: delete the cluster's NetworkPolicy if
-/// this cluster controls it (one the operator made while it was enabled).
-/// A same-named policy of anyone else is left alone, and the delete is
-/// conditional on the uid read, so a policy recreated meanwhile survives.
-/// Costs one GET per pass while disabled.
-async fn remove_network_policy(cluster: &TinyKVCluster, api: &Api<NetworkPolicy>) -> Result<()> {
-    let name = network_policy_name(&cluster.name_any());
-    let Some(found) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    let ours = cluster.metadata.uid.as_ref().is_some_and(|uid| {
-        found
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && &o.uid == uid)
-    });
-    if !ours {
-        return Ok(());
-    }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: found.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => info!(networkpolicy = %name, "deleted the disabled NetworkPolicy"),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(())
-}
-
-/// Event reason when the operator created a cluster's Secret.
-pub const REASON_SECRET_CREATED: &str = "ClusterSecretCreated";
-/// Event reason when the cluster's Secret is missing or unusable.
-pub const REASON_SECRET_UNUSABLE: &str = "ClusterSecretUnusable";
-
-/// The cluster's Secret: the one `spec.security.clusterSecretRef` names,
-/// else the operator's own, created here (with a fresh random secret) when
-/// it does not exist yet. An existing Secret is never written, so a
-/// rotation the user made in it stays. Returns it and whether it was just
-/// created.
-async fn ensure_cluster_secret(
-    cluster: &TinyKVCluster,
-    ctx: &Context,
-    ns: &str,
-) -> Result<(Secret, bool)> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let wanted = cluster_secret_ref(cluster);
-    if let Some(found) = api.get_opt(&wanted.name).await? {
-        return Ok((found, false));
-    }
-    if !operator_creates_secret(cluster) {
-        return Err(Error::ClusterSecret(format!(
-            "Secret {ns}/{} named by spec.security.clusterSecretRef does not exist",
-            wanted.name
-        )));
-    }
-    let fresh = build_cluster_secret(cluster, &generate_secret())?;
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    match api.create(&params, &fresh).await {
-        Ok(created) => Ok((created, true)),
-        // Someone created it between the read and the create: theirs wins.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok((api.get(&wanted.name).await?, false)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The signer of the operator's admin calls to the nodes of `cluster`:
-/// the secrets of its Secret, the first one signing (as on the nodes).
-pub fn signer_from_secret(cluster: &TinyKVCluster, ns: &str, secret: &Secret) -> Result<Signer> {
-    let wanted = cluster_secret_ref(cluster);
-    let unusable = |why: String| {
-        Error::ClusterSecret(format!(
-            "Secret {ns}/{} key {:?}: {why}",
-            wanted.name, wanted.key
-        ))
-    };
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&wanted.key))
-        .ok_or_else(|| unusable("no such key".into()))?;
-    let text = std::str::from_utf8(&bytes.0).map_err(|_| unusable("not UTF-8 text".into()))?;
-    let secrets = Secrets::parse(text).map_err(unusable)?;
-    Ok(Signer::new(OPERATOR_CALLER, secrets))
 }
 
 /// Ask nodes for their view: the node an operation is about first (the
@@ -442,11 +360,17 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
     if let Some(ordinal) = step.delete_pvc {
         let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        let pvc = builders::pvc_name(&name, ordinal);
-        match pvc_api.delete(&pvc, &DeleteParams::background()).await {
-            Ok(_) => info!(%pvc, "deleted data volume claim"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if delete_data_claim(&cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
+            let pvc = builders::pvc_name(&name, ordinal);
+            publish(
+                &ctx,
+                &oref,
+                true,
+                REASON_CLAIM_KEPT,
+                "ScaleDown",
+                format!("kept PersistentVolumeClaim {pvc}: it lacks this cluster's labels"),
+            )
+            .await?;
         }
     }
     for ev in &step.events {
@@ -532,8 +456,29 @@ pub fn error_policy(cluster: Arc<TinyKVCluster>, error: &Error, ctx: Arc<Context
 }
 
 /// Run the controller until `shutdown` resolves. Watches TinyKVClusters and
-/// the objects they own; `namespace` limits it to one namespace.
+/// the objects they own, in every namespace or, for a list, one controller
+/// per namespace (each watch stays inside what a namespaced Role allows).
 pub async fn run(
+    ctx: Arc<Context>,
+    scope: WatchScope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    match scope.namespaces() {
+        None => run_one(ctx, None, shutdown).await,
+        Some(namespaces) => {
+            futures::future::join_all(
+                namespaces
+                    .iter()
+                    .map(|ns| run_one(ctx.clone(), Some(ns.clone()), shutdown.clone())),
+            )
+            .await;
+        }
+    }
+}
+
+/// One controller, over `namespace` (`None`: every namespace).
+async fn run_one(
     ctx: Arc<Context>,
     namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,

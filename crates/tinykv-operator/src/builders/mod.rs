@@ -12,6 +12,7 @@ mod statefulset;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
@@ -51,6 +52,16 @@ pub fn pod_name(cluster: &str, ordinal: i32) -> String {
 /// Name of a node's data PVC (`<template>-<statefulset>-<ordinal>`).
 pub fn pvc_name(cluster: &str, ordinal: i32) -> String {
     format!("{DATA_VOLUME}-{cluster}-{ordinal}")
+}
+
+/// Whether `pvc` is a data claim of `cluster`: it carries every one of the
+/// cluster's selector labels, which the StatefulSet's volumeClaimTemplate
+/// puts on each claim it makes. The operator deletes no claim without them.
+pub fn claim_belongs_to(cluster: &str, pvc: &PersistentVolumeClaim) -> bool {
+    let labels = pvc.labels();
+    selector_labels(cluster)
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// Stable DNS name of a node's pod through the headless Service, with the gRPC port.
@@ -188,6 +199,57 @@ mod tests {
             selector_string("demo"),
             "app.kubernetes.io/instance=demo,app.kubernetes.io/name=tinykv"
         );
+    }
+
+    #[test]
+    fn only_claims_with_the_cluster_labels_belong_to_it() {
+        let claim = |labels: &[(&str, &str)]| PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data-demo-4".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..PersistentVolumeClaim::default()
+        };
+        let ours = [
+            ("app.kubernetes.io/name", "tinykv"),
+            ("app.kubernetes.io/instance", "demo"),
+            ("extra", "kept"),
+        ];
+        assert!(claim_belongs_to("demo", &claim(&ours)));
+        assert!(!claim_belongs_to("other", &claim(&ours)));
+        assert!(!claim_belongs_to(
+            "demo",
+            &claim(&[("app.kubernetes.io/instance", "demo")])
+        ));
+        assert!(!claim_belongs_to(
+            "demo",
+            &claim(&[
+                ("app.kubernetes.io/name", "something-else"),
+                ("app.kubernetes.io/instance", "demo")
+            ])
+        ));
+        assert!(!claim_belongs_to("demo", &PersistentVolumeClaim::default()));
+        // The claims the StatefulSet makes carry exactly these labels.
+        let c = test_support::cluster(TinyKVClusterSpec::default());
+        let sts = build_statefulset(&c, 3, 0).expect("sts");
+        let template = &sts
+            .spec
+            .expect("spec")
+            .volume_claim_templates
+            .expect("claims")[0];
+        assert!(claim_belongs_to(
+            "demo",
+            &PersistentVolumeClaim {
+                metadata: template.metadata.clone(),
+                ..PersistentVolumeClaim::default()
+            }
+        ));
     }
 
     #[test]
