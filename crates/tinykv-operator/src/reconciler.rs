@@ -1,8 +1,10 @@
 //! The TinyKVCluster controller.
 //!
 //! One pass: read the cluster secret (creating the cluster's own Secret
-//! the first time), read the StatefulSet, ask the nodes for their view of
-//! the ring, [`plan`](crate::plan::plan) the step, server-side apply every
+//! the first time), read the StatefulSet (and from it whether its pods are
+//! being moved onto the secret: [`crate::builders::auth_mode`]), ask the
+//! nodes for their view of the ring, [`plan`](crate::plan::plan) the step,
+//! server-side apply every
 //! child object with one field manager (deleting the NetworkPolicy it made
 //! once `spec.networkPolicy` is disabled), run the node-side step
 //! (decommission, signed with the cluster secret) or delete a PVC, publish
@@ -12,7 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -20,36 +21,67 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use tinykv_auth::Signer;
 use tracing::{info, warn};
 
 use crate::builders::{
-    self, build_client_service, build_headless_service, build_network_policy, build_pdb,
-    build_statefulset, cluster_secret_ref, pod_name, FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
+    self, auth_mode, auth_transition, build_client_service, build_headless_service,
+    build_network_policy, build_pdb, build_statefulset_with_auth, cluster_secret_ref, pod_name,
+    AuthTransition, FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
 use crate::node_admin::{NodeAdmin, NodeStatus};
-use crate::plan::{plan, ObservedStatefulSet, PlanInput, REASON_BELOW_RF};
-use crate::scope::WatchScope;
+use crate::plan::{plan, ObservedStatefulSet, PlanInput, PlannedEvent, REASON_BELOW_RF};
 use crate::status::{compute_status, condition, CONDITION_DEGRADED};
 use crate::{Error, Result};
 
 mod cleanup;
+mod controller;
 mod secret;
 
 use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
+pub use controller::run;
 use secret::ensure_cluster_secret;
 pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
 
 /// Event reason when a scaled-away node's claim is kept because it does
 /// not carry the cluster's labels.
 pub const REASON_CLAIM_KEPT: &str = "DataVolumeKept";
+
+/// Event reason when pods without a cluster secret start rolling onto one
+/// with `TINYKV_AUTH_PERMISSIVE=true`.
+pub const REASON_AUTH_PERMISSIVE: &str = "AuthUpgradePermissive";
+/// Event reason when that rollout finished and the one dropping the
+/// permissive mode starts.
+pub const REASON_AUTH_ENFORCING: &str = "AuthUpgradeEnforcing";
+
+/// The event announcing an authentication transition.
+fn auth_event(t: AuthTransition) -> PlannedEvent {
+    let (reason, note) = match t {
+        AuthTransition::Started => (
+            REASON_AUTH_PERMISSIVE,
+            "pods ran without a cluster secret: rolling the secret out with \
+             TINYKV_AUTH_PERMISSIVE=true (unsigned calls of the old pods accepted), \
+             then again without it",
+        ),
+        AuthTransition::Enforcing => (
+            REASON_AUTH_ENFORCING,
+            "every pod holds the cluster secret: rolling out without \
+             TINYKV_AUTH_PERMISSIVE (unsigned calls refused from now on)",
+        ),
+    };
+    PlannedEvent {
+        warning: false,
+        reason,
+        action: "Upgrade",
+        note: note.to_string(),
+    }
+}
 
 /// Maps (namespace, cluster, pod, port) to the address the operator dials.
 pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
@@ -298,13 +330,19 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = sts_api.get_opt(&name).await?;
     let observed = existing.as_ref().map(observe);
+    let status = cluster.status.clone().unwrap_or_default();
+    // Pods that ran without a secret are moved onto one in two rollouts.
+    let auth = auth_mode(
+        &cluster,
+        existing.as_ref(),
+        status.rolled_out_template_hash.as_deref(),
+    );
     // The template hash does not depend on replicas or partition.
-    let template_hash = build_statefulset(&cluster, 1, 0)?
+    let template_hash = build_statefulset_with_auth(&cluster, 1, 0, auth)?
         .metadata
         .annotations
         .and_then(|mut a| a.remove(TEMPLATE_HASH_ANNOTATION))
         .ok_or(Error::MissingObjectKey("template hash"))?;
-    let status = cluster.status.clone().unwrap_or_default();
     let view = match &observed {
         Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &signer).await,
         None => None,
@@ -312,7 +350,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     let already_refused = condition(&status, CONDITION_DEGRADED)
         .is_some_and(|c| c.status == "True" && c.reason == REASON_BELOW_RF);
 
-    let step = plan(&PlanInput {
+    let mut step = plan(&PlanInput {
         cluster: &name,
         desired_replicas: cluster.spec.replicas,
         replication_factor: cluster.spec.replication_factor,
@@ -325,6 +363,10 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         statefulset: observed.as_ref(),
         view: view.as_ref(),
     });
+
+    if let Some(t) = auth_transition(&cluster, existing.as_ref(), auth) {
+        step.events.insert(0, auth_event(t));
+    }
 
     // Built before any write: an invalid spec.networkPolicy changes nothing.
     let network_policy = build_network_policy(&cluster)?;
@@ -341,7 +383,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
     apply(
         &sts_api,
-        &build_statefulset(&cluster, step.replicas, step.partition)?,
+        &build_statefulset_with_auth(&cluster, step.replicas, step.partition, auth)?,
     )
     .await?;
 
@@ -453,69 +495,6 @@ pub fn error_policy(cluster: Arc<TinyKVCluster>, error: &Error, ctx: Arc<Context
     let delay = backoff(n);
     warn!(cluster = %object_key(&cluster), %error, failures = n, ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-/// Run the controller until `shutdown` resolves. Watches TinyKVClusters and
-/// the objects they own, in every namespace or, for a list, one controller
-/// per namespace (each watch stays inside what a namespaced Role allows).
-pub async fn run(
-    ctx: Arc<Context>,
-    scope: WatchScope,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let shutdown = shutdown.shared();
-    match scope.namespaces() {
-        None => run_one(ctx, None, shutdown).await,
-        Some(namespaces) => {
-            futures::future::join_all(
-                namespaces
-                    .iter()
-                    .map(|ns| run_one(ctx.clone(), Some(ns.clone()), shutdown.clone())),
-            )
-            .await;
-        }
-    }
-}
-
-/// One controller, over `namespace` (`None`: every namespace).
-async fn run_one(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let selector =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    Controller::new(
-        api::<TinyKVCluster>(&client, &namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<StatefulSet>(&client, &namespace), selector.clone())
-    .owns(api::<Service>(&client, &namespace), selector.clone())
-    .owns(
-        api::<PodDisruptionBudget>(&client, &namespace),
-        selector.clone(),
-    )
-    .owns(api::<NetworkPolicy>(&client, &namespace), selector)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use super::*;
+use crate::builders::build_statefulset;
 use crate::builders::test_support::cluster;
 use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
 use crate::fixtures::{
@@ -905,3 +906,6 @@ async fn an_absent_or_terminating_claim_is_not_deleted_again() {
         verifier.done().await;
     }
 }
+
+#[path = "reconciler_auth_tests.rs"]
+mod auth;
