@@ -259,13 +259,22 @@ metadata:
   name: $name
   labels: {app.kubernetes.io/name: tinykv-cli}
 spec:
-  securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
+  # Pod Security "restricted", like manifests/examples/cli-pod.yaml.
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+    runAsGroup: 10001
+    seccompProfile: {type: RuntimeDefault}
   terminationGracePeriodSeconds: 1
   containers:
     - name: cli
       image: $image
       imagePullPolicy: IfNotPresent
       command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 3600 & wait \$!; done"]
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities: {drop: ["ALL"]}
 YAML
   kubectl -n "$ns" wait --for=condition=Ready "pod/$name" --timeout=180s
 }

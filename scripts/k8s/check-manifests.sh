@@ -6,7 +6,9 @@
 #      and rendered manifest;
 #   4. the example and chart-rendered TinyKVClusters against the CRD's own schema;
 #   5. every object the operator builds for those clusters (`render` binary),
-#      through the same kubernetes-validate --strict as 3.
+#      through the same kubernetes-validate --strict as 3;
+#   6. every pod template of all of these against Pod Security Standards
+#      "restricted" (scripts/k8s/check_pss.py).
 # Installs its tools into ./.tools first (scripts/k8s/install-tools.sh).
 set -euo pipefail
 
@@ -39,8 +41,10 @@ mkdir -p "$work/rendered"
 "$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system --include-crds \
   > "$work/rendered/operator.yaml"
 "$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system \
-  --set watchNamespace=tinykv --set leaderElection.enabled=false --set replicaCount=1 \
+  --set 'watchNamespaces={tinykv,apps}' --set leaderElection.enabled=false --set replicaCount=1 \
   --set metrics.service.enabled=false > "$work/rendered/operator-scoped.yaml"
+"$BIN/helm" template tinykv-operator charts/tinykv-operator --namespace tinykv-system \
+  --set rbac.clusterWide=true > "$work/rendered/operator-cluster-wide.yaml"
 "$BIN/helm" template demo charts/tinykv-cluster --namespace tinykv > "$work/rendered/cluster.yaml"
 "$BIN/helm" template big charts/tinykv-cluster --namespace tinykv \
   --set replicas=7 --set replicationFactor=5 --set vnodes=128 --set storage.ephemeral=true \
@@ -79,8 +83,18 @@ else
   fail=1
 fi
 
-echo "== TinyKVClusters against the CRD schema"
 mapfile -t plain < <(find manifests -name '*.yaml' | sort)
+
+echo "== Pod Security Standards \"restricted\" (every pod template, offline)"
+# The checker first proves it catches each violation, then checks the
+# charts' pods, the StatefulSets the operator builds and the plain manifests.
+if ! "$PY" scripts/k8s/check_pss.py --self-test \
+  || ! "$PY" scripts/k8s/check_pss.py "$work"/rendered/*.yaml "${plain[@]}"; then
+  echo "FAIL a pod template does not meet Pod Security restricted"
+  fail=1
+fi
+
+echo "== TinyKVClusters against the CRD schema"
 "$PY" scripts/k8s/validate_cr.py manifests/crd.yaml "$work/split" \
   "${plain[@]}" "$work"/rendered/*.yaml || fail=1
 

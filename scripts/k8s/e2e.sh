@@ -43,14 +43,14 @@ if [ -n "${KIND_CLUSTER:-}" ]; then
   kind load docker-image --name "$KIND_CLUSTER" "$IMAGE" "$OP_IMAGE_REPO:latest"
 fi
 
-log "installing the operator"
+log "installing the operator (watching $NS only: a Role there)"
+kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 helm upgrade --install tinykv-operator charts/tinykv-operator \
-  --namespace "$OP_NS" --create-namespace \
+  --namespace "$OP_NS" --create-namespace --set "watchNamespaces={$NS}" \
   --set image.repository="$OP_IMAGE_REPO" --wait --timeout 5m
 kubectl wait --for=condition=Established crd/tinykvclusters.tinykv.io --timeout=60s
 
 log "creating a 5-node cluster"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 helm upgrade --install "$NAME" charts/tinykv-cluster --namespace "$NS" \
   --set replicas=5 --set replicationFactor=3 --set image.repository="${IMAGE%:*}" \
   --set image.tag="${IMAGE##*:}" --set storage.whenDeleted=Delete

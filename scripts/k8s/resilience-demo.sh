@@ -45,7 +45,11 @@ spec:
       labels: {app.kubernetes.io/name: tinykv-bench}
     spec:
       restartPolicy: Never
-      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        seccompProfile: {type: RuntimeDefault}
       containers:
         - name: bench
           image: $IMAGE
@@ -53,6 +57,10 @@ spec:
           command: ["/usr/local/bin/tinykv-bench"]
           args: ["--endpoints=$ADDR", "--workers=50", "--duration=60s", "--workload=a",
                  "--consistency=quorum", "--json", "--no-progress", "--max-error-rate=0.05"]
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: ["ALL"]}
 YAML
 wait_until 180 "benchmark pod running" sh -c \
   "kubectl -n $NS get pods -l job-name=$JOB -o jsonpath='{.items[0].status.phase}' | grep -qx Running"

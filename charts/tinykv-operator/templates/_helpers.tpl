@@ -29,3 +29,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The namespaces the operator watches, comma-separated (WATCH_NAMESPACES):
+watchNamespaces, else the release namespace; empty only when
+rbac.clusterWide is set and no list is given (every namespace). The
+replaced single-valued watchNamespace is refused rather than ignored.
+*/}}
+{{- define "tinykv-operator.watchNamespaces" -}}
+{{- if .Values.watchNamespace -}}
+{{- fail "watchNamespace was replaced by watchNamespaces (a list), e.g. --set 'watchNamespaces={tinykv}'" -}}
+{{- end -}}
+{{- $list := .Values.watchNamespaces | default list | uniq -}}
+{{- if and (not $list) (not .Values.rbac.clusterWide) -}}
+{{- $list = list .Release.Namespace -}}
+{{- end -}}
+{{- join "," $list -}}
+{{- end -}}

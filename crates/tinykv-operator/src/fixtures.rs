@@ -39,6 +39,9 @@ pub enum Expect {
     CreateConflict(String),
     /// DELETE of `path`.
     Delete(String),
+    /// DELETE of `path`; the closure checks the body (the DeleteParams,
+    /// with any preconditions).
+    DeleteWith(String, Box<dyn FnOnce(&Value) + Send>),
     /// An event with this reason and type (`Normal` or `Warning`).
     Event(&'static str, &'static str),
 }
@@ -155,13 +158,13 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
             }
             Expect::Delete(path) => {
                 assert_eq!((method, uri.path()), (Method::DELETE, path.as_str()));
-                let status =
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
-                send.send_response(
-                    Response::builder()
-                        .body(Body::from(status.to_string().into_bytes()))
-                        .expect("response"),
-                );
+                send.send_response(deleted());
+            }
+            Expect::DeleteWith(path, check) => {
+                assert_eq!((method, uri.path()), (Method::DELETE, path.as_str()));
+                let body = req.into_body().collect_bytes().await.expect("body");
+                check(&serde_json::from_slice(&body).expect("delete body is json"));
+                send.send_response(deleted());
             }
             Expect::Event(reason, type_) => {
                 assert_eq!(method, Method::POST, "expected event {reason}");
@@ -180,6 +183,14 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
         }
     }
     applied
+}
+
+/// The API server's answer to a DELETE.
+fn deleted() -> Response<Body> {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+    Response::builder()
+        .body(Body::from(status.to_string().into_bytes()))
+        .expect("response")
 }
 
 /// A reconciler context on a mocked API server and a mock node admin.

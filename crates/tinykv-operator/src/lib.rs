@@ -8,6 +8,7 @@
 //!   use a scripted mock from the test-only `fixtures` module).
 //! * [`plan`]: the pure scaling and upgrade state machine.
 //! * [`reconciler`]: the controller that applies all of it.
+//! * [`scope`]: which namespaces the controller watches.
 //! * [`metrics`], [`leader`]: operator process plumbing.
 
 pub mod builders;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod node_admin;
 pub mod plan;
 pub mod reconciler;
+pub mod scope;
 pub mod status;
 
 #[cfg(test)]

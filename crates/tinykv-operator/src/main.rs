@@ -15,6 +15,7 @@ use tinykv_operator::leader::LeaderElector;
 use tinykv_operator::metrics::Metrics;
 use tinykv_operator::node_admin::GrpcNodeAdmin;
 use tinykv_operator::reconciler::{self, Context};
+use tinykv_operator::scope::WatchScope;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,9 +33,15 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "TINYKV_OPERATOR_LOG_JSON")]
     log_json: bool,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "TINYKV_OPERATOR_NAMESPACE")]
-    namespace: Option<String>,
+    /// Namespaces to watch, comma-separated; the operator's RBAC must
+    /// cover each. Empty: its own namespace (`POD_NAMESPACE`) only, or
+    /// every namespace with `--all-namespaces`.
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: String,
+    /// The operator's RBAC is cluster-wide (a ClusterRole): an empty
+    /// `--watch-namespaces` then means every namespace.
+    #[arg(long, env = "TINYKV_OPERATOR_ALL_NAMESPACES")]
+    all_namespaces: bool,
     /// Disable Lease-based leader election (only for a single replica).
     #[arg(long, env = "TINYKV_OPERATOR_NO_LEADER_ELECTION")]
     no_leader_election: bool,
@@ -148,6 +155,14 @@ fn leader_elector(args: &Args, client: &kube::Client) -> Option<LeaderElector> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_json);
+    // Refused before anything starts: a watch outside the RBAC would only
+    // fail with 403 on every retry.
+    let scope = WatchScope::resolve(
+        &args.watch_namespaces,
+        args.all_namespaces,
+        Some(&args.lease_namespace),
+    )
+    .context("which namespaces to watch")?;
     // One TLS crypto provider for the process, whatever features other
     // workspace crates enable on rustls.
     if rustls::crypto::ring::default_provider()
@@ -187,8 +202,8 @@ async fn main() -> anyhow::Result<()> {
         args.node_timeout_seconds.max(1),
     )));
     let ctx = Arc::new(Context::new(client, node_admin, metrics.clone()));
-    info!(namespace = ?args.namespace, "starting controller");
-    reconciler::run(ctx, args.namespace.clone(), wait_for(stop_rx.clone())).await;
+    info!(namespaces = %scope, "starting controller");
+    reconciler::run(ctx, scope, wait_for(stop_rx.clone())).await;
     info!("controller stopped");
 
     if let Some(elector) = &elector {

@@ -1,8 +1,10 @@
 //! The TinyKVCluster controller.
 //!
 //! One pass: read the cluster secret (creating the cluster's own Secret
-//! the first time), read the StatefulSet, ask the nodes for their view of
-//! the ring, [`plan`](crate::plan::plan) the step, server-side apply every
+//! the first time), read the StatefulSet (and from it whether its pods are
+//! being moved onto the secret: [`crate::builders::auth_mode`]), ask the
+//! nodes for their view of the ring, [`plan`](crate::plan::plan) the step,
+//! server-side apply every
 //! child object with one field manager (deleting the NetworkPolicy it made
 //! once `spec.networkPolicy` is disabled), run the node-side step
 //! (decommission, signed with the cluster secret) or delete a PVC, publish
@@ -12,33 +14,74 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::controller::{Action, Controller};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use tinykv_auth::{generate_secret, Secrets, Signer};
+use tinykv_auth::Signer;
 use tracing::{info, warn};
 
 use crate::builders::{
-    self, build_client_service, build_cluster_secret, build_headless_service, build_network_policy,
-    build_pdb, build_statefulset, cluster_secret_ref, network_policy_name, operator_creates_secret,
-    pod_name, FIELD_MANAGER, OPERATOR_CALLER, TEMPLATE_HASH_ANNOTATION,
+    self, auth_mode, auth_transition, build_client_service, build_headless_service,
+    build_network_policy, build_pdb, build_statefulset_with_auth, cluster_secret_ref, pod_name,
+    AuthTransition, FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
 use crate::node_admin::{NodeAdmin, NodeStatus};
-use crate::plan::{plan, ObservedStatefulSet, PlanInput, REASON_BELOW_RF};
+use crate::plan::{plan, ObservedStatefulSet, PlanInput, PlannedEvent, REASON_BELOW_RF};
 use crate::status::{compute_status, condition, CONDITION_DEGRADED};
 use crate::{Error, Result};
+
+mod cleanup;
+mod controller;
+mod secret;
+
+use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
+pub use controller::run;
+use secret::ensure_cluster_secret;
+pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
+
+/// Event reason when a scaled-away node's claim is kept because it does
+/// not carry the cluster's labels.
+pub const REASON_CLAIM_KEPT: &str = "DataVolumeKept";
+
+/// Event reason when pods without a cluster secret start rolling onto one
+/// with `TINYKV_AUTH_PERMISSIVE=true`.
+pub const REASON_AUTH_PERMISSIVE: &str = "AuthUpgradePermissive";
+/// Event reason when that rollout finished and the one dropping the
+/// permissive mode starts.
+pub const REASON_AUTH_ENFORCING: &str = "AuthUpgradeEnforcing";
+
+/// The event announcing an authentication transition.
+fn auth_event(t: AuthTransition) -> PlannedEvent {
+    let (reason, note) = match t {
+        AuthTransition::Started => (
+            REASON_AUTH_PERMISSIVE,
+            "pods ran without a cluster secret: rolling the secret out with \
+             TINYKV_AUTH_PERMISSIVE=true (unsigned calls of the old pods accepted), \
+             then again without it",
+        ),
+        AuthTransition::Enforcing => (
+            REASON_AUTH_ENFORCING,
+            "every pod holds the cluster secret: rolling out without \
+             TINYKV_AUTH_PERMISSIVE (unsigned calls refused from now on)",
+        ),
+    };
+    PlannedEvent {
+        warning: false,
+        reason,
+        action: "Upgrade",
+        note: note.to_string(),
+    }
+}
 
 /// Maps (namespace, cluster, pod, port) to the address the operator dials.
 pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
@@ -139,99 +182,6 @@ where
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(obj)).await?;
     Ok(())
-}
-
-/// `spec.networkPolicy` is disabled: delete the cluster's NetworkPolicy if
-/// this cluster controls it (one the operator made while it was enabled).
-/// A same-named policy of anyone else is left alone, and the delete is
-/// conditional on the uid read, so a policy recreated meanwhile survives.
-/// Costs one GET per pass while disabled.
-async fn remove_network_policy(cluster: &TinyKVCluster, api: &Api<NetworkPolicy>) -> Result<()> {
-    let name = network_policy_name(&cluster.name_any());
-    let Some(found) = api.get_opt(&name).await? else {
-        return Ok(());
-    };
-    let ours = cluster.metadata.uid.as_ref().is_some_and(|uid| {
-        found
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && &o.uid == uid)
-    });
-    if !ours {
-        return Ok(());
-    }
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: found.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => info!(networkpolicy = %name, "deleted the disabled NetworkPolicy"),
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(())
-}
-
-/// Event reason when the operator created a cluster's Secret.
-pub const REASON_SECRET_CREATED: &str = "ClusterSecretCreated";
-/// Event reason when the cluster's Secret is missing or unusable.
-pub const REASON_SECRET_UNUSABLE: &str = "ClusterSecretUnusable";
-
-/// The cluster's Secret: the one `spec.security.clusterSecretRef` names,
-/// else the operator's own, created here (with a fresh random secret) when
-/// it does not exist yet. An existing Secret is never written, so a
-/// rotation the user made in it stays. Returns it and whether it was just
-/// created.
-async fn ensure_cluster_secret(
-    cluster: &TinyKVCluster,
-    ctx: &Context,
-    ns: &str,
-) -> Result<(Secret, bool)> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let wanted = cluster_secret_ref(cluster);
-    if let Some(found) = api.get_opt(&wanted.name).await? {
-        return Ok((found, false));
-    }
-    if !operator_creates_secret(cluster) {
-        return Err(Error::ClusterSecret(format!(
-            "Secret {ns}/{} named by spec.security.clusterSecretRef does not exist",
-            wanted.name
-        )));
-    }
-    let fresh = build_cluster_secret(cluster, &generate_secret())?;
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.to_string()),
-        ..PostParams::default()
-    };
-    match api.create(&params, &fresh).await {
-        Ok(created) => Ok((created, true)),
-        // Someone created it between the read and the create: theirs wins.
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok((api.get(&wanted.name).await?, false)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The signer of the operator's admin calls to the nodes of `cluster`:
-/// the secrets of its Secret, the first one signing (as on the nodes).
-pub fn signer_from_secret(cluster: &TinyKVCluster, ns: &str, secret: &Secret) -> Result<Signer> {
-    let wanted = cluster_secret_ref(cluster);
-    let unusable = |why: String| {
-        Error::ClusterSecret(format!(
-            "Secret {ns}/{} key {:?}: {why}",
-            wanted.name, wanted.key
-        ))
-    };
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&wanted.key))
-        .ok_or_else(|| unusable("no such key".into()))?;
-    let text = std::str::from_utf8(&bytes.0).map_err(|_| unusable("not UTF-8 text".into()))?;
-    let secrets = Secrets::parse(text).map_err(unusable)?;
-    Ok(Signer::new(OPERATOR_CALLER, secrets))
 }
 
 /// Ask nodes for their view: the node an operation is about first (the
@@ -380,13 +330,19 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = sts_api.get_opt(&name).await?;
     let observed = existing.as_ref().map(observe);
+    let status = cluster.status.clone().unwrap_or_default();
+    // Pods that ran without a secret are moved onto one in two rollouts.
+    let auth = auth_mode(
+        &cluster,
+        existing.as_ref(),
+        status.rolled_out_template_hash.as_deref(),
+    );
     // The template hash does not depend on replicas or partition.
-    let template_hash = build_statefulset(&cluster, 1, 0)?
+    let template_hash = build_statefulset_with_auth(&cluster, 1, 0, auth)?
         .metadata
         .annotations
         .and_then(|mut a| a.remove(TEMPLATE_HASH_ANNOTATION))
         .ok_or(Error::MissingObjectKey("template hash"))?;
-    let status = cluster.status.clone().unwrap_or_default();
     let view = match &observed {
         Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &signer).await,
         None => None,
@@ -394,7 +350,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     let already_refused = condition(&status, CONDITION_DEGRADED)
         .is_some_and(|c| c.status == "True" && c.reason == REASON_BELOW_RF);
 
-    let step = plan(&PlanInput {
+    let mut step = plan(&PlanInput {
         cluster: &name,
         desired_replicas: cluster.spec.replicas,
         replication_factor: cluster.spec.replication_factor,
@@ -407,6 +363,10 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         statefulset: observed.as_ref(),
         view: view.as_ref(),
     });
+
+    if let Some(t) = auth_transition(&cluster, existing.as_ref(), auth) {
+        step.events.insert(0, auth_event(t));
+    }
 
     // Built before any write: an invalid spec.networkPolicy changes nothing.
     let network_policy = build_network_policy(&cluster)?;
@@ -423,7 +383,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
     apply(
         &sts_api,
-        &build_statefulset(&cluster, step.replicas, step.partition)?,
+        &build_statefulset_with_auth(&cluster, step.replicas, step.partition, auth)?,
     )
     .await?;
 
@@ -442,11 +402,17 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
     if let Some(ordinal) = step.delete_pvc {
         let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        let pvc = builders::pvc_name(&name, ordinal);
-        match pvc_api.delete(&pvc, &DeleteParams::background()).await {
-            Ok(_) => info!(%pvc, "deleted data volume claim"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
+        if delete_data_claim(&cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
+            let pvc = builders::pvc_name(&name, ordinal);
+            publish(
+                &ctx,
+                &oref,
+                true,
+                REASON_CLAIM_KEPT,
+                "ScaleDown",
+                format!("kept PersistentVolumeClaim {pvc}: it lacks this cluster's labels"),
+            )
+            .await?;
         }
     }
     for ev in &step.events {
@@ -529,48 +495,6 @@ pub fn error_policy(cluster: Arc<TinyKVCluster>, error: &Error, ctx: Arc<Context
     let delay = backoff(n);
     warn!(cluster = %object_key(&cluster), %error, failures = n, ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-/// Run the controller until `shutdown` resolves. Watches TinyKVClusters and
-/// the objects they own; `namespace` limits it to one namespace.
-pub async fn run(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let selector =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    Controller::new(
-        api::<TinyKVCluster>(&client, &namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<StatefulSet>(&client, &namespace), selector.clone())
-    .owns(api::<Service>(&client, &namespace), selector.clone())
-    .owns(
-        api::<PodDisruptionBudget>(&client, &namespace),
-        selector.clone(),
-    )
-    .owns(api::<NetworkPolicy>(&client, &namespace), selector)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj.name, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use super::*;
+use crate::builders::build_statefulset;
 use crate::builders::test_support::cluster;
 use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
 use crate::fixtures::{
@@ -352,7 +354,8 @@ async fn scale_down_decommissions_then_resumes_after_restart_and_shrinks() {
         vec![Expect::Get(paths::STS.into(), Some(sts5))],
         children(sts_replicas_is(4, 0)),
         vec![
-            Expect::Delete(paths::pvc(4)),
+            Expect::Get(paths::pvc(4), Some(pvc_json(4, "demo"))),
+            Expect::DeleteWith(paths::pvc(4), uid_precondition("pvc-uid-4")),
             Expect::Event("NodeDecommissioned", "Normal"),
             status_apply(),
         ],
@@ -378,7 +381,8 @@ async fn scale_down_finishes_when_restart_happened_after_shrinking() {
         vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 4, 4, 4)))],
         children(sts_replicas_is(4, 0)),
         vec![
-            Expect::Delete(paths::pvc(4)),
+            Expect::Get(paths::pvc(4), Some(pvc_json(4, "demo"))),
+            Expect::DeleteWith(paths::pvc(4), uid_precondition("pvc-uid-4")),
             Expect::Event("ScaledDown", "Normal"),
             status_apply(),
         ],
@@ -824,3 +828,84 @@ async fn an_invalid_network_policy_fails_before_any_write() {
     assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
     verifier.done().await;
 }
+
+/// A data claim `data-demo-<ordinal>` as the API server returns it,
+/// labelled as a claim of the cluster `instance`.
+fn pvc_json(ordinal: i32, instance: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": format!("data-demo-{ordinal}"),
+            "namespace": "db",
+            "uid": format!("pvc-uid-{ordinal}"),
+            "labels": {"app.kubernetes.io/name": "tinykv", "app.kubernetes.io/instance": instance},
+        },
+        "spec": {"accessModes": ["ReadWriteOnce"]},
+    })
+}
+
+/// Checks that a delete is conditional on the uid `uid`.
+fn uid_precondition(uid: &'static str) -> Box<dyn FnOnce(&Value) + Send> {
+    Box::new(move |v: &Value| {
+        assert_eq!(v["preconditions"]["uid"], uid, "{v}");
+    })
+}
+
+/// A scale-down whose target already reports `left`, with `delete_pvc` set
+/// by the plan: the claim is read first.
+fn left_scale_down(claim: Vec<Expect>, events: Vec<Expect>) -> (TinyKVCluster, Vec<Expect>) {
+    let mut c = settled_cluster(5, 3);
+    if let Some(s) = c.status.as_mut() {
+        s.operation = Some(scale_down_op());
+    }
+    let calls = script(vec![
+        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 5, 5, 5)))],
+        children(sts_replicas_is(4, 0)),
+        claim,
+        events,
+        vec![status_apply()],
+    ]);
+    (c, calls)
+}
+
+#[tokio::test]
+async fn a_claim_without_the_cluster_labels_is_never_deleted() {
+    for other in [pvc_json(4, "another-cluster"), {
+        let mut v = pvc_json(4, "demo");
+        v["metadata"]["labels"] = serde_json::json!({"app.kubernetes.io/instance": "demo"});
+        v
+    }] {
+        let (c, calls) = left_scale_down(
+            vec![Expect::Get(paths::pvc(4), Some(other))],
+            vec![
+                Expect::Event(REASON_CLAIM_KEPT, "Warning"),
+                Expect::Event("NodeDecommissioned", "Normal"),
+            ],
+        );
+        let (ctx, nodes, verifier) = test_context(calls);
+        script_nodes(&nodes, 5, |i| if i == 4 { STATE_LEFT } else { "normal" });
+        reconcile(Arc::new(c), ctx).await.expect("reconcile");
+        // No DELETE among the calls: the verifier fails on any call not listed.
+        assert_eq!(status_of(&verifier.done().await).replicas, 4);
+    }
+}
+
+#[tokio::test]
+async fn an_absent_or_terminating_claim_is_not_deleted_again() {
+    let mut terminating = pvc_json(4, "demo");
+    terminating["metadata"]["deletionTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+    for found in [None, Some(terminating)] {
+        let (c, calls) = left_scale_down(
+            vec![Expect::Get(paths::pvc(4), found)],
+            vec![Expect::Event("NodeDecommissioned", "Normal")],
+        );
+        let (ctx, nodes, verifier) = test_context(calls);
+        script_nodes(&nodes, 5, |i| if i == 4 { STATE_LEFT } else { "normal" });
+        reconcile(Arc::new(c), ctx).await.expect("reconcile");
+        verifier.done().await;
+    }
+}
+
+#[path = "reconciler_auth_tests.rs"]
+mod auth;

@@ -51,6 +51,7 @@ const KEYS: usize = 200;
 const NS: &str = "db";
 const NAME: &str = "demo";
 const STS_PATH: &str = "/apis/apps/v1/namespaces/db/statefulsets/demo";
+const PVC_PATH: &str = "/api/v1/namespaces/db/persistentvolumeclaims/";
 const STATUS_PATH: &str = "/apis/tinykv.io/v1alpha1/namespaces/db/tinykvclusters/demo/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/db/events";
 const SECRETS_PATH: &str = "/api/v1/namespaces/db/secrets";
@@ -336,9 +337,25 @@ impl FakeApi {
             (&Method::PATCH, p) if p.starts_with(EVENTS_PATH) => {
                 json_response(StatusCode::OK, &body)
             }
-            (&Method::DELETE, p)
-                if p.starts_with("/api/v1/namespaces/db/persistentvolumeclaims/") =>
-            {
+            // A data claim, as the StatefulSet controller makes it: the
+            // cluster's labels (the operator deletes no claim without them).
+            (&Method::GET, p) if p.starts_with(PVC_PATH) => {
+                let name = &p[PVC_PATH.len()..];
+                json_response(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                        "metadata": {"name": name, "namespace": "db", "uid": format!("uid-{name}"),
+                            "labels": {"app.kubernetes.io/name": "tinykv",
+                                       "app.kubernetes.io/instance": "demo"}},
+                        "spec": {}}),
+                )
+            }
+            (&Method::DELETE, p) if p.starts_with(PVC_PATH) => {
+                let uid = format!("uid-{}", &p[PVC_PATH.len()..]);
+                if body["preconditions"]["uid"] != uid.as_str() {
+                    st.unexpected
+                        .push(format!("{call}: no uid precondition in {body}"));
+                }
                 st.deleted.push(p.to_string());
                 json_response(
                     StatusCode::OK,

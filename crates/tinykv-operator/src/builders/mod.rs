@@ -5,6 +5,7 @@
 //! Nothing here talks to the API server, so every object the operator applies
 //! can be unit-tested field by field.
 
+mod auth_upgrade;
 mod network_policy;
 mod secret;
 mod services;
@@ -12,12 +13,17 @@ mod statefulset;
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use crate::crd::TinyKVCluster;
 use crate::{Error, Result};
 
+pub use auth_upgrade::{
+    auth_mode, auth_transition, rollout_finished, template_has_secret, template_is_permissive,
+    AuthMode, AuthTransition, AUTH_PERMISSIVE_ENV,
+};
 pub use network_policy::{
     build_network_policy, default_operator_peers, network_policy_name, OPERATOR_POD_LABEL,
 };
@@ -27,7 +33,9 @@ pub use secret::{
     CLUSTER_SECRET_VOLUME, OPERATOR_CALLER,
 };
 pub use services::{build_client_service, build_headless_service, build_pdb, pdb_max_unavailable};
-pub use statefulset::{build_statefulset, pod_template_hash, DATA_DIR, DATA_VOLUME};
+pub use statefulset::{
+    build_statefulset, build_statefulset_with_auth, pod_template_hash, DATA_DIR, DATA_VOLUME,
+};
 
 /// Field manager used for every server-side apply.
 pub const FIELD_MANAGER: &str = "tinykv-operator";
@@ -51,6 +59,16 @@ pub fn pod_name(cluster: &str, ordinal: i32) -> String {
 /// Name of a node's data PVC (`<template>-<statefulset>-<ordinal>`).
 pub fn pvc_name(cluster: &str, ordinal: i32) -> String {
     format!("{DATA_VOLUME}-{cluster}-{ordinal}")
+}
+
+/// Whether `pvc` is a data claim of `cluster`: it carries every one of the
+/// cluster's selector labels, which the StatefulSet's volumeClaimTemplate
+/// puts on each claim it makes. The operator deletes no claim without them.
+pub fn claim_belongs_to(cluster: &str, pvc: &PersistentVolumeClaim) -> bool {
+    let labels = pvc.labels();
+    selector_labels(cluster)
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// Stable DNS name of a node's pod through the headless Service, with the gRPC port.
@@ -154,7 +172,32 @@ pub fn stable_hash(bytes: &[u8]) -> String {
 #[cfg(test)]
 pub(crate) mod test_support {
     use crate::crd::{TinyKVCluster, TinyKVClusterSpec};
+    use k8s_openapi::api::apps::v1::StatefulSet;
     use kube::api::ObjectMeta;
+
+    /// `sts` as an operator before the cluster secret made it: no secret
+    /// variable, volume or mount (and its template hash recomputed).
+    pub fn without_secret(mut sts: StatefulSet) -> StatefulSet {
+        let spec = sts.spec.as_mut().expect("spec");
+        let pod = spec.template.spec.as_mut().expect("pod spec");
+        for c in &mut pod.containers {
+            if let Some(env) = c.env.as_mut() {
+                env.retain(|e| e.name != super::CLUSTER_SECRET_ENV);
+            }
+            if let Some(mounts) = c.volume_mounts.as_mut() {
+                mounts.retain(|m| m.name != super::CLUSTER_SECRET_VOLUME);
+            }
+        }
+        if let Some(vols) = pod.volumes.as_mut() {
+            vols.retain(|v| v.name != super::CLUSTER_SECRET_VOLUME);
+        }
+        let hash = super::pod_template_hash(&spec.template).expect("hash");
+        sts.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(super::TEMPLATE_HASH_ANNOTATION.to_string(), hash);
+        sts
+    }
 
     /// A cluster `demo` in namespace `db` with a uid and generation 1.
     pub fn cluster(spec: TinyKVClusterSpec) -> TinyKVCluster {
@@ -188,6 +231,57 @@ mod tests {
             selector_string("demo"),
             "app.kubernetes.io/instance=demo,app.kubernetes.io/name=tinykv"
         );
+    }
+
+    #[test]
+    fn only_claims_with_the_cluster_labels_belong_to_it() {
+        let claim = |labels: &[(&str, &str)]| PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data-demo-4".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..PersistentVolumeClaim::default()
+        };
+        let ours = [
+            ("app.kubernetes.io/name", "tinykv"),
+            ("app.kubernetes.io/instance", "demo"),
+            ("extra", "kept"),
+        ];
+        assert!(claim_belongs_to("demo", &claim(&ours)));
+        assert!(!claim_belongs_to("other", &claim(&ours)));
+        assert!(!claim_belongs_to(
+            "demo",
+            &claim(&[("app.kubernetes.io/instance", "demo")])
+        ));
+        assert!(!claim_belongs_to(
+            "demo",
+            &claim(&[
+                ("app.kubernetes.io/name", "something-else"),
+                ("app.kubernetes.io/instance", "demo")
+            ])
+        ));
+        assert!(!claim_belongs_to("demo", &PersistentVolumeClaim::default()));
+        // The claims the StatefulSet makes carry exactly these labels.
+        let c = test_support::cluster(TinyKVClusterSpec::default());
+        let sts = build_statefulset(&c, 3, 0).expect("sts");
+        let template = &sts
+            .spec
+            .expect("spec")
+            .volume_claim_templates
+            .expect("claims")[0];
+        assert!(claim_belongs_to(
+            "demo",
+            &PersistentVolumeClaim {
+                metadata: template.metadata.clone(),
+                ..PersistentVolumeClaim::default()
+            }
+        ));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
+use super::auth_upgrade::{AuthMode, AUTH_PERMISSIVE_ENV};
 use super::secret::{
     cluster_secret_path, cluster_secret_ref, CLUSTER_SECRET_DIR, CLUSTER_SECRET_ENV,
     CLUSTER_SECRET_FILE_NAME, CLUSTER_SECRET_VOLUME,
@@ -57,9 +58,21 @@ pub fn build_statefulset(
     replicas: i32,
     partition: i32,
 ) -> Result<StatefulSet> {
+    build_statefulset_with_auth(cluster, replicas, partition, AuthMode::Enforced)
+}
+
+/// [`build_statefulset`] with the nodes' authentication `mode`:
+/// [`AuthMode::Permissive`] only while a cluster whose pods ran without a
+/// secret is rolled onto one (see [`super::auth_upgrade`]).
+pub fn build_statefulset_with_auth(
+    cluster: &TinyKVCluster,
+    replicas: i32,
+    partition: i32,
+    mode: AuthMode,
+) -> Result<StatefulSet> {
     let name = cluster.name_any();
     let spec = &cluster.spec;
-    let template = build_pod_template(cluster)?;
+    let template = build_pod_template(cluster, mode)?;
     let hash = pod_template_hash(&template)?;
     let mut meta = child_meta(cluster, name.clone())?;
     meta.annotations = Some(BTreeMap::from([(
@@ -131,7 +144,7 @@ pub fn pod_template_hash(template: &PodTemplateSpec) -> Result<String> {
     Ok(stable_hash(&serde_json::to_vec(template)?))
 }
 
-fn build_pod_template(cluster: &TinyKVCluster) -> Result<PodTemplateSpec> {
+fn build_pod_template(cluster: &TinyKVCluster, mode: AuthMode) -> Result<PodTemplateSpec> {
     let name = cluster.name_any();
     let ns = namespace(cluster)?;
     let spec = &cluster.spec;
@@ -188,7 +201,7 @@ fn build_pod_template(cluster: &TinyKVCluster) -> Result<PodTemplateSpec> {
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![build_container(cluster, &ns)],
+            containers: vec![build_container(cluster, &ns, mode)],
             affinity: Some(affinity),
             tolerations: non_empty(opts.tolerations.clone()),
             node_selector: (!opts.node_selector.is_empty()).then(|| opts.node_selector.clone()),
@@ -220,7 +233,7 @@ fn build_pod_template(cluster: &TinyKVCluster) -> Result<PodTemplateSpec> {
     })
 }
 
-fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
+fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Container {
     let name = cluster.name_any();
     let spec = &cluster.spec;
     let port = spec.service.port;
@@ -257,11 +270,17 @@ fn build_container(cluster: &TinyKVCluster, ns: &str) -> Container {
     // name would break the apply).
     // The mounted cluster secret guards its peer and admin planes (a node
     // listening on 0.0.0.0 refuses to start without one).
+    // While pods without a secret remain, the new ones also accept their
+    // unsigned calls (counted and logged), and sign their own.
+    let permissive = (mode == AuthMode::Permissive).then(|| (AUTH_PERMISSIVE_ENV, "true".into()));
     for (var, value) in [
         (JOIN_ENV, "true".to_string()),
         (CLUSTER_NAME_ENV, format!("{ns}/{name}")),
         (CLUSTER_SECRET_ENV, cluster_secret_path()),
-    ] {
+    ]
+    .into_iter()
+    .chain(permissive)
+    {
         if !spec.env.iter().any(|e| e.name == var) {
             env.push(EnvVar {
                 name: var.to_string(),

@@ -411,6 +411,48 @@ fn node_pods_pass_pod_security_restricted() {
     }
 }
 
+/// The restricted profile's rules as `scripts/k8s/check_pss.py` applies
+/// them, for every container (init containers too) of every storage
+/// variant, so a later field cannot quietly break the offline check.
+#[test]
+fn every_node_container_meets_restricted_in_every_storage_variant() {
+    for ephemeral in [false, true] {
+        let mut spec = TinyKVClusterSpec::default();
+        spec.storage.ephemeral = ephemeral;
+        let sts = build_statefulset(&cluster(spec), 3, 0).expect("sts");
+        let pod = pod_spec(&sts);
+        for host in [pod.host_network, pod.host_pid, pod.host_ipc] {
+            assert_ne!(host, Some(true), "ephemeral={ephemeral}");
+        }
+        let psc = pod.security_context.as_ref().expect("pod securityContext");
+        assert!(psc.sysctls.is_none() && psc.se_linux_options.is_none());
+        assert_ne!(psc.run_as_user, Some(0));
+        let all = pod.init_containers.iter().flatten().chain(&pod.containers);
+        let mut seen = 0;
+        for c in all {
+            seen += 1;
+            let csc = c.security_context.as_ref().expect("securityContext");
+            assert_eq!(csc.allow_privilege_escalation, Some(false), "{}", c.name);
+            assert_ne!(csc.privileged, Some(true));
+            assert_ne!(csc.run_as_non_root, Some(false));
+            assert!(csc.proc_mount.is_none() && csc.se_linux_options.is_none());
+            // Unset here: the pod's RuntimeDefault applies.
+            assert!(csc.seccomp_profile.is_none());
+            let caps = csc.capabilities.as_ref().expect("capabilities");
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+            assert!(caps.add.is_none(), "nothing added back");
+            for p in c.ports.iter().flatten() {
+                assert!(p.host_port.is_none(), "{}", c.name);
+            }
+        }
+        assert_eq!(seen, 1, "one container, no init containers yet");
+        for v in pod.volumes.iter().flatten() {
+            let allowed = v.secret.is_some() || v.empty_dir.is_some();
+            assert!(allowed && v.host_path.is_none(), "{v:?}");
+        }
+    }
+}
+
 #[test]
 fn a_named_cluster_secret_is_mounted_under_the_same_file_name() {
     let mut spec = TinyKVClusterSpec::default();
