@@ -40,8 +40,9 @@ for wl in $WORKLOADS; do
   # Workloads with reads first load the key space they read.
   if [ "$wl" = write ]; then keys=(); else keys=(--load --keyspace "$READ_KEYSPACE"); fi
   echo "=== tinykv-bench: workload $wl, $WORKERS workers, $what, ${VALUE_SIZE}-byte values, consistency $CONSISTENCY${keys:+, ${READ_KEYSPACE} keys loaded first} (in $TINYKV_NET) ==="
+  mapfile -t tls < <(tinykv_tls_docker_args)
   # shellcheck disable=SC2086
-  docker run --rm $tty --network "$TINYKV_NET" --user "$(id -u):$(id -g)" -v "$OUT:/out" \
+  docker run --rm $tty --network "$TINYKV_NET" "${tls[@]}" --user "$(id -u):$(id -g)" -v "$OUT:/out" \
     --entrypoint tinykv-bench "$TINYKV_IMAGE" \
     --endpoints "$endpoints" --workers "$WORKERS" "${budget[@]}" "${keys[@]}" --workload "$wl" \
     --value-size "$VALUE_SIZE" --consistency "$CONSISTENCY" --json "/out/$json" $EXTRA \

@@ -18,6 +18,7 @@
 #   TINYKV_COMPOSE_TEST_TIMEOUT  overall limit in seconds, build included (default 1800)
 #   TINYKV_IMAGE_PATH            build path (default local; "skip" reuses an existing image)
 #   TINYKV_HOST_PORT1..5         host ports to publish (default 50051..50055)
+#   TINYKV_TLS=1                 run the cluster with TLS (docker-compose.tls.yml)
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 ROOT="$(pwd)"
@@ -130,10 +131,13 @@ for i in "${!NODES[@]}"; do
   check "smoke: put via $a, QUORUM get via $b" smoke_one "$a" "$b"
 done
 HOST_CLI="${CARGO_TARGET_DIR:-$ROOT/target}/release/tinykv_client"
+# With TLS the host CLI trusts the cluster's CA (its certificates name 127.0.0.1).
+HOST_CA=""
+if [ "${TINYKV_TLS:-0}" = 1 ]; then HOST_CA="${TINYKV_CERTS_DIR:-$ROOT/.tinykv/certs}/ca.pem"; fi
 if [ -x "$HOST_CLI" ]; then
   host_port_one() { # the published port of node i answers from the host
     local i=$1 port=$2 got
-    got="$("$HOST_CLI" "127.0.0.1:$port" get "smoke-${NODES[$i]}-$$" --consistency quorum)" || return 1
+    got="$(TINYKV_TLS_CA="$HOST_CA" "$HOST_CLI" "127.0.0.1:$port" get "smoke-${NODES[$i]}-$$" --consistency quorum)" || return 1
     [ "$got" = "value-from-${NODES[$i]}" ] || { echo "got '$got'"; return 1; }
   }
   for i in "${!NODES[@]}"; do
@@ -148,15 +152,33 @@ fi
 # `docker run -it --rm --network tinykv-net tinykv ./build/src/tinykv_client
 # tinykv-node1:50051 put my_key my_data 3`, then `get my_key 2`, as its README
 # showed (without -it: no terminal here).
+# With TLS the container also gets the CA (tinykv_tls_docker_args).
 old_form() {
-  local key="old-form-$$" got
-  docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
+  local key="old-form-$$" got tls=()
+  mapfile -t tls < <(tinykv_tls_docker_args)
+  docker run --rm --network "$TINYKV_NET" "${tls[@]}" "$TINYKV_IMAGE" \
     ./build/src/tinykv_client "${NODES[0]}:50051" put "$key" my_data 3 || return 1
-  got="$(docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
+  got="$(docker run --rm --network "$TINYKV_NET" "${tls[@]}" "$TINYKV_IMAGE" \
     ./build/src/tinykv_client "${NODES[0]}:50051" get "$key" 2)" || return 1
   [ "$got" = my_data ] || { echo "got '$got', want 'my_data'"; return 1; }
 }
 check "original form: docker run tinykv ./build/src/tinykv_client ... put k v 3 / get k 2" old_form
+
+# --- 3b. TLS (TINYKV_TLS=1): every node says it serves TLS, and a client
+# without the CA cannot talk to it ------------------------------------------
+if [ "${TINYKV_TLS:-0}" = 1 ]; then
+  tls_on() {
+    local n
+    for n in "${NODES[@]}"; do
+      docker logs "$n" 2>&1 | grep -q '+ tls' || { echo "$n does not say it serves TLS"; return 1; }
+    done
+    if docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
+      ./build/src/tinykv_client --timeout 3s "${NODES[0]}:50051" get "old-form-$$" 1; then
+      echo "a plaintext client was answered"; return 1
+    fi
+  }
+  check "TLS: every node serves TLS (mTLS between nodes); a plaintext client is refused" tls_on
+fi
 
 # --- 3b. make benchmark's path, short: both workloads, 0 errors -----------
 bench_short() {

@@ -121,9 +121,16 @@ tinykv_compose() {
     export TINYKV_SECRET_FILE="${TINYKV_SECRET_FILE:-$root/.tinykv/cluster.secret}"
     tinykv_ensure_secret "$TINYKV_SECRET_FILE" || return 1
   fi
+  # TINYKV_TLS=1: the TLS override, with certificates made before the first start.
+  local files=(-f "$root/docker-compose.yml")
+  if [ "${TINYKV_TLS:-0}" = 1 ]; then
+    files+=(-f "$root/docker-compose.tls.yml")
+    export TINYKV_CERTS_DIR="${TINYKV_CERTS_DIR:-$root/.tinykv/certs}"
+    if [ "${1:-}" = up ]; then tinykv_ensure_certs "$TINYKV_CERTS_DIR" || return 1; fi
+  fi
   case "$(tinykv_compose_kind)" in
-    v2) docker compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
-    v1) docker-compose -p "$TINYKV_PROJECT" -f "$root/docker-compose.yml" "$@" ;;
+    v2) docker compose -p "$TINYKV_PROJECT" "${files[@]}" "$@" ;;
+    v1) docker-compose -p "$TINYKV_PROJECT" "${files[@]}" "$@" ;;
     *)
       echo "no compose tool: install 'docker compose' (v2) or docker-compose (v1)${TINYKV_COMPOSE:+ (TINYKV_COMPOSE=$TINYKV_COMPOSE)}" >&2
       return 127
@@ -151,6 +158,36 @@ tinykv_ensure_secret() {
   fi
   (umask 022; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file.tmp" && echo >>"$file.tmp" && mv "$file.tmp" "$file") || return 1
   echo "created the cluster secret $file (the nodes and admin commands use it)" >&2
+}
+
+# ensure_certs <dir>: a CA and a certificate for every node of
+# TINYKV_NODES (named by its id, localhost and 127.0.0.1), made with
+# `tinykv_client certs` inside the image unless <dir> already holds them.
+# The directory is bind-mounted into the nodes, whose unprivileged user
+# must read it: it and the keys are world-readable; the directory above it
+# (.tinykv, made private by ensure_secret) keeps other host users out.
+tinykv_ensure_certs() {
+  local dir=$1 node missing=0 args=()
+  for node in $TINYKV_NODES; do
+    [ -s "$dir/$node.pem" ] || missing=1
+    args+=(--node "$node=$node,localhost,127.0.0.1")
+  done
+  [ -s "$dir/ca.pem" ] && [ "$missing" = 0 ] && return 0
+  mkdir -p "$dir" && chmod 755 "$dir" || return 1
+  docker run --rm --user "$(id -u):$(id -g)" -v "$dir:/out" --entrypoint tinykv_client \
+    "$TINYKV_IMAGE" - certs --out /out "${args[@]}" >/dev/null || return 1
+  chmod 644 "$dir"/*.pem "$dir"/tinykv-node*.key || return 1
+  chmod 600 "$dir/ca.key" || return 1
+  echo "created TLS certificates in $dir (CA: $dir/ca.pem)" >&2
+}
+
+# tls_docker_args: the `docker run` flags that let a client container dial
+# the TLS compose cluster (the CA mounted and named); nothing without TLS.
+tinykv_tls_docker_args() {
+  [ "${TINYKV_TLS:-0}" = 1 ] || return 0
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  printf '%s\n' -v "${TINYKV_CERTS_DIR:-$root/.tinykv/certs}:/run/tinykv/tls:ro" -e TINYKV_TLS_CA=/run/tinykv/tls/ca.pem
 }
 
 # Which compose tool tinykv_compose uses: v2, v1 or none.

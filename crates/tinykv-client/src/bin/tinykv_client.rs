@@ -151,10 +151,18 @@ fn level(explicit: Option<u32>, flag: Option<u32>, named: Option<Consistency>) -
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let plaintext = cli.tls_ca.is_none();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
-            eprintln!("{msg}");
+            // A plaintext client dialling a TLS port sees only a transport
+            // error: say what is the likely cause.
+            let hint = if plaintext && msg.contains("transport error") {
+                " (if the node serves TLS, give its CA: --tls-ca or TINYKV_TLS_CA)"
+            } else {
+                ""
+            };
+            eprintln!("{msg}{hint}");
             ExitCode::from(code)
         }
     }
