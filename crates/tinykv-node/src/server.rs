@@ -178,9 +178,16 @@ pub async fn run(
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    node.store.close().await;
-    tracing::info!(id = %node.id, "node stopped; storage flushed");
-    result
+    // A failed final flush means acknowledged writes may not be durable:
+    // the shutdown reports it (non-zero exit) instead of claiming success.
+    let closed = node.store.close().await;
+    match &closed {
+        Ok(()) => tracing::info!(id = %node.id, "node stopped; storage flushed"),
+        Err(e) => {
+            tracing::error!(id = %node.id, error = %e, "node stopped; the final storage flush failed")
+        }
+    }
+    result.and(closed.map_err(NodeError::from))
 }
 
 /// Serves the client, admin, peer and health services on `listener` until
