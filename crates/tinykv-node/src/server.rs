@@ -160,6 +160,10 @@ pub async fn run(
         &shutdown,
     ));
     node.lifecycle.start();
+    if let Some(addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        // The port actually bound (`--metrics-listen host:0` picks one).
+        tracing::info!(addr = %addr, "metrics endpoint listening");
+    }
     let metrics_task = metrics_listener.map(|l| {
         let (metrics, store, token) = (node.metrics.clone(), node.store.clone(), shutdown.clone());
         tokio::spawn(async move {
