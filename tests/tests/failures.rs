@@ -375,11 +375,15 @@ async fn a_partition_keeps_the_majority_serving_quorum() {
         .put(split.clone(), "majority-wins", Consistency::Quorum)
         .await
         .expect("majority put (split key)");
-    assert!(major
+    let got = major
         .get(split.clone(), Consistency::Quorum)
         .await
-        .expect("majority get")
-        .is_some());
+        .expect("majority get");
+    assert_eq!(
+        got.map(|v| v.val),
+        Some(bytes::Bytes::from_static(b"majority-wins")),
+        "the majority's QUORUM read sees its own write"
+    );
     // Minority side: QUORUM reads are UNAVAILABLE, ONE still serves.
     for k in [&all_major, &split] {
         match minor.get(k.clone(), Consistency::Quorum).await {
