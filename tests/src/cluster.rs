@@ -235,6 +235,18 @@ impl Cluster {
         self.add_node_with(port, peers, extra).await
     }
 
+    /// Like [`Cluster::add_node`], but the new node drops all traffic with
+    /// the node ids `blocked` from its first moment (set the other side
+    /// with [`Cluster::block`]).
+    pub async fn add_node_blocking(&mut self, extra: &[&str], blocked: &[&str]) -> usize {
+        let file = self
+            .dir
+            .path()
+            .join(format!("node{}.blocked", self.nodes.len() + 1));
+        std::fs::write(&file, blocked.join("\n")).unwrap_or_else(|e| panic!("block file: {e}"));
+        self.add_node(extra).await
+    }
+
     /// Adds a node that knows no member but itself and finds the others by
     /// resolving `localhost:<port of node seed>` (`--peers-dns`).
     pub async fn add_node_dns(&mut self, seed: usize, extra: &[&str]) -> usize {

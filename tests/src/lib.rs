@@ -2,6 +2,7 @@
 //! ephemeral 127.0.0.1 ports, with start/kill/restart/pause and clients.
 
 pub mod cluster;
+pub mod metrics;
 
 /// A client generated from the legacy C++ TinyKV proto.
 pub mod legacy {

@@ -24,8 +24,35 @@ async fn load(c: &Cluster) {
     }
 }
 
-/// Every key reads back at ALL and every owner on `via`'s ring holds it.
-async fn check_every_key(c: &Cluster, via: usize) {
+/// Every owner on `via`'s ring holds every key in its own store, each
+/// node of `exact` holds exactly the keys it owns (no more, no fewer), and
+/// every key reads back at ALL. The local copies are checked before any
+/// read: a read at ALL repairs a missing copy in the background, which
+/// would hide a gap the streaming left.
+async fn check_every_key(c: &Cluster, via: usize, exact: &[usize]) {
+    let mut owned = vec![0u64; c.nodes.len()];
+    for i in 0..KEYS {
+        let key = format!("m-{i}");
+        let owners = c.owners(via, &key).await;
+        assert_eq!(owners.len(), 3, "{key}: {owners:?}");
+        for o in owners {
+            let node = c.index_of(&o);
+            owned[node] += 1;
+            assert_eq!(
+                c.local(node, &key).await,
+                Some(format!("v{i}")),
+                "{key} missing on owner {o}"
+            );
+        }
+    }
+    for &node in exact {
+        let status = c.client_for(node).status().await.expect("status");
+        assert_eq!(
+            status.local_keys, owned[node],
+            "{} holds {} keys and owns {}",
+            c.nodes[node].id, status.local_keys, owned[node]
+        );
+    }
     let client = c.client_for(via);
     for i in 0..KEYS {
         let key = format!("m-{i}");
@@ -38,15 +65,6 @@ async fn check_every_key(c: &Cluster, via: usize) {
             Some(format!("v{i}").into_bytes().into()),
             "{key}"
         );
-        let owners = c.owners(via, &key).await;
-        assert_eq!(owners.len(), 3);
-        for o in owners {
-            assert_eq!(
-                c.local(c.index_of(&o), &key).await,
-                Some(format!("v{i}")),
-                "{key} missing on owner {o}"
-            );
-        }
     }
 }
 
@@ -69,17 +87,59 @@ async fn wait_state(c: &Cluster, via: usize, node: &str, state: &str) {
     .await;
 }
 
+/// A joining node serves no reads of its ranges from its own store before
+/// its streaming is done: held back (it cannot reach node1 and node2, so no
+/// range that both replicate gets a majority of its sources, and join
+/// streaming retries), it answers every read at ONE with the value from
+/// the current replicas, although it lacks keys it will own. Once it can
+/// reach everyone it finishes, and holds exactly the keys it owns.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_joining_node_streams_its_ranges_before_serving() {
     let mut c = Cluster::start(4).await;
     load(&c).await;
-    let new = c.add_node(&["--join"]).await;
+    for i in 0..2 {
+        c.block(i, &["node5"]);
+    }
+    let new = c.add_node_blocking(&["--join"], &["node1", "node2"]).await;
+    wait_until(
+        "node5 to fail a join streaming attempt",
+        Duration::from_secs(30),
+        || async { c.log(new).contains("join streaming failed") },
+    )
+    .await;
+    let mut absent = Vec::new();
+    let through_new = c.client_for(new);
+    for i in 0..KEYS {
+        let key = format!("m-{i}");
+        if c.local(new, &key).await.is_none() {
+            absent.push(key.clone());
+        }
+        let got = through_new
+            .get(key.clone(), Consistency::One)
+            .await
+            .unwrap_or_else(|e| panic!("{key} at ONE through the joining node: {e}"));
+        assert_eq!(
+            got.map(|v| v.val),
+            Some(format!("v{i}").into_bytes().into()),
+            "{key} read at ONE through the joining node"
+        );
+    }
+    let status = c.client_for(new).status().await.expect("status");
+    assert_eq!(status.state, "joining", "node5 joined while cut off");
+
+    for i in 0..5 {
+        c.block(i, &[]);
+    }
     for via in 0..5 {
         wait_state(&c, via, "node5", "normal").await;
     }
-    let status = c.client_for(new).status().await.expect("status");
-    assert!(status.local_keys > 0, "the new node streamed nothing");
-    check_every_key(&c, 0).await;
+    // The reads above were not vacuous: node5 lacked keys it now owns.
+    let mut lacked = 0;
+    for key in &absent {
+        lacked += usize::from(c.owners(0, key).await.contains(&"node5".to_string()));
+    }
+    assert!(lacked > 0, "node5 held every key it owns before the check");
+    check_every_key(&c, 0, &[new]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,7 +172,7 @@ async fn decommission_moves_every_range_before_leaving() {
             .await
             .contains(&"node3".to_string()));
     }
-    check_every_key(&c, 0).await;
+    check_every_key(&c, 0, &[0, 1, 3, 4]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,7 +196,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
     for via in [0, 2, 3, 4] {
         wait_state(&c, via, "node2", "removed").await;
     }
-    check_every_key(&c, 0).await;
+    check_every_key(&c, 0, &[0, 2, 3, 4]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

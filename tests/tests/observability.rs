@@ -1,37 +1,20 @@
 //! The Prometheus endpoint and the status RPC report what happened.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use tinykv_client::Consistency;
-use tinykv_tests::{Cluster, ClusterOptions};
-
-fn scrape(port: u16) -> String {
-    let mut s = match TcpStream::connect(("127.0.0.1", port)) {
-        Ok(s) => s,
-        Err(_) => return String::new(),
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
+use tinykv_tests::metrics::sample;
+use tinykv_tests::{wait_until, Cluster, ClusterOptions};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_and_status_report_requests_hints_and_members() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
     let mut o = ClusterOptions::default();
     o.args
         .extend(["--phi-threshold".to_string(), "3".to_string()]);
     let mut c = Cluster::start_with(3, o).await;
     c.kill(2);
-    // node1 serves metrics on `port` from now on.
-    c.nodes[0].extra = vec!["--metrics-listen".into(), format!("127.0.0.1:{port}")];
+    // node1 serves metrics from now on, on a port it binds itself.
+    c.nodes[0].extra = vec!["--metrics-listen".into(), "127.0.0.1:0".into()];
     c.restart(0).await;
     let client = c.client_for(0);
     for i in 0..20 {
@@ -46,35 +29,53 @@ async fn metrics_and_status_report_requests_hints_and_members() {
     }
     let _ = client.get("obs-0", Consistency::All).await;
     c.wait_health(0, "node3", "down").await;
-    let status = client.status().await.expect("status");
-    assert!(
-        status.pending_hints > 0,
-        "hints for the dead node: {status:?}"
-    );
-    let m = scrape(port);
+    // Three nodes, RF 3: node3 replicates every key and no fallback exists,
+    // so node1 keeps a hint for each of its 20 writes (a failed read repair
+    // may add one), none delivered or dropped while node3 is dead.
+    wait_until(
+        "every hint stored to be pending",
+        Duration::from_secs(10),
+        || async {
+            c.metric(0, "tinykv_hints_stored_total").await == c.pending_hints([0]).await as f64
+        },
+    )
+    .await;
+    let pending = c.pending_hints([0]).await;
+    assert!(pending >= 20, "{pending} hints for 20 writes node3 missed");
+    let m = c.metrics(0).await;
     for needle in [
         "tinykv_requests_total{consistency=\"quorum\",op=\"put\"} 20",
         "tinykv_requests_total{consistency=\"quorum\",op=\"get\"} 20",
         "tinykv_request_duration_seconds_bucket",
         "tinykv_quorum_failures_total{op=\"read\"} 1",
-        "tinykv_hints_stored_total",
         "tinykv_member_health{health=\"down\",member=\"node3\"} 1",
         "tinykv_clock_skew_seconds",
     ] {
         assert!(m.contains(needle), "/metrics lacks {needle:?}:\n{m}");
     }
+    let value =
+        |name: &str| sample(&m, name).unwrap_or_else(|| panic!("/metrics lacks {name}:\n{m}"));
+    assert_eq!(value("tinykv_hints_stored_total"), pending as f64);
+    assert_eq!(value("tinykv_hints_replayed_total"), 0.0);
+    assert_eq!(value("tinykv_hints_dropped_total"), 0.0);
     // Group commit: node1 committed its replica writes, each batch holding
-    // at least one op.
-    let value = |name: &str| -> u64 {
-        m.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{m}"))
-    };
-    let commits = value("tinykv_storage_commits_total ");
-    let ops = value("tinykv_storage_committed_ops_total ");
-    assert!(commits > 0, "no storage commits counted");
-    assert!(ops >= commits, "{ops} ops in {commits} commits");
-    value("tinykv_storage_flushes_total ");
+    // at least one op, at least the 20 puts' worth.
+    let commits = value("tinykv_storage_commits_total");
+    let ops = value("tinykv_storage_committed_ops_total");
+    assert!(commits > 0.0, "no storage commits counted");
+    assert!(
+        ops >= commits && ops >= 40.0,
+        "{ops} ops in {commits} commits"
+    );
+    // Periodic sync: the window timer flushed those commits, at most once
+    // per commit.
+    wait_until("a periodic flush", Duration::from_secs(10), || async {
+        c.metric(0, "tinykv_storage_flushes_total").await >= 1.0
+    })
+    .await;
+    let flushes = c.metric(0, "tinykv_storage_flushes_total").await;
+    let commits = c.metric(0, "tinykv_storage_commits_total").await;
+    assert!(flushes <= commits, "{flushes} flushes of {commits} commits");
 }
 
 /// With debug logging, one request's lines are tied together by its span:

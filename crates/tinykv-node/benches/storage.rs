@@ -61,7 +61,7 @@ fn main() {
             .expect("open");
         let store = Store::start(Arc::clone(&engine), policy);
         let took = rt.block_on(write_load(&store));
-        rt.block_on(store.close());
+        rt.block_on(store.close()).expect("close");
         println!(
             "{kind:?}\tstore write  sync={:<17} {WRITERS} writers x {WRITES_PER_WRITER} puts (100 B): {:>8.0} writes/s ({took:.2?})",
             policy.to_string(),

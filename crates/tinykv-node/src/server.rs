@@ -156,6 +156,10 @@ pub async fn run(
         &shutdown,
     ));
     node.lifecycle.start();
+    if let Some(addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        // The port actually bound (`--metrics-listen host:0` picks one).
+        tracing::info!(addr = %addr, "metrics endpoint listening");
+    }
     let metrics_task = metrics_listener.map(|l| {
         let (metrics, store, token) = (node.metrics.clone(), node.store.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -174,9 +178,16 @@ pub async fn run(
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    node.store.close().await;
-    tracing::info!(id = %node.id, "node stopped; storage flushed");
-    result
+    // A failed final flush means acknowledged writes may not be durable:
+    // the shutdown reports it (non-zero exit) instead of claiming success.
+    let closed = node.store.close().await;
+    match &closed {
+        Ok(()) => tracing::info!(id = %node.id, "node stopped; storage flushed"),
+        Err(e) => {
+            tracing::error!(id = %node.id, error = %e, "node stopped; the final storage flush failed")
+        }
+    }
+    result.and(closed.map_err(NodeError::from))
 }
 
 /// Serves the client, admin, peer and health services on `listener` until

@@ -118,7 +118,7 @@ mod tests {
             "{a:?} {b:?}"
         );
         assert!(matches!(bad, Err(StorageError::TooLong { .. })), "{bad:?}");
-        store.close().await;
+        store.close().await.unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -141,7 +141,7 @@ mod tests {
             store.get(b"k3").unwrap().map(|r| r.value),
             Some(Bytes::from_static(b"v"))
         );
-        store.close().await;
+        store.close().await.unwrap();
     }
 
     #[test]
@@ -168,13 +168,13 @@ mod tests {
             store.get(b"a").unwrap().is_none(),
             "the dropped write was not applied"
         );
-        second.block_on(store.close());
+        second.block_on(store.close()).unwrap();
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_closed_store_fails_single_writes() {
         let store = Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default());
-        store.close().await;
+        store.close().await.unwrap();
         let r = store.write_one(put("k", val("v", 5, "n1"))).await;
         assert!(matches!(r, Err(StorageError::Closed)), "{r:?}");
     }

@@ -193,6 +193,8 @@ mod stamps;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 pub mod writer;
 

@@ -121,7 +121,7 @@ async fn store_group_commits_queued_writers() {
     for i in 0..N {
         assert!(store.get(format!("k{i}").as_bytes()).unwrap().is_some());
     }
-    store.close().await;
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +147,7 @@ async fn store_many_concurrent_writers_then_reopen() {
             t.await.unwrap().unwrap();
         }
         assert_eq!(store.engine().key_count().unwrap(), 320);
-        store.close().await;
+        store.close().await.unwrap();
         drop(store);
         let e = RedbEngine::open(dir.path()).unwrap();
         assert_eq!(e.key_count().unwrap(), 320, "{policy}");
@@ -167,8 +167,8 @@ async fn store_write_after_close_is_closed() {
         vec![true]
     );
     store.flush().await.unwrap();
-    store.close().await;
-    store.close().await; // idempotent
+    store.close().await.unwrap();
+    store.close().await.unwrap(); // idempotent
     assert!(matches!(
         other.write(vec![put("b", val("1", 1, "n1"))]).await,
         Err(StorageError::Closed)
@@ -214,7 +214,7 @@ async fn periodic_policy_flushes_without_being_asked() {
     tokio::time::timeout(std::time::Duration::from_secs(10), gated.flushed.notified())
         .await
         .expect("the periodic window elapsed without a flush");
-    store.close().await;
+    store.close().await.unwrap();
 }
 
 /// With `Periodic`, a write that finds the engine busy (here: another write
@@ -247,7 +247,7 @@ async fn periodic_write_queues_while_the_engine_is_busy() {
     assert_eq!(first.join().unwrap().unwrap(), vec![true]);
     assert_eq!(second.await.unwrap(), vec![true]);
     assert_eq!(store.engine().key_count().unwrap(), 2);
-    store.close().await;
+    store.close().await.unwrap();
 }
 
 /// The longest key the store admits is one fjall really stores (its limit
@@ -295,5 +295,5 @@ async fn keys_and_hint_targets_beyond_the_engine_limit_are_refused_before_it() {
             ..
         })
     ));
-    store.close().await;
+    store.close().await.unwrap();
 }

@@ -104,7 +104,7 @@ enum Request {
         reply: oneshot::Sender<Result<(), StorageError>>,
     },
     Close {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), StorageError>>,
     },
 }
 
@@ -310,16 +310,26 @@ impl Store {
     }
 
     /// Commits what is queued, flushes, and stops the thread; later writes
-    /// fail with [`StorageError::Closed`]. Idempotent.
-    pub async fn close(&self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
+    /// fail with [`StorageError::Closed`]. The final flush's error is
+    /// returned: acknowledged writes may not be durable then, and a planned
+    /// shutdown must say so. Idempotent: a later call (the thread is gone,
+    /// the first call flushed) returns `Ok`.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let first = !self.inner.closed.swap(true, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
-        if self.inner.tx.send(Request::Close { reply }).await.is_ok() {
-            // An error means the thread is already gone: nothing to wait for.
-            let _ = rx.await;
-        }
+        let result = match self.inner.tx.send(Request::Close { reply }).await {
+            // The thread answers once it has committed and flushed; no
+            // answer means it died (panicked) before flushing.
+            Ok(()) => rx.await.unwrap_or(Err(StorageError::Closed)),
+            // The thread is gone before the first close: it never started
+            // or it panicked, and nothing flushed what it left.
+            Err(_) if first => Err(StorageError::Closed),
+            // An earlier close flushed and stopped it.
+            Err(_) => Ok(()),
+        };
         // The thread has answered its last request and is returning.
         self.inner.joiner.join();
+        result
     }
 
     async fn send(&self, req: Request) -> Result<(), StorageError> {
@@ -438,7 +448,7 @@ fn writer_thread(mut w: Writer, mut rx: mpsc::Receiver<Request>) {
             return;
         }
     };
-    let mut closing: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut closing: Vec<oneshot::Sender<Result<(), StorageError>>> = Vec::new();
     loop {
         if w.flush_due.is_some_and(|due| Instant::now() >= due) {
             let _ = w.flush();
@@ -488,8 +498,8 @@ fn writer_thread(mut w: Writer, mut rx: mpsc::Receiver<Request>) {
             }
         }
     }
-    let _ = w.flush();
+    let r = w.flush();
     for reply in closing {
-        let _ = reply.send(());
+        let _ = reply.send(r.as_ref().map(|_| ()).map_err(dup));
     }
 }
