@@ -17,6 +17,11 @@ tinykv-bench (e.g. a copy of target/release). Examples:
     scripts/bench-compare.py --rounds 5 --bench-args "--duration 10s --workload a --load --keyspace 10000" /tmp/old /tmp/new
     scripts/bench-compare.py --node-env TINYKV_READ_FANOUT=needed target/release
     scripts/bench-compare.py --down 3 /tmp/old /tmp/new   # node3 killed and known down first
+    # one build, as variants: plain, with a cluster secret, with TLS ({i}: the node's number;
+    # the variant's variables reach the nodes, the health checks and the bench)
+    scripts/bench-compare.py target/release \
+        "target/release::TINYKV_CLUSTER_SECRET_FILE=/tmp/c.secret" \
+        "target/release::TINYKV_CLUSTER_SECRET_FILE=/tmp/c.secret,TINYKV_TLS_CA=/tmp/certs/ca.pem,TINYKV_TLS_CERT=/tmp/certs/node{i}.pem,TINYKV_TLS_KEY=/tmp/certs/node{i}.key"
 
 Exit status: 0 when every run finished with 0 errors, 1 otherwise.
 """
@@ -64,10 +69,10 @@ class Cluster:
         self.dir = tempfile.mkdtemp(prefix="tinykv-compare-")
         self.ports = [base_port + i for i in range(NODES)]
         peers = ",".join(f"node{i + 1}=127.0.0.1:{p}" for i, p in enumerate(self.ports))
-        env = dict(os.environ, **node_env)
         self.procs = []
         self.logs = []
         for i, port in enumerate(self.ports):
+            env = dict(os.environ, **node_env_of(node_env, i + 1))
             log = open(os.path.join(self.dir, f"node{i + 1}.log"), "w")
             self.logs.append(log)
             self.procs.append(
@@ -146,7 +151,31 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def one_run(build, args, node_env):
+def split_variant(spec):
+    """`DIR` or `DIR::NAME=VALUE,NAME=VALUE`: a build and its own variables."""
+    build, _, extra = spec.partition("::")
+    env = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+    return build, env
+
+
+def node_env_of(env, i):
+    """The variables as node i (1-based) gets them: `{i}` is its number."""
+    return {k: v.replace("{i}", str(i)) for k, v in env.items()}
+
+
+def one_run(spec, args, node_env):
+    build, variant = split_variant(spec)
+    env = dict(node_env, **variant)
+    # Clients (health checks, the bench) see the variables as node 1 does.
+    os.environ.update(node_env_of(variant, 1))
+    try:
+        return measure(build, args, env)
+    finally:
+        for k in variant:
+            os.environ.pop(k, None)
+
+
+def measure(build, args, node_env):
     cluster = Cluster(build, args.base_port, node_env, args.worker_threads)
     try:
         cluster.wait_healthy()
@@ -199,7 +228,8 @@ def main():
     node_env = dict(kv.split("=", 1) for kv in args.node_env)
     if not 0 <= args.down <= NODES:
         sys.exit(f"bench-compare: --down takes a node number from 1 to {NODES}")
-    for b in args.builds:
+    for spec in args.builds:
+        b, _ = split_variant(spec)
         for exe in ("tinykv-node", "tinykv_client", "tinykv-bench"):
             if not os.access(os.path.join(b, exe), os.X_OK):
                 sys.exit(f"bench-compare: {b}/{exe} not found (build with `make build-local`)")

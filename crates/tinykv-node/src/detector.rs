@@ -43,6 +43,8 @@ struct PeerHistory {
     intervals: VecDeque<f64>,
     health: Health,
     since_us: u64,
+    /// The peer's clock minus ours at its last heartbeat answer (µs).
+    offset_us: Option<i64>,
 }
 
 /// A view of one peer's health.
@@ -56,6 +58,9 @@ pub struct PeerHealth {
     pub since_last: Option<Duration>,
     /// When the classification last changed (µs since epoch).
     pub since_us: u64,
+    /// The peer's clock minus this node's, as its last heartbeat answer
+    /// showed (µs; none before one arrived).
+    pub offset_us: Option<i64>,
 }
 
 /// The detector for every peer.
@@ -101,6 +106,7 @@ impl Detector {
                         intervals: VecDeque::new(),
                         health: Health::Up,
                         since_us: wall_micros(),
+                        offset_us: None,
                     },
                 );
             }
@@ -117,6 +123,15 @@ impl Detector {
         t / mean * std::f64::consts::LOG10_E
     }
 
+    /// Records `id`'s clock offset (its clock minus ours, µs) as measured by
+    /// a heartbeat answer.
+    pub fn clock_offset(&self, id: &str, offset_us: i64) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = peers.get_mut(id) {
+            h.offset_us = Some(offset_us);
+        }
+    }
+
     /// Starts tracking `id` before it ever answers, so a peer that is dead
     /// from the start is eventually classified down rather than unknown.
     pub fn expect(&self, id: &str) {
@@ -126,6 +141,7 @@ impl Detector {
             intervals: VecDeque::new(),
             health: Health::Unknown,
             since_us: wall_micros(),
+            offset_us: None,
         });
     }
 
@@ -168,12 +184,14 @@ impl Detector {
                 phi: 0.0,
                 since_last: None,
                 since_us: 0,
+                offset_us: None,
             },
             Some(h) => PeerHealth {
                 health: h.health,
                 phi: self.phi_of(h, now),
                 since_last: Some(now.duration_since(h.last)),
                 since_us: h.since_us,
+                offset_us: h.offset_us,
             },
         }
     }
@@ -196,6 +214,7 @@ impl Detector {
             intervals: VecDeque::new(),
             health: Health::Down,
             since_us: wall_micros(),
+            offset_us: None,
         });
         h.health = Health::Down;
     }

@@ -263,7 +263,15 @@ impl Gossip {
         }
         let received = wall_micros();
         let midpoint = sent / 2 + received / 2;
-        let skew = (resp.now_us as f64 - midpoint as f64).abs() / 1e6;
+        let offset_us = i64::try_from(resp.now_us)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(midpoint).unwrap_or(i64::MAX));
+        self.detector.clock_offset(&resp.from, offset_us);
+        self.metrics
+            .peer_clock_offset
+            .with_label_values(&[&resp.from])
+            .set(offset_us as f64 / 1e6);
+        let skew = (offset_us as f64).abs() / 1e6;
         if skew > self.metrics.clock_skew.get() {
             self.metrics.clock_skew.set(skew);
         }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub member_health: GaugeVec,
     /// Largest clock offset seen from a peer's heartbeat, in seconds.
     pub clock_skew: Gauge,
+    /// Each peer's clock minus this node's, from its last heartbeat answer.
+    pub peer_clock_offset: GaugeVec,
     /// Remote timestamps refused for being too far ahead.
     pub clock_skew_refused: IntCounter,
     /// Storage engine batches committed (one per write applied on the
@@ -106,6 +108,14 @@ impl Metrics {
             "Largest clock offset seen from a peer",
         )?;
         registry.register(Box::new(clock_skew.clone()))?;
+        let peer_clock_offset = GaugeVec::new(
+            Opts::new(
+                "peer_clock_offset_seconds",
+                "Each peer's clock minus this node's, from its last heartbeat answer",
+            ),
+            &["member"],
+        )?;
+        registry.register(Box::new(peer_clock_offset.clone()))?;
         Ok(Metrics {
             requests,
             latency,
@@ -132,6 +142,7 @@ impl Metrics {
             )?,
             member_health,
             clock_skew,
+            peer_clock_offset,
             clock_skew_refused: counter(
                 &registry,
                 "clock_skew_refused_total",

@@ -21,6 +21,8 @@ pub struct Facts {
     pub sync: String,
     /// The cluster name, or empty.
     pub cluster_name: String,
+    /// `--max-clock-offset`: a member further off is shown as skewed.
+    pub max_clock_offset: std::time::Duration,
 }
 
 /// Builds status reports from the subsystems' state.
@@ -52,8 +54,8 @@ impl NodeStatus {
 
     /// One member's row as this node sees it.
     fn member(&self, m: crate::membership::Member, ownership: (f64, f64)) -> pb::MemberStatus {
-        let (health, phi, last_seen, since) = if m.id == self.facts.id {
-            ("up", 0.0, 0, 0)
+        let (health, phi, last_seen, since, offset_us) = if m.id == self.facts.id {
+            ("up", 0.0, 0, 0, 0)
         } else {
             let h = self.detector.get(&m.id);
             let shown = match h.health {
@@ -61,8 +63,15 @@ impl NodeStatus {
                 other => other.as_str(),
             };
             let last = h.since_last.map(|d| d.as_millis() as u64).unwrap_or(0);
-            (shown, h.phi, last, h.since_us as i64)
+            (
+                shown,
+                h.phi,
+                last,
+                h.since_us as i64,
+                h.offset_us.unwrap_or(0),
+            )
         };
+        let limit_us = i64::try_from(self.facts.max_clock_offset.as_micros()).unwrap_or(i64::MAX);
         pb::MemberStatus {
             node_id: m.id,
             address: m.addr,
@@ -73,6 +82,8 @@ impl NodeStatus {
             last_seen_ms_ago: last_seen,
             health_since_us: since,
             phi,
+            clock_offset_ms: offset_us / 1000,
+            clock_skewed: offset_us.unsigned_abs() > limit_us.unsigned_abs(),
         }
     }
 

@@ -368,6 +368,7 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
                     "node_id": m.node_id, "address": m.address, "health": m.health, "state": m.state,
                     "primary_ownership": m.primary_ownership, "replica_ownership": m.replica_ownership,
                     "last_seen_ms_ago": m.last_seen_ms_ago, "phi": m.phi,
+                    "clock_offset_ms": m.clock_offset_ms, "clock_skewed": m.clock_skewed,
                 })
             })
             .collect();
@@ -394,19 +395,21 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
         println!("{}: {:.0}% done", s.operation, s.operation_progress * 100.0);
     }
     println!(
-        "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10}",
-        "NODE", "ADDRESS", "HEALTH", "STATE", "PRIMARY", "REPLICA", "LAST SEEN"
+        "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10} {:>12}",
+        "NODE", "ADDRESS", "HEALTH", "STATE", "PRIMARY", "REPLICA", "LAST SEEN", "CLOCK"
     );
     for m in &s.members {
+        let skew = if m.clock_skewed { " SKEWED" } else { "" };
         println!(
-            "{:<20} {:<24} {:<8} {:<8} {:>7.1}% {:>7.1}% {:>8}ms",
+            "{:<20} {:<24} {:<8} {:<8} {:>7.1}% {:>7.1}% {:>8}ms {:>+10}ms{skew}",
             m.node_id,
             m.address,
             m.health,
             m.state,
             m.primary_ownership * 100.0,
             m.replica_ownership * 100.0,
-            m.last_seen_ms_ago
+            m.last_seen_ms_ago,
+            m.clock_offset_ms
         );
     }
 }

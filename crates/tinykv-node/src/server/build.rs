@@ -324,6 +324,7 @@ impl Core {
                 vnodes: config.vnodes,
                 sync: sync_description(config),
                 cluster_name: config.cluster_name.clone().unwrap_or_default(),
+                max_clock_offset: config.max_clock_offset,
             },
             self.membership.clone(),
             self.detector.clone(),
