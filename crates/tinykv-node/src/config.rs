@@ -345,6 +345,7 @@ impl Config {
             crate::cluster_name::validate(name).map_err(NodeError::Config)?;
         }
         self.validate_security()?;
+        self.validate_grace()?;
         self.peer_specs()?;
         let id = self.resolved_node_id()?;
         if !crate::membership::valid_id(&id) {
@@ -365,6 +366,21 @@ impl Config {
             }),
             _ => None,
         }
+    }
+
+    /// A hint may be replayed up to --max-hint-age after its write; a
+    /// tombstone purged sooner than that could be overwritten by the older
+    /// value a hint still carries, and the delete would be undone.
+    fn validate_grace(&self) -> Result<(), NodeError> {
+        let hints_kept = self.hinted_handoff && self.max_hints > 0;
+        if hints_kept && self.tombstone_grace < self.max_hint_age {
+            return Err(NodeError::Config(format!(
+                "--tombstone-grace ({}) must be at least --max-hint-age ({}): a hint replayed after a delete's tombstone was purged would bring the deleted value back (raise the grace, lower the hint age, or turn hints off with --max-hints 0)",
+                humantime::format_duration(self.tombstone_grace),
+                humantime::format_duration(self.max_hint_age)
+            )));
+        }
+        Ok(())
     }
 
     fn validate_security(&self) -> Result<(), NodeError> {
@@ -405,6 +421,26 @@ mod tests {
         let mut all = vec!["tinykv-node"];
         all.extend_from_slice(args);
         Config::try_parse_from(all).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_grace_shorter_than_the_hint_age_is_refused_while_hints_are_kept() {
+        let base = ["--node-id", "n1", "--data-dir", "/tmp/x"];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args).validate()
+        };
+        let err = with(&["--tombstone-grace", "1h", "--max-hint-age", "3h"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--tombstone-grace (1h) must be at least --max-hint-age (3h)"),
+            "{err}"
+        );
+        assert!(with(&["--tombstone-grace", "3h", "--max-hint-age", "3h"]).is_ok());
+        assert!(with(&["--tombstone-grace", "1ms", "--max-hints", "0"]).is_ok());
+        assert!(with(&["--tombstone-grace", "1ms", "--hinted-handoff", "false"]).is_ok());
+        assert!(with(&[]).is_ok(), "the defaults (1 day, 3 h) agree");
     }
 
     #[test]
