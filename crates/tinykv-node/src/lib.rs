@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod detector;
 pub mod dialer;
 pub mod directory;
+pub mod durable_file;
 pub mod error;
 pub mod faults;
 #[doc(hidden)]

@@ -153,10 +153,11 @@ impl Lifecycle {
         }
     }
 
-    /// Records in the data directory that this node is a full member.
+    /// Records in the data directory that this node is a full member
+    /// (atomically and durably: a crash never leaves a torn marker).
     fn write_member_marker(&self, state: MemberState) {
         let path = self.parts.data_dir.join(MEMBER_MARKER);
-        if let Err(e) = std::fs::write(&path, state.to_string()) {
+        if let Err(e) = crate::durable_file::write_atomic(&path, state.to_string().as_bytes()) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write member marker");
         }
     }
