@@ -197,6 +197,53 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
         wait_state(&c, via, "node2", "removed").await;
     }
     check_every_key(&c, 0, &[0, 2, 3, 4]).await;
+
+    // node2 comes back with its old data: it learns it was removed, says
+    // so, and records it; started again, it refuses to run with that data.
+    c.restart(1).await;
+    wait_until(
+        "node2 to learn it was removed",
+        Duration::from_secs(20),
+        || {
+            let log = c.log(1);
+            async move { log.contains("was removed from the cluster") }
+        },
+    )
+    .await;
+    wait_state(&c, 1, "node2", "removed").await;
+    c.kill(1);
+    let mut node = std::process::Command::new(tinykv_tests::binary("tinykv-node"))
+        .args([
+            "--node-id",
+            "node2",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&c.nodes[1].data_dir)
+        .env("TINYKV_METRICS_LISTEN", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tinykv-node");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while node.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = node.kill();
+            panic!("a removed node started with its old data and kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = node.wait_with_output().expect("output");
+    assert!(
+        !out.status.success(),
+        "a removed node must not start with its old data"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was removed") && err.contains("--join"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

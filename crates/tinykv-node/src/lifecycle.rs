@@ -39,6 +39,21 @@ const STREAM_PAGE: usize = 1024;
 /// member, so a restart never re-joins (and never re-streams).
 pub const MEMBER_MARKER: &str = "member-state";
 
+/// The state the member marker in `data_dir` records: none for a node that
+/// never was a full member (or an unreadable marker, said in the log).
+pub fn read_member_marker(data_dir: &std::path::Path) -> Option<MemberState> {
+    let path = data_dir.join(MEMBER_MARKER);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match text.trim().parse() {
+        Ok(state) => Some(state),
+        // Markers of older versions could be torn by a crash: a member.
+        Err(_) => {
+            tracing::warn!(path = %path.display(), "member marker unreadable; taken as a full member");
+            Some(MemberState::Normal)
+        }
+    }
+}
+
 /// Progress of this node's own join or decommission.
 #[derive(Clone, Debug, Default)]
 pub struct StreamProgress {
@@ -148,9 +163,26 @@ impl Lifecycle {
         if self.parts.gossip.own_state() == Some(MemberState::Joining) {
             let me = self.clone();
             tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
-        } else {
+        } else if self.parts.gossip.own_state() == Some(MemberState::Normal) {
             self.write_member_marker(MemberState::Normal);
         }
+    }
+
+    /// Records that this node left or was removed once its own row says so,
+    /// so that a restart with this data directory never serves as a member
+    /// again (a removed node refuses to start; a node that left stays left).
+    pub fn note_own_state(&self) {
+        let own = self.parts.gossip.own_state();
+        let Some(state @ (MemberState::Left | MemberState::Removed)) = own else {
+            return;
+        };
+        if read_member_marker(&self.parts.data_dir) == Some(state) {
+            return;
+        }
+        if state == MemberState::Removed {
+            tracing::error!(id = %self.id, "this node was removed from the cluster (removenode): its data is stale; wipe its data directory and start it with --join to add it again");
+        }
+        self.write_member_marker(state);
     }
 
     /// Records in the data directory that this node is a full member
@@ -314,6 +346,7 @@ impl Lifecycle {
             return;
         }
         self.parts.gossip.announce(MemberState::Left);
+        self.write_member_marker(MemberState::Left);
         tracing::info!(id = %self.id, "decommission complete: node has left the ring");
         // Tell everyone at once rather than waiting for the next heartbeat.
         self.parts.gossip.round().await;

@@ -39,11 +39,15 @@ use crate::service::Rules;
 fn spawn_loops(node: &Node, config: &Config, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let hb = config.heartbeat_interval;
     let gossip = node.gossip.clone();
+    let lifecycle = node.lifecycle.clone();
     let hints = node.hints.clone();
     let mut loops = vec![
         every(shutdown, "heartbeat", hb, move || {
-            let gossip = gossip.clone();
-            async move { gossip.round().await }
+            let (gossip, lifecycle) = (gossip.clone(), lifecycle.clone());
+            async move {
+                gossip.round().await;
+                lifecycle.note_own_state();
+            }
         }),
         every(
             shutdown,

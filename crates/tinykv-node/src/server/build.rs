@@ -75,17 +75,23 @@ fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, 
             version: 1,
         })
         .collect();
-    // A node that has been a full member before never re-joins.
-    let was_member = config
-        .data_dir
-        .join(crate::lifecycle::MEMBER_MARKER)
-        .exists();
-    let joining = config.join && !was_member;
+    // A node that has been a full member before never re-joins; one that
+    // left stays left; one that was removed holds stale data and refuses.
+    let marker = crate::lifecycle::read_member_marker(&config.data_dir);
+    if marker == Some(MemberState::Removed) {
+        return Err(NodeError::Config(format!(
+            "node {id} was removed from the cluster (removenode) and its data in {} is stale: wipe the data directory and start it with --join to add it again",
+            config.data_dir.display()
+        )));
+    }
+    let joining = config.join && marker.is_none();
     members.push(Member {
         id: id.to_string(),
         addr: addr.to_string(),
         state: if joining {
             MemberState::Joining
+        } else if marker == Some(MemberState::Left) {
+            MemberState::Left
         } else {
             MemberState::Normal
         },
