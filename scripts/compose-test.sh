@@ -170,7 +170,9 @@ if [ "${TINYKV_TLS:-0}" = 1 ]; then
   tls_on() {
     local n
     for n in "${NODES[@]}"; do
-      docker logs "$n" 2>&1 | grep -q '+ tls' || { echo "$n does not say it serves TLS"; return 1; }
+      # grep without -q reads every line: -q would end the pipe early, and
+      # pipefail would take docker's SIGPIPE for a failure.
+      docker logs "$n" 2>&1 | grep '+ tls' >/dev/null || { echo "$n does not say it serves TLS"; return 1; }
     done
     if docker run --rm --network "$TINYKV_NET" "$TINYKV_IMAGE" \
       ./build/src/tinykv_client --timeout 3s "${NODES[0]}:50051" get "old-form-$$" 1; then
