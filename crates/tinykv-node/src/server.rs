@@ -194,6 +194,32 @@ pub async fn run(
     result.and(closed.map_err(NodeError::from))
 }
 
+/// gRPC server reflection for every service (both protocol versions: tools
+/// such as grpcurl ask for either), so the node can be explored without
+/// the .proto files.
+fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    NodeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tinykv_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let err = |e: tonic_reflection::server::Error| NodeError::Transport(format!("reflection: {e}"));
+    Ok((
+        builder().build_v1().map_err(err)?,
+        builder().build_v1alpha().map_err(err)?,
+    ))
+}
+
 /// Serves the client, admin, peer and health services on `listener` until
 /// `shutdown` is cancelled; in-flight requests finish first.
 async fn serve_grpc(
@@ -214,7 +240,11 @@ async fn serve_grpc(
     let client = TinyKvServer::new(client)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let router = tonic::transport::Server::builder().add_service(health_service);
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     let router = match &security.client {
         Some(check) => router.add_service(check.wrap(client)),
         None => router.add_service(client),

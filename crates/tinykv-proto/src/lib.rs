@@ -6,6 +6,12 @@
 
 pub mod ordered;
 
+/// The encoded `FileDescriptorSet` of `tinykv.proto` and `internal.proto`,
+/// which a node serves through gRPC server reflection (so `grpcurl` works
+/// without the .proto files).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tinykv_descriptor.bin"));
+
 /// Client-facing `tinykv.TinyKV` and `tinykv.Admin` services.
 #[allow(clippy::all, missing_docs)]
 pub mod tinykv {
