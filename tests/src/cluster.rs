@@ -380,7 +380,8 @@ impl Cluster {
                     .flat_map(|f| [std::ffi::OsStr::new("--cluster-secret-file"), f.as_os_str()]),
             )
             .args(&tls_args)
-            .env("TINYKV_METRICS_LISTEN", "off")
+            // Metrics on the gRPC port only (the default).
+            .env("TINYKV_METRICS_LISTEN", "")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
             .env("TINYKV_LOG", &node.log_filter)
             // Plain text in the log files, so tests can search them.

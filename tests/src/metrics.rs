@@ -1,7 +1,8 @@
-//! Reading a node's Prometheus metrics: the node binds `--metrics-listen
-//! 127.0.0.1:0` (a port of the kernel's choosing, so no port is picked
-//! outside the harness and released before the node binds it) and logs the
-//! address it got, which is where [`Cluster::metrics`] scrapes.
+//! Reading a node's Prometheus metrics: [`Cluster::metrics`] scrapes
+//! `/metrics` on the node's gRPC port (HTTP GET next to gRPC). With
+//! [`ClusterOptions::with_metrics`] a node also binds `--metrics-listen
+//! 127.0.0.1:0` (a port of the kernel's choosing) and logs the address it
+//! got ([`Cluster::metrics_addr`]).
 
 use std::time::{Duration, Instant};
 
@@ -31,20 +32,17 @@ impl Cluster {
         Some(rest.split_whitespace().next()?.to_string())
     }
 
-    /// Node `i`'s `/metrics` text. Polls up to 10 s for the endpoint (the
-    /// cluster must be started [`ClusterOptions::with_metrics`]); panics
-    /// after that.
+    /// Node `i`'s `/metrics` text, scraped from its gRPC port. Polls up to
+    /// 10 s; panics after that.
     pub async fn metrics(&self, i: usize) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(addr) = self.metrics_addr(i) {
-                if let Ok(text) = scrape(&addr).await {
-                    return text;
-                }
+            if let Ok(text) = scrape(&self.addr(i)).await {
+                return text;
             }
             assert!(
                 Instant::now() < deadline,
-                "no metrics from {} (started without with_metrics?):\n{}",
+                "no metrics from {} on its gRPC port:\n{}",
                 self.nodes[i].id,
                 self.log(i)
             );
@@ -94,7 +92,8 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
     })
 }
 
-async fn scrape(addr: &str) -> std::io::Result<String> {
+/// `GET /metrics` from `addr` over HTTP/1.0: the body of a 200 answer.
+pub async fn scrape(addr: &str) -> std::io::Result<String> {
     let io = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")

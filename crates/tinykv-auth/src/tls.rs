@@ -100,7 +100,8 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| bad(&files.cert, format!("does not match its key: {e}")))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC is HTTP/2; HTTP/1.1 is for scrapes of /metrics on this port.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -234,8 +234,10 @@ pub struct Config {
     /// Tombstones younger than this are never purged.
     #[arg(long, env = "TINYKV_TOMBSTONE_GRACE", default_value = "1day", value_parser = humantime::parse_duration)]
     pub tombstone_grace: Duration,
-    /// Prometheus `/metrics` address (`off` disables it).
-    #[arg(long, env = "TINYKV_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    /// Prometheus `/metrics`: always served on the gRPC port (HTTP GET, as
+    /// etcd does); an address here serves it there too (`0.0.0.0:9090`);
+    /// `off` serves it nowhere.
+    #[arg(long, env = "TINYKV_METRICS_LISTEN", default_value = "")]
     pub metrics_listen: String,
     /// Async runtime worker threads (default: one per CPU). Several nodes on
     /// one small machine (a local cluster) run best with 1 each.

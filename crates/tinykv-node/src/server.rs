@@ -19,6 +19,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 mod build;
 pub mod incoming;
+mod scrape;
 mod security;
 
 pub use build::build;
@@ -241,7 +242,13 @@ async fn serve_grpc(
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let (reflection_v1, reflection_v1alpha) = reflection()?;
+    // Scrapes of /metrics on this port, unless metrics are off; HTTP/1.1
+    // is accepted for them (gRPC stays HTTP/2).
+    let scrape = (config.metrics_listen != "off")
+        .then(|| scrape::Scrape::new(node.metrics.clone(), node.store.clone()));
     let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(scrape::ScrapeLayer(scrape))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -1,0 +1,86 @@
+//! The node as an operator first meets it: five nodes started with exactly
+//! the README's command on one host all serve (no port of theirs collides:
+//! metrics are on each node's gRPC port), and each answers a Prometheus
+//! scrape there.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tinykv_client::auth::generate_secret;
+use tinykv_client::Client;
+use tinykv_tests::metrics::scrape;
+use tinykv_tests::{binary, wait_until};
+
+/// Kills the nodes however the test ends.
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_nodes_started_with_the_documented_command_on_one_host_all_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, generate_secret()).expect("secret");
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("node{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Nodes(Vec::new());
+    for (i, port) in ports.iter().enumerate() {
+        // README: tinykv-node --node-id ID --listen HOST:PORT --peers ID=HOST:PORT,...
+        //         --data-dir DIR --cluster-secret-file FILE
+        let child = Command::new(binary("tinykv-node"))
+            .args(["--node-id", &format!("node{}", i + 1)])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--peers", &peers])
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("node{}", i + 1)))
+            .arg("--cluster-secret-file")
+            .arg(&secret)
+            .env_remove("TINYKV_METRICS_LISTEN")
+            .env_remove("RUST_LOG")
+            .env_remove("TINYKV_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn tinykv-node");
+        nodes.0.push(child);
+    }
+    for port in &ports {
+        let addr = format!("127.0.0.1:{port}");
+        let client = Client::connect(&addr).expect("client");
+        wait_until(&format!("{addr} to serve"), Duration::from_secs(30), || {
+            let client = client.clone();
+            async move { client.health().await.unwrap_or(false) }
+        })
+        .await;
+        let text = scrape(&addr)
+            .await
+            .expect("a scrape of /metrics on the gRPC port");
+        assert!(text.contains("tinykv_"), "{text}");
+    }
+    for (i, node) in nodes.0.iter_mut().enumerate() {
+        assert!(
+            node.try_wait().expect("wait").is_none(),
+            "node{} exited",
+            i + 1
+        );
+    }
+}
