@@ -58,7 +58,12 @@ mkdir -p "$work/rendered"
   --set 'networkPolicy.metricsSelectors[0].podSelector.matchLabels.app=prometheus' \
   --set 'networkPolicy.operatorSelectors[0].namespaceSelector.matchLabels.name=ops' \
   --set 'networkPolicy.operatorSelectors[0].podSelector.matchLabels.app=operator' \
+  --set tls.enabled=true --set tls.issuerRef.name=ca-issuer --set tls.issuerRef.kind=ClusterIssuer \
+  --set tls.clientAuth=cert \
   > "$work/rendered/cluster-overrides.yaml"
+"$BIN/helm" template tokens charts/tinykv-cluster --namespace tinykv \
+  --set tls.enabled=true --set tls.clientAuth=token \
+  --set tls.clientTokenSecretRef.name=tokens-secret > "$work/rendered/cluster-tls-token.yaml"
 for f in "$work"/rendered/*.yaml; do
   [ -s "$f" ] || { echo "FAIL helm rendered nothing into $(basename "$f")"; fail=1; }
 done
@@ -68,8 +73,9 @@ echo "== objects the operator builds for the example clusters"
 # for every example and chart-rendered TinyKVCluster; validated with the
 # rest below.
 if "$CARGO" run --quiet -p tinykv-operator --bin render -- manifests/examples/cluster.yaml \
-  manifests/examples/cluster-network-policy.yaml \
+  manifests/examples/cluster-network-policy.yaml manifests/examples/cluster-tls.yaml \
   "$work"/rendered/cluster.yaml "$work"/rendered/cluster-overrides.yaml \
+  "$work"/rendered/cluster-tls-token.yaml \
   > "$work/operator-built.yaml" && [ -s "$work/operator-built.yaml" ]; then
   mv "$work/operator-built.yaml" "$work/rendered/operator-built.yaml"
   echo "ok   $(grep -c '^kind:' "$work/rendered/operator-built.yaml") objects built"
@@ -78,6 +84,14 @@ if "$CARGO" run --quiet -p tinykv-operator --bin render -- manifests/examples/cl
     echo "FAIL no NetworkPolicy among the objects built"
     fail=1
   fi
+  # ... and TLS both ways: the operator's CA and node certificates, and
+  # cert-manager Certificates.
+  for kind in Certificate; do
+    grep -q "^kind: $kind\$" "$work/rendered/operator-built.yaml" \
+      || { echo "FAIL no $kind among the objects built"; fail=1; }
+  done
+  grep -q '^  name: secure-tls-nodes$' "$work/rendered/operator-built.yaml" \
+    || { echo "FAIL no node-certificates Secret among the objects built"; fail=1; }
 else
   echo "FAIL the operator could not build the example clusters' objects"
   fail=1

@@ -84,13 +84,37 @@ impl Authority {
             })
         };
         let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+        Authority::from_pems(&cert_pem, &key_pem, cert, key)
+    }
+
+    /// The CA whose certificate and key are `cert_pem` and `key_pem`, held
+    /// in memory (the operator keeps its clusters' CAs in Kubernetes
+    /// Secrets, not files).
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Authority, TlsError> {
+        Authority::from_pems(
+            cert_pem,
+            key_pem,
+            Path::new("<CA certificate PEM>"),
+            Path::new("<CA key PEM>"),
+        )
+    }
+
+    fn from_pems(
+        cert_pem: &str,
+        key_pem: &str,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<Authority, TlsError> {
         let bad = |p: &Path, e: rcgen::Error| TlsError::Bad {
             path: p.to_path_buf(),
             reason: e.to_string(),
         };
-        let key_pair = KeyPair::from_pem(&key_pem).map_err(|e| bad(key, e))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair).map_err(|e| bad(cert, e))?;
-        Ok(Authority { issuer, cert_pem })
+        let key_pair = KeyPair::from_pem(key_pem).map_err(|e| bad(key, e))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key_pair).map_err(|e| bad(cert, e))?;
+        Ok(Authority {
+            issuer,
+            cert_pem: cert_pem.to_string(),
+        })
     }
 
     /// The CA's certificate, PEM: what every node and client trusts.

@@ -132,6 +132,45 @@ impl ClientTls {
         })
     }
 
+    /// Trusts the CA certificates in `ca` (PEM); presents the PEM
+    /// certificate and key of `identity` when given. For callers that hold
+    /// the PEM in memory rather than in files (the operator reads it from
+    /// Kubernetes Secrets), checked like [`ClientTls::load`] checks files.
+    pub fn from_pem(ca: &str, identity: Option<(&str, &str)>) -> Result<ClientTls, TlsError> {
+        let where_ = |what: &str| PathBuf::from(format!("<{what} PEM>"));
+        let certs = CertificateDer::pem_slice_iter(ca.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&where_("CA"), format!("not a PEM certificate: {e}")))?;
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| bad(&where_("CA"), format!("not a usable CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(&where_("CA"), "holds no certificate"));
+        }
+        let identity = match identity {
+            Some((cert, key)) => {
+                let n = CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad(&where_("certificate"), e.to_string()))?
+                    .len();
+                if n == 0 {
+                    return Err(bad(&where_("certificate"), "holds no certificate"));
+                }
+                PrivateKeyDer::from_pem_slice(key.as_bytes())
+                    .map_err(|e| bad(&where_("key"), format!("no usable private key: {e}")))?;
+                Some(Identity::from_pem(cert, key))
+            }
+            None => None,
+        };
+        Ok(ClientTls {
+            ca: Certificate::from_pem(ca),
+            identity,
+        })
+    }
+
     /// A node's client side: its own files, certificate presented.
     pub fn for_node(files: &TlsFiles) -> Result<ClientTls, TlsError> {
         ClientTls::load(&files.ca, Some((&files.cert, &files.key)))
@@ -165,6 +204,16 @@ pub fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, TlsErro
         Some(tls) => endpoint.tls_config(tls.config()).map_err(|e| invalid(&e)),
         None => Ok(endpoint),
     }
+}
+
+/// The DER of every certificate in `pem`, in order (empty for text that
+/// holds none or is not PEM), to look at certificates held in memory with
+/// [`cert_names`].
+pub fn pem_certs(pem: &str) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 /// The names a certificate proves, in its order: its DNS subject

@@ -15,6 +15,12 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+#[path = "crd_tls.rs"]
+mod tls;
+pub use tls::{
+    ClientAuthMode, IssuerKind, IssuerRef, TlsOptions, TokenSecretRef, DEFAULT_CLIENT_TOKEN_KEY,
+};
+
 /// API group of the custom resource.
 pub const GROUP: &str = "tinykv.io";
 /// API version of the custom resource.
@@ -145,6 +151,10 @@ pub struct TinyKVClusterSpec {
     /// supports NetworkPolicy. Disabling it deletes the policy.
     #[serde(default)]
     pub network_policy: NetworkPolicyOptions,
+    /// TLS on both planes (node certificates from the operator's CA or from
+    /// cert-manager) and what the client plane demands.
+    #[serde(default)]
+    pub tls: TlsOptions,
 }
 
 /// An optional NetworkPolicy (`networking.k8s.io/v1`, named like the
@@ -571,6 +581,7 @@ impl Default for TinyKVClusterSpec {
             service: ServiceOptions::default(),
             security: SecurityOptions::default(),
             network_policy: NetworkPolicyOptions::default(),
+            tls: TlsOptions::default(),
         }
     }
 }

@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use tinykv_auth::{Secrets, Signer};
 
 use crate::metrics::Metrics;
-use crate::node_admin::{DecommissionProgress, NodeAdmin, NodeError, NodeStatus, STATE_LEAVING};
+use crate::node_admin::{
+    DecommissionProgress, NodeAdmin, NodeCreds, NodeError, NodeStatus, STATE_LEAVING,
+};
 use crate::reconciler::Context;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -253,6 +255,7 @@ struct MockState {
     statuses: HashMap<String, Result<NodeStatus, NodeError>>,
     calls: Vec<NodeCall>,
     proofs: Vec<Option<String>>,
+    shown: Vec<(bool, Option<String>)>,
 }
 
 /// A signer's fingerprint: its proof of a fixed method at a fixed time, the
@@ -313,6 +316,12 @@ impl MockNodeAdmin {
         self.lock().proofs.clone()
     }
 
+    /// For every call so far, in order: whether it came over TLS, and the
+    /// client token it carried.
+    pub fn shown(&self) -> Vec<(bool, Option<String>)> {
+        self.lock().shown.clone()
+    }
+
     /// Only the Decommission calls.
     pub fn decommissions(&self) -> Vec<(String, String)> {
         self.calls()
@@ -325,15 +334,22 @@ impl MockNodeAdmin {
     }
 }
 
+impl MockState {
+    fn record(&mut self, call: NodeCall, creds: &NodeCreds) {
+        self.calls.push(call);
+        self.proofs.push(creds.signer.as_ref().map(fingerprint));
+        self.shown.push((creds.tls.is_some(), creds.token.clone()));
+    }
+}
+
 impl NodeAdmin for MockNodeAdmin {
     fn status<'a>(
         &'a self,
         addr: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
         let mut st = self.lock();
-        st.calls.push(NodeCall::Status(addr.to_string()));
-        st.proofs.push(signer.map(fingerprint));
+        st.record(NodeCall::Status(addr.to_string()), creds);
         let answer = st.statuses.get(addr).cloned().unwrap_or_else(|| {
             Err(NodeError::Unreachable {
                 addr: addr.to_string(),
@@ -347,16 +363,12 @@ impl NodeAdmin for MockNodeAdmin {
         &'a self,
         addr: &'a str,
         node_id: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
-        {
-            let mut st = self.lock();
-            st.calls.push(NodeCall::Decommission(
-                addr.to_string(),
-                node_id.to_string(),
-            ));
-            st.proofs.push(signer.map(fingerprint));
-        }
+        self.lock().record(
+            NodeCall::Decommission(addr.to_string(), node_id.to_string()),
+            creds,
+        );
         self.set_state(node_id, STATE_LEAVING);
         Box::pin(async move {
             Ok(DecommissionProgress {
@@ -388,15 +400,16 @@ mod tests {
             }),
         );
         let signer = operator_signer("a-test-secret-0123456789");
-        mock.decommission("a:1", "n1", Some(&signer))
+        mock.decommission("a:1", "n1", &NodeCreds::signed(signer.clone()))
             .await
             .expect("decommission");
-        let st = mock.status("a:1", None).await.expect("status");
+        let none = NodeCreds::default();
+        let st = mock.status("a:1", &none).await.expect("status");
         assert_eq!(
             st.member("n1").map(|m| m.state.as_str()),
             Some(STATE_LEAVING)
         );
-        assert!(mock.status("b:1", None).await.is_err());
+        assert!(mock.status("b:1", &none).await.is_err());
         assert_eq!(
             mock.decommissions(),
             vec![("a:1".to_string(), "n1".to_string())]

@@ -2,8 +2,8 @@
 //!
 //! * [`crd`]: the `TinyKVCluster` custom resource.
 //! * [`builders`]: pure functions that turn a `TinyKVCluster` into the
-//!   StatefulSet, Services, PodDisruptionBudget and cluster-secret Secret
-//!   it needs.
+//!   StatefulSet, Services, PodDisruptionBudget, cluster-secret Secret and
+//!   TLS certificates it needs.
 //! * [`node_admin`]: how the operator talks to the nodes (gRPC; unit tests
 //!   use a scripted mock from the test-only `fixtures` module).
 //! * [`plan`]: the pure scaling and upgrade state machine.
@@ -47,6 +47,9 @@ pub enum Error {
     /// The cluster's secret is missing or unusable.
     #[error("cluster secret: {0}")]
     ClusterSecret(String),
+    /// The cluster's TLS certificates cannot be made or read.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Error {
@@ -59,6 +62,7 @@ impl Error {
             Error::Serialization(_) => "serialization",
             Error::InvalidSpec(_) => "invalid_spec",
             Error::ClusterSecret(_) => "cluster_secret",
+            Error::Tls(_) => "tls",
         }
     }
 }

@@ -3,9 +3,11 @@
 //! [`NodeAdmin`] is the seam: [`GrpcNodeAdmin`] calls the real
 //! `tinykv.TinyKV/Status` and `tinykv.Admin/Decommission` RPCs (every call
 //! bounded by a deadline). Nodes accept an Admin call only with a proof of
-//! the cluster secret, so every call takes the cluster's [`Signer`] (made
-//! by the reconciler from the cluster's Secret) and sends through a
-//! [`Signed`] channel. Reconciler unit tests use a scripted mock instead
+//! the cluster secret, so every call takes the cluster's [`NodeCreds`]: its
+//! [`Signer`] (made by the reconciler from the cluster's Secret), sent
+//! through a [`Signed`] channel, and with `spec.tls` the CA to verify the
+//! node against (plus a client certificate or token when the client plane,
+//! where Status lives, demands one). Reconciler unit tests use a scripted mock instead
 //! (`MockNodeAdmin` in the test-only `fixtures` module, so it is not compiled
 //! into the operator binary). A test that runs real nodes on 127.0.0.1
 //! passes a `GrpcNodeAdmin`, an address function mapping pod names to local
@@ -15,11 +17,12 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tinykv_auth::tls::ClientTls;
 use tinykv_auth::{Signed, Signer};
 use tinykv_proto::tinykv::{
     admin_client::AdminClient, tiny_kv_client::TinyKvClient, DecommissionRequest, StatusRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Membership state of a node that has finished leaving the ring.
 pub const STATE_LEFT: &str = "left";
@@ -36,6 +39,9 @@ pub enum NodeError {
     /// The address is not a valid endpoint.
     #[error("invalid node address {0}")]
     InvalidAddress(String),
+    /// The credentials cannot be sent (a token that is no header value).
+    #[error("unusable credentials: {0}")]
+    Credentials(String),
     /// The node could not be reached.
     #[error("cannot connect to {addr}: {message}")]
     Unreachable {
@@ -125,22 +131,44 @@ pub struct DecommissionProgress {
     pub message: String,
 }
 
-/// Node administration as the reconciler needs it. Every call is signed
-/// with `signer` when there is one (without, a node that holds a cluster
-/// secret refuses the Admin calls).
+/// What the operator shows a cluster's nodes: the cluster secret's signer
+/// (without it, a node that holds a secret refuses the Admin calls), and
+/// with TLS the client settings (the CA, and a client certificate with
+/// `clientAuth: cert`) and a client token (`clientAuth: token`).
+#[derive(Clone, Debug, Default)]
+pub struct NodeCreds {
+    /// Signs every call with the cluster secret.
+    pub signer: Option<Signer>,
+    /// Dial `https` and verify the node against this CA.
+    pub tls: Option<ClientTls>,
+    /// Sent as `authorization: Bearer` (client plane, `clientAuth: token`).
+    pub token: Option<String>,
+}
+
+impl NodeCreds {
+    /// Calls signed with `signer`, plaintext, no token.
+    pub fn signed(signer: Signer) -> Self {
+        Self {
+            signer: Some(signer),
+            ..Self::default()
+        }
+    }
+}
+
+/// Node administration as the reconciler needs it; every call shows `creds`.
 pub trait NodeAdmin: Send + Sync {
     /// Cluster view of the node at `addr`.
     fn status<'a>(
         &'a self,
         addr: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<NodeStatus, NodeError>>;
     /// Ask the node at `addr` to decommission `node_id` (returns without waiting).
     fn decommission<'a>(
         &'a self,
         addr: &'a str,
         node_id: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>>;
 }
 
@@ -162,17 +190,10 @@ impl GrpcNodeAdmin {
         Self { timeout }
     }
 
-    async fn channel(
-        &self,
-        addr: &str,
-        signer: Option<&Signer>,
-    ) -> Result<Signed<Channel>, NodeError> {
-        let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri)
+    /// A channel to `addr` showing `creds`: `https` verified against the
+    /// CA for the host dialled when `creds.tls` is set, else `http`.
+    async fn channel(&self, addr: &str, creds: &NodeCreds) -> Result<Signed<Channel>, NodeError> {
+        let endpoint = tinykv_auth::tls::endpoint(addr, creds.tls.as_ref())
             .map_err(|_| NodeError::InvalidAddress(addr.to_string()))?
             .connect_timeout(self.timeout)
             .timeout(self.timeout);
@@ -183,7 +204,9 @@ impl GrpcNodeAdmin {
                 addr: addr.to_string(),
                 message: e.to_string(),
             })?;
-        Ok(Signed::new(channel, signer.cloned()))
+        Signed::new(channel, creds.signer.clone())
+            .with_token(creds.token.as_deref())
+            .map_err(|e| NodeError::Credentials(e.to_string()))
     }
 
     async fn bounded<T>(
@@ -209,10 +232,10 @@ impl NodeAdmin for GrpcNodeAdmin {
     fn status<'a>(
         &'a self,
         addr: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
         Box::pin(self.bounded(addr, async move {
-            let mut client = TinyKvClient::new(self.channel(addr, signer).await?);
+            let mut client = TinyKvClient::new(self.channel(addr, creds).await?);
             let mut req = tonic::Request::new(StatusRequest {});
             req.set_timeout(self.timeout);
             let resp = client
@@ -246,10 +269,10 @@ impl NodeAdmin for GrpcNodeAdmin {
         &'a self,
         addr: &'a str,
         node_id: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
         Box::pin(self.bounded(addr, async move {
-            let mut client = AdminClient::new(self.channel(addr, signer).await?);
+            let mut client = AdminClient::new(self.channel(addr, creds).await?);
             let mut req = tonic::Request::new(DecommissionRequest {
                 node_id: node_id.to_string(),
             });
@@ -281,7 +304,7 @@ mod tests {
         drop(listener);
         let admin = GrpcNodeAdmin::new(Duration::from_millis(500));
         let err = admin
-            .status(&addr, None)
+            .status(&addr, &NodeCreds::default())
             .await
             .expect_err("nothing listens");
         assert!(
@@ -289,7 +312,7 @@ mod tests {
             "{err:?}"
         );
         let err = admin
-            .decommission("not a uri \u{0}", "n", None)
+            .decommission("not a uri \u{0}", "n", &NodeCreds::default())
             .await
             .expect_err("bad uri");
         assert!(matches!(err, NodeError::InvalidAddress(_)), "{err:?}");

@@ -25,7 +25,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use tinykv_auth::Signer;
 use tracing::{info, warn};
 
 use crate::builders::{
@@ -35,7 +34,7 @@ use crate::builders::{
 };
 use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
 use crate::metrics::Metrics;
-use crate::node_admin::{NodeAdmin, NodeStatus};
+use crate::node_admin::{NodeAdmin, NodeCreds, NodeStatus};
 use crate::plan::{plan, ObservedStatefulSet, PlanInput, PlannedEvent, REASON_BELOW_RF};
 use crate::status::{compute_status, condition, CONDITION_DEGRADED};
 use crate::{Error, Result};
@@ -43,11 +42,17 @@ use crate::{Error, Result};
 mod cleanup;
 mod controller;
 mod secret;
+mod tls;
 
 use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
 pub use controller::run;
 use secret::ensure_cluster_secret;
 pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
+use tls::ensure_tls;
+pub use tls::{REASON_TLS_CA_CREATED, REASON_TLS_ISSUED, REASON_TLS_PENDING};
+
+/// How soon a cluster waiting for cert-manager's certificates is looked at again.
+const TLS_PENDING_REQUEUE: Duration = Duration::from_secs(10);
 
 /// Event reason when a scaled-away node's claim is kept because it does
 /// not carry the cluster's labels.
@@ -192,7 +197,7 @@ async fn fetch_view(
     ctx: &Context,
     ns: &str,
     replicas: i32,
-    signer: &Signer,
+    creds: &NodeCreds,
 ) -> Option<NodeStatus> {
     let name = cluster.name_any();
     let port = cluster.spec.service.port;
@@ -218,7 +223,7 @@ async fn fetch_view(
     }
     for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
         let addr = (ctx.address)(ns, &name, pod, port);
-        match ctx.node_admin.status(&addr, Some(signer)).await {
+        match ctx.node_admin.status(&addr, creds).await {
             Ok(view) => return Some(view_by_pod_names(cluster, ctx, replicas, view)),
             Err(e) => {
                 ctx.metrics.node_call_failed();
@@ -291,6 +296,8 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         return Ok(Action::await_change());
     }
 
+    // An unusable spec.tls changes nothing.
+    builders::validate_tls(&cluster)?;
     // The pods mount the Secret: it exists before the StatefulSet does.
     let signer = match ensure_cluster_secret(&cluster, &ctx, &ns)
         .await
@@ -343,8 +350,34 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         .annotations
         .and_then(|mut a| a.remove(TEMPLATE_HASH_ANNOTATION))
         .ok_or(Error::MissingObjectKey("template hash"))?;
+    // Certificates for every pod there is or will be, before the pods.
+    let ordinals = cluster
+        .spec
+        .replicas
+        .max(observed.as_ref().map_or(0, |o| o.replicas));
+    let tls = ensure_tls(&cluster, &ctx, &ns, ordinals).await?;
+    for ev in &tls.events {
+        publish(
+            &ctx,
+            &oref,
+            ev.warning,
+            ev.reason,
+            ev.action,
+            ev.note.clone(),
+        )
+        .await?;
+    }
+    if !tls.waiting.is_empty() {
+        info!(waiting = ?tls.waiting, "waiting for cert-manager");
+        return Ok(Action::requeue(TLS_PENDING_REQUEUE));
+    }
+    let creds = NodeCreds {
+        signer: Some(signer),
+        tls: tls.client,
+        token: tls.token,
+    };
     let view = match &observed {
-        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &signer).await,
+        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &creds).await,
         None => None,
     };
     let already_refused = condition(&status, CONDITION_DEGRADED)
@@ -393,7 +426,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         info!(%node, %node_id, %addr, "decommissioning node");
         let progress = ctx
             .node_admin
-            .decommission(&addr, &node_id, Some(&signer))
+            .decommission(&addr, &node_id, &creds)
             .await
             .inspect_err(|_| {
                 ctx.metrics.node_call_failed();

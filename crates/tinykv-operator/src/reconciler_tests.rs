@@ -909,3 +909,6 @@ async fn an_absent_or_terminating_claim_is_not_deleted_again() {
 
 #[path = "reconciler_auth_tests.rs"]
 mod auth;
+
+#[path = "reconciler_tls_tests.rs"]
+mod tls;

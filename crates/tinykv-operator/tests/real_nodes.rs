@@ -38,7 +38,7 @@ use tinykv_client::Consistency;
 use tinykv_operator::crd::{OperationType, Phase, TinyKVCluster, TinyKVClusterSpec};
 use tinykv_operator::metrics::Metrics;
 use tinykv_operator::node_admin::{
-    DecommissionProgress, GrpcNodeAdmin, NodeAdmin, NodeError, NodeStatus,
+    DecommissionProgress, GrpcNodeAdmin, NodeAdmin, NodeCreds, NodeError, NodeStatus,
 };
 use tinykv_operator::reconciler::{reconcile, Context};
 use tinykv_operator::status::{
@@ -401,22 +401,22 @@ impl NodeAdmin for RecordingAdmin {
     fn status<'a>(
         &'a self,
         addr: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<NodeStatus, NodeError>> {
-        self.inner.status(addr, signer)
+        self.inner.status(addr, creds)
     }
 
     fn decommission<'a>(
         &'a self,
         addr: &'a str,
         node_id: &'a str,
-        signer: Option<&'a Signer>,
+        creds: &'a NodeCreds,
     ) -> BoxFuture<'a, Result<DecommissionProgress, NodeError>> {
         self.decommissions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((addr.to_string(), node_id.to_string()));
-        self.inner.decommission(addr, node_id, signer)
+        self.inner.decommission(addr, node_id, creds)
     }
 }
 
@@ -915,7 +915,7 @@ async fn the_operator_signs_admin_calls_with_the_secret_it_created_and_nodes_ref
     // The nodes refuse an Admin call without the secret, or with another one.
     let grpc = GrpcNodeAdmin::new(Duration::from_secs(3));
     let err = grpc
-        .decommission(&c.addr(3), "node4", None)
+        .decommission(&c.addr(3), "node4", &NodeCreds::default())
         .await
         .expect_err("an unsigned decommission");
     assert!(is_unauthenticated(&err), "{err:?}");
@@ -924,7 +924,7 @@ async fn the_operator_signs_admin_calls_with_the_secret_it_created_and_nodes_ref
         Secrets::parse(&generate_secret()).expect("secret"),
     );
     let err = grpc
-        .decommission(&c.addr(3), "node4", Some(&stranger))
+        .decommission(&c.addr(3), "node4", &NodeCreds::signed(stranger))
         .await
         .expect_err("a decommission signed with another secret");
     assert!(is_unauthenticated(&err), "{err:?}");

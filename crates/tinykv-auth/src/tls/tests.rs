@@ -67,3 +67,25 @@ fn garbage_is_no_certificate_and_proves_no_name() {
     assert!(cert_names(b"\x30\x03\x02\x01\x00").is_empty());
     assert!(cert_names(&[]).is_empty());
 }
+
+#[test]
+fn pem_held_in_memory_works_like_files() {
+    let ca = Authority::generate("test CA").unwrap();
+    let again = Authority::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+    let issued = again
+        .issue(&["op".to_string(), "127.0.0.1".to_string()], Role::Client)
+        .unwrap();
+    let ders = pem_certs(&issued.cert_pem);
+    assert_eq!(ders.len(), 1);
+    assert_eq!(cert_names(&ders[0]), vec!["op"]);
+    assert!(pem_certs("not pem").is_empty());
+    ClientTls::from_pem(ca.cert_pem(), None).unwrap();
+    ClientTls::from_pem(ca.cert_pem(), Some((&issued.cert_pem, &issued.key_pem))).unwrap();
+    assert!(matches!(
+        ClientTls::from_pem("garbage", None),
+        Err(TlsError::Bad { .. })
+    ));
+    assert!(ClientTls::from_pem(ca.cert_pem(), Some((&issued.cert_pem, "no key"))).is_err());
+    assert!(ClientTls::from_pem(ca.cert_pem(), Some(("no cert", &issued.key_pem))).is_err());
+    assert!(Authority::from_pem(ca.cert_pem(), "no key").is_err());
+}

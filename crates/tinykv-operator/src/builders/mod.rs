@@ -1,15 +1,19 @@
 //! Pure builders: `TinyKVCluster` in, Kubernetes objects out (the
 //! StatefulSet, the Services, the PodDisruptionBudget, the cluster-secret
-//! Secret and the optional NetworkPolicy).
+//! Secret, the optional NetworkPolicy, and with `spec.tls` the certificate
+//! Secrets or cert-manager Certificates).
 //!
 //! Nothing here talks to the API server, so every object the operator applies
 //! can be unit-tested field by field.
 
 mod auth_upgrade;
+mod cert_manager;
 mod network_policy;
 mod secret;
 mod services;
 mod statefulset;
+mod tls;
+mod tls_certs;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +28,10 @@ pub use auth_upgrade::{
     auth_mode, auth_transition, rollout_finished, template_has_secret, template_is_permissive,
     AuthMode, AuthTransition, AUTH_PERMISSIVE_ENV,
 };
+pub use cert_manager::{
+    build_node_certificate, build_operator_certificate, certificate_resource,
+    node_certificate_name, operator_certificate_name, CERT_MANAGER_GROUP, CERT_MANAGER_VERSION,
+};
 pub use network_policy::{
     build_network_policy, default_operator_peers, network_policy_name, OPERATOR_POD_LABEL,
 };
@@ -35,6 +43,17 @@ pub use secret::{
 pub use services::{build_client_service, build_headless_service, build_pdb, pdb_max_unavailable};
 pub use statefulset::{
     build_statefulset, build_statefulset_with_auth, pod_template_hash, DATA_DIR, DATA_VOLUME,
+};
+pub use tls::{
+    cert_key, client_auth, client_token_ref, key_key, node_cert_names, operator_signs,
+    tls_ca_secret_name, tls_enabled, tls_nodes_secret_name, validate_tls, CA_CERT_KEY, CA_KEY_KEY,
+    CLIENT_AUTH_ENV, CLIENT_TOKEN_DIR, CLIENT_TOKEN_ENV, CLIENT_TOKEN_FILE_NAME,
+    CLIENT_TOKEN_VOLUME, OPERATOR_CLIENT_NAME, TLS_CA_ENV, TLS_CERT_ENV, TLS_DIR, TLS_KEY_ENV,
+    TLS_VOLUME,
+};
+pub use tls_certs::{
+    build_ca_secret, build_gathered_nodes_secret, build_signed_nodes_secret, ca_from_secret,
+    generate_ca, secret_text, CERT_MANAGER_CERT_KEY, CERT_MANAGER_KEY_KEY,
 };
 
 /// Field manager used for every server-side apply.
@@ -134,17 +153,20 @@ pub(crate) fn child_meta(cluster: &TinyKVCluster, name: String) -> Result<Object
 
 /// Every object the operator makes for `cluster` when it creates it, as
 /// JSON, in the order it makes them: its Secret (holding `secret`, only when
-/// the spec names no Secret of its own), the headless and client Services,
+/// the spec names no Secret of its own), the TLS Secrets or cert-manager
+/// Certificates (`spec.tls`), the headless and client Services,
 /// the PodDisruptionBudget, the NetworkPolicy (only when enabled) and the
 /// StatefulSet (`spec.replicas` pods, all on the current template). For offline checks of the objects (the
 /// `render` binary, `make check-manifests`).
 pub fn all_objects(cluster: &TinyKVCluster, secret: &str) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
+    validate_tls(cluster)?;
     if operator_creates_secret(cluster) {
         out.push(serde_json::to_value(build_cluster_secret(
             cluster, secret,
         )?)?);
     }
+    out.extend(tls_objects(cluster)?);
     out.push(serde_json::to_value(build_headless_service(cluster)?)?);
     out.push(serde_json::to_value(build_client_service(cluster)?)?);
     out.push(serde_json::to_value(build_pdb(cluster)?)?);
@@ -156,6 +178,30 @@ pub fn all_objects(cluster: &TinyKVCluster, secret: &str) -> Result<Vec<serde_js
         cluster.spec.replicas,
         0,
     )?)?);
+    Ok(out)
+}
+
+/// The TLS objects of [`all_objects`]: with the operator's CA, its Secret
+/// and the node certificates of `spec.replicas` pods (a fresh CA, as the
+/// operator would make); with cert-manager, a Certificate per pod (and one
+/// for the operator with `clientAuth: cert`).
+fn tls_objects(cluster: &TinyKVCluster) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    if operator_signs(cluster) {
+        let ca = generate_ca(cluster)?;
+        out.push(serde_json::to_value(build_ca_secret(cluster, &ca)?)?);
+        let (nodes, _) = build_signed_nodes_secret(cluster, &ca, cluster.spec.replicas, None)?;
+        out.push(serde_json::to_value(nodes)?);
+    } else if tls_enabled(cluster) {
+        for ordinal in 0..cluster.spec.replicas {
+            out.push(serde_json::to_value(build_node_certificate(
+                cluster, ordinal,
+            )?)?);
+        }
+        if client_auth(cluster) == crate::crd::ClientAuthMode::Cert {
+            out.push(serde_json::to_value(build_operator_certificate(cluster)?)?);
+        }
+    }
     Ok(out)
 }
 
@@ -327,6 +373,31 @@ mod tests {
         let objs = all_objects(&fenced, "unused").expect("objects");
         assert_eq!(objs[3]["kind"], "NetworkPolicy");
         assert_eq!(objs.len(), 5);
+    }
+
+    #[test]
+    fn all_objects_lists_the_tls_objects_before_the_pods() {
+        let mut c = test_support::cluster(TinyKVClusterSpec::default());
+        c.spec.tls.enabled = true;
+        let objs = all_objects(&c, "0123456789abcdef0123").expect("objects");
+        let names: Vec<&str> = objs
+            .iter()
+            .filter_map(|o| o["metadata"]["name"].as_str())
+            .collect();
+        assert_eq!(
+            &names[..3],
+            ["demo-cluster-secret", "demo-tls-ca", "demo-tls-nodes"]
+        );
+        c.spec.tls.issuer_ref = Some(crate::crd::IssuerRef {
+            name: "ca".into(),
+            kind: crate::crd::IssuerKind::Issuer,
+        });
+        c.spec.tls.client_auth = Some(crate::crd::ClientAuthMode::Cert);
+        let objs = all_objects(&c, "0123456789abcdef0123").expect("objects");
+        let certs = objs.iter().filter(|o| o["kind"] == "Certificate").count();
+        assert_eq!(certs, 4, "three pods and the operator");
+        c.spec.tls.enabled = false;
+        assert!(matches!(all_objects(&c, "x"), Err(Error::InvalidSpec(_))));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    GRPCAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
@@ -194,6 +194,8 @@ fn build_pod_template(cluster: &TinyKVCluster, mode: AuthMode) -> Result<PodTemp
         ..Volume::default()
     });
 
+    volumes.extend(super::tls::tls_volumes(cluster));
+
     Ok(PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels),
@@ -280,6 +282,7 @@ fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Contain
     ]
     .into_iter()
     .chain(permissive)
+    .chain(super::tls::tls_env(cluster))
     {
         if !spec.env.iter().any(|e| e.name == var) {
             env.push(EnvVar {
@@ -291,11 +294,11 @@ fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Contain
     }
     env.extend(spec.env.iter().cloned());
 
+    // gRPC health, or with TLS the CLI's health command (see tls.rs).
+    let (grpc, exec) = super::tls::health_check(cluster);
     let grpc_probe = |period: i32, failures: i32, initial: i32| Probe {
-        grpc: Some(GRPCAction {
-            port,
-            service: None,
-        }),
+        grpc: grpc.clone(),
+        exec: exec.clone(),
         initial_delay_seconds: Some(initial),
         period_seconds: Some(period),
         timeout_seconds: Some(3),
@@ -327,19 +330,24 @@ fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Contain
         readiness_probe: Some(grpc_probe(5, 3, 2)),
         liveness_probe: Some(grpc_probe(10, 6, 15)),
         resources: spec.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.to_string(),
-                mount_path: DATA_DIR.to_string(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: CLUSTER_SECRET_VOLUME.to_string(),
-                mount_path: CLUSTER_SECRET_DIR.to_string(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: DATA_VOLUME.to_string(),
+                    mount_path: DATA_DIR.to_string(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: CLUSTER_SECRET_VOLUME.to_string(),
+                    mount_path: CLUSTER_SECRET_DIR.to_string(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(super::tls::tls_mounts(cluster))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
