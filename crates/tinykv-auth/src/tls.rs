@@ -176,10 +176,14 @@ impl ClientTls {
         ClientTls::load(&files.ca, Some((&files.cert, &files.key)))
     }
 
-    fn config(&self) -> ClientTlsConfig {
+    fn config(&self, server_name: Option<&str>) -> ClientTlsConfig {
         let config = ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .timeout(Duration::from_secs(5));
+        let config = match server_name {
+            Some(name) => config.domain_name(name),
+            None => config,
+        };
         match &self.identity {
             Some(id) => config.identity(id.clone()),
             None => config,
@@ -190,6 +194,17 @@ impl ClientTls {
 /// An endpoint for `addr` (`host:port`, or a full URI): plaintext without
 /// `tls`; with it, `https` verified against the CA for the host dialled.
 pub fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, TlsError> {
+    endpoint_named(addr, tls, None)
+}
+
+/// As [`endpoint`], the server's certificate verified for `server_name`
+/// instead of the host dialled (an address found by resolving a name, such
+/// as a pod IP behind a headless Service, is checked against that name).
+pub fn endpoint_named(
+    addr: &str,
+    tls: Option<&ClientTls>,
+    server_name: Option<&str>,
+) -> Result<Endpoint, TlsError> {
     let invalid = |e: &dyn std::fmt::Display| TlsError::Address {
         addr: addr.to_string(),
         reason: e.to_string(),
@@ -201,7 +216,9 @@ pub fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint, TlsErro
     };
     let endpoint = Endpoint::from_shared(uri).map_err(|e| invalid(&e))?;
     match tls {
-        Some(tls) => endpoint.tls_config(tls.config()).map_err(|e| invalid(&e)),
+        Some(tls) => endpoint
+            .tls_config(tls.config(server_name))
+            .map_err(|e| invalid(&e)),
         None => Ok(endpoint),
     }
 }

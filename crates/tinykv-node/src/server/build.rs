@@ -201,7 +201,16 @@ impl Core {
             }
             None => None,
         };
-        let dialer = Dialer::new(tls);
+        // Addresses found through --peers-dns are IPs: their certificates
+        // are checked against the name resolved.
+        let ip_name = config
+            .peers_dns
+            .as_deref()
+            .map(|n| match n.rsplit_once(':') {
+                Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+                _ => n.to_string(),
+            });
+        let dialer = Dialer::with_ip_name(tls, ip_name);
         let peers = Arc::new(
             Peers::new(
                 &id,
