@@ -1,0 +1,255 @@
+//! `tinykv_client`: the TinyKV command-line tool.
+//!
+//! Keeps the original tool's form (`tinykv_client <host:port> put <key> <val> [rf]`,
+//! `get <key> [quorum]`) and adds named consistency levels and admin commands.
+//! Exit codes: 0 success, 1 key not found, 2 bad usage or invalid argument,
+//! 3 unavailable or deadline exceeded, 4 any other failure.
+
+mod args;
+mod print;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use serde_json::json;
+use tinykv_client::auth::generate_secret;
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
+
+use args::{Cli, Command, Output};
+
+/// A failure with its exit code.
+pub struct Failure(pub u8, pub String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::InvalidAddress { .. }
+            | ClientError::InvalidArgument(_)
+            | ClientError::NoEndpoints => 2,
+            ClientError::Unavailable(_) | ClientError::DeadlineExceeded(_) => 3,
+            ClientError::Rpc { .. } => 4,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+fn level(explicit: Option<u32>, flag: Option<u32>, named: Option<Consistency>) -> Consistency {
+    explicit
+        .or(flag)
+        .map(Consistency::Count)
+        .or(named)
+        .unwrap_or_default()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let plaintext = cli.tls_ca.is_none();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, msg)) => {
+            // A plaintext client dialling a TLS port sees only a transport
+            // error: say what is the likely cause.
+            let hint = if plaintext && msg.contains("transport error") {
+                " (if the node serves TLS, give its CA: --tls-ca or TINYKV_TLS_CA)"
+            } else {
+                ""
+            };
+            eprintln!("{msg}{hint}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Commands that talk to no node.
+fn offline(command: &Command) -> Result<bool, Failure> {
+    match command {
+        Command::Secret => println!("{}", generate_secret()),
+        Command::Certs {
+            out,
+            nodes,
+            clients,
+        } => setup::certs(out, nodes, clients)?,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "tinykv_client",
+                &mut std::io::stdout(),
+            );
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if offline(&cli.command)? {
+        return Ok(());
+    }
+    // One operation per process: plain RPCs, as the original client sent.
+    let opts = ClientOptions {
+        timeout: cli.timeout,
+        coalesce: false,
+        routing: RoutingPolicy::RoundRobin,
+        admin_signer: setup::admin_signer(cli.cluster_secret_file.as_deref())?,
+        tls: setup::client_tls(&cli)?,
+        token: setup::token(cli.token_file.as_deref())?,
+        ..ClientOptions::default()
+    };
+    let addr = cli
+        .addr
+        .clone()
+        .ok_or_else(|| Failure(2, "the node address <ADDR> is missing".into()))?;
+    let client = setup::connect(&addr, opts).await?;
+    let json = cli.output == Output::Json;
+    let levels = (cli.w, cli.r, cli.consistency);
+    match cli.command {
+        Command::Put { key, val, rf } => {
+            let out = client
+                .put(key, setup::value(val)?, level(rf, levels.0, levels.2))
+                .await?;
+            if json {
+                print::json(json!({ "ok": true, "timestamp": out.timestamp, "acks": out.acks }));
+            } else {
+                println!("OK (timestamp {}, {} acks)", out.timestamp, out.acks);
+            }
+        }
+        Command::Get { key, quorum } => {
+            let Some(v) = client
+                .get(key.clone(), level(quorum, levels.1, levels.2))
+                .await?
+            else {
+                if json {
+                    print::json(json!({ "key": key, "found": false }));
+                }
+                return Err(Failure(1, "not found".into()));
+            };
+            if json {
+                let mut out = print::value_json(&v.val);
+                out["key"] = json!(key);
+                out["found"] = json!(true);
+                out["timestamp"] = json!(v.timestamp);
+                out["writer"] = json!(v.writer);
+                print::json(out);
+            } else {
+                print::raw(&v.val)?;
+            }
+        }
+        Command::Delete { key, w } => {
+            let out = client.delete(key, level(w, levels.0, levels.2)).await?;
+            if json {
+                print::json(
+                    json!({ "deleted": true, "timestamp": out.timestamp, "acks": out.acks }),
+                );
+            } else {
+                println!("deleted (timestamp {}, {} acks)", out.timestamp, out.acks);
+            }
+        }
+        other => admin(&client, other, json).await?,
+    }
+    Ok(())
+}
+
+/// The status, health and admin commands.
+async fn admin(client: &Client, command: Command, json: bool) -> Result<(), Failure> {
+    match command {
+        Command::Status { json: as_json } => {
+            print::print_status(&client.status().await?, json || as_json)
+        }
+        Command::Health => {
+            let serving = client.health().await?;
+            if json {
+                print::json(json!({ "serving": serving }));
+            }
+            if !serving {
+                return Err(Failure(3, "not serving".into()));
+            }
+            if !json {
+                println!("SERVING");
+            }
+        }
+        Command::Ping => {
+            let ready = client.ping().await?;
+            if json {
+                print::json(json!({ "ready": ready }));
+            } else {
+                println!("ready: {ready}");
+            }
+        }
+        Command::LocalGet { key } => local_get(client, key, json).await?,
+        Command::Owners { key } => {
+            let r = client.key_owners(key).await?;
+            if json {
+                print::json(json!({ "owners": r.node_ids }));
+            } else {
+                for id in r.node_ids {
+                    println!("{id}");
+                }
+            }
+        }
+        Command::Repair => {
+            let r = client.repair().await?;
+            if json {
+                print::json(json!({
+                    "peers_compared": r.peers_compared, "ranges_compared": r.ranges_compared,
+                    "ranges_differing": r.ranges_differing, "keys_sent": r.keys_sent,
+                    "keys_received": r.keys_received, "bytes_moved": r.bytes_moved,
+                    "tombstones_purged": r.tombstones_purged,
+                }));
+            } else {
+                println!(
+                    "repair: {} peers, {} ranges compared, {} differing, {} keys sent, {} keys received, {} bytes, {} tombstones purged",
+                    r.peers_compared, r.ranges_compared, r.ranges_differing, r.keys_sent, r.keys_received, r.bytes_moved, r.tombstones_purged
+                );
+            }
+        }
+        Command::Decommission {
+            node_id,
+            no_wait,
+            wait_timeout,
+        } => print::decommission(client, &node_id, no_wait, wait_timeout, json).await?,
+        Command::Removenode { node_id } => {
+            let r = client.remove_node(&node_id).await?;
+            if json {
+                print::json(
+                    json!({ "message": r.message, "keys_rereplicated": r.keys_rereplicated }),
+                );
+            } else {
+                println!("{} ({} keys re-replicated)", r.message, r.keys_rereplicated);
+            }
+        }
+        // Handled before connecting to anything.
+        Command::Secret | Command::Certs { .. } | Command::Completions { .. } => {}
+        Command::Put { .. } | Command::Get { .. } | Command::Delete { .. } => {}
+    }
+    Ok(())
+}
+
+/// `local-get`: this node's own replica of a key.
+async fn local_get(client: &Client, key: String, json: bool) -> Result<(), Failure> {
+    let r = client.local_get(key.clone()).await?;
+    if json {
+        let mut out = print::value_json(&r.val);
+        out["key"] = json!(key);
+        out["present"] = json!(r.present);
+        out["tombstone"] = json!(r.tombstone);
+        out["timestamp"] = json!(r.timestamp);
+        out["writer"] = json!(r.writer);
+        print::json(out);
+    }
+    if !r.present {
+        return Err(Failure(1, "not found".into()));
+    }
+    if r.tombstone {
+        if !json {
+            println!("(tombstone) timestamp {} writer {}", r.timestamp, r.writer);
+        }
+        return Err(Failure(1, "not found (deleted)".into()));
+    }
+    if !json {
+        print::raw(&r.val)?;
+    }
+    Ok(())
+}
