@@ -74,7 +74,19 @@ async fn five_nodes_started_with_the_documented_command_on_one_host_all_serve() 
         let text = scrape(&addr)
             .await
             .expect("a scrape of /metrics on the gRPC port");
-        assert!(text.contains("tinykv_"), "{text}");
+        for family in [
+            "tinykv_build_info",
+            "tinykv_storage_keys",
+            "tinykv_storage_disk_bytes",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family} missing:\n{text}"
+            );
+        }
     }
     for (i, node) in nodes.0.iter_mut().enumerate() {
         assert!(

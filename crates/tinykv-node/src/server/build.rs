@@ -186,6 +186,7 @@ impl Core {
         let membership = Arc::new(initial_members(config, &id, &addr)?);
         let metrics =
             Arc::new(Metrics::new().map_err(|e| NodeError::Config(format!("metrics: {e}")))?);
+        metrics.set_data_dir(config.data_dir.clone());
         let clock = Arc::new(Clock::new(
             config.max_clock_offset,
             metrics.clock_skew_refused.clone(),

@@ -34,7 +34,7 @@ impl Scrape {
     fn answer(&self, path: &str) -> Option<http::Response<Body>> {
         let (content_type, text) = match path {
             "/metrics" => {
-                self.metrics.observe_store(self.store.stats());
+                self.metrics.observe(&self.store);
                 (
                     "text/plain; version=0.0.4; charset=utf-8",
                     self.metrics.render(),
