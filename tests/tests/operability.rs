@@ -96,3 +96,38 @@ async fn five_nodes_started_with_the_documented_command_on_one_host_all_serve() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_log_warn_silences_info_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("node.log");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let out = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(binary("tinykv-node"))
+        .args(["--node-id", "n1", "--listen", &addr, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .env_remove("TINYKV_LOG")
+        .env("NO_COLOR", "1")
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn tinykv-node");
+    let _nodes = Nodes(vec![child]);
+    let client = Client::connect(&addr).expect("client");
+    wait_until("the node to serve", Duration::from_secs(30), || {
+        let client = client.clone();
+        async move { client.health().await.unwrap_or(false) }
+    })
+    .await;
+    client
+        .put("k", "v", tinykv_client::Consistency::One)
+        .await
+        .expect("put");
+    let text = std::fs::read_to_string(&log).expect("read log");
+    assert!(
+        !text.contains(" INFO "),
+        "RUST_LOG=warn still printed INFO lines:\n{text}"
+    );
+}
