@@ -136,7 +136,7 @@ async fn barrage(c: &Cluster, seed: u64, total: u64) -> Tally {
             Channel::from_shared(format!("http://{}", c.addr(i)))
                 .unwrap_or_else(|e| panic!("address: {e}"))
                 .connect_timeout(Duration::from_secs(5))
-                .timeout(send::CALL_DEADLINE)
+                .timeout(send::REPAIR_DEADLINE + Duration::from_secs(5))
                 .connect_lazy()
         })
         .collect();
@@ -280,9 +280,10 @@ async fn random_messages_for_every_method_leave_nodes_serving_and_data_unchanged
     check_recorded(&c, &recorded).await;
     assert!(
         tally.timeouts.is_empty(),
-        "{} calls passed their {:?} deadline (seed {seed}), requests {:?}",
+        "{} calls passed their deadline ({:?}, Repair {:?}; seed {seed}), requests {:?}",
         tally.timeouts.len(),
         send::CALL_DEADLINE,
+        send::REPAIR_DEADLINE,
         &tally.timeouts[..tally.timeouts.len().min(20)]
     );
 }

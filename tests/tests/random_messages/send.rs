@@ -19,8 +19,15 @@ use crate::methods::{Ctx, Method, Shape, METHODS};
 
 /// The caller id of the valid proofs.
 pub const CALLER: &str = "fuzzer";
-/// The deadline of every call.
+/// The deadline of every call but `Repair`.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+/// The deadline of `Repair`: rounds run one at a time and a second one
+/// waits for the first, each comparing every range with both peers; in a
+/// debug build on a loaded machine (load 19) a few took over 30 s.
+pub const REPAIR_DEADLINE: Duration = Duration::from_secs(120);
+/// Largest answer read (the node's own limits are lower; tonic's 4 MiB
+/// default would refuse some of its valid pages).
+const MAX_ANSWER: usize = 64 << 20;
 
 /// Payloads pass through as they are.
 #[derive(Clone, Copy, Default)]
@@ -194,7 +201,7 @@ pub async fn send(
     s: &Signers,
     cluster: &str,
 ) -> (String, String) {
-    let mut grpc = tonic::client::Grpc::new(ch);
+    let mut grpc = tonic::client::Grpc::new(ch).max_decoding_message_size(MAX_ANSWER);
     let path = PathAndQuery::from_static(plan.method.path);
     let call = async {
         grpc.ready()
@@ -221,7 +228,12 @@ pub async fn send(
             }
         }
     };
-    match tokio::time::timeout(CALL_DEADLINE, call).await {
+    let deadline = if plan.method.label == "Repair" {
+        REPAIR_DEADLINE
+    } else {
+        CALL_DEADLINE
+    };
+    match tokio::time::timeout(deadline, call).await {
         Ok(Ok(())) => ("Ok".into(), String::new()),
         Ok(Err(status)) => (format!("{:?}", status.code()), status.message().into()),
         Err(_) => ("client timeout".into(), String::new()),
