@@ -544,6 +544,13 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("client: {e}"))
     }
 
+    /// How node `i`'s process ended, if it has exited by itself (a crash);
+    /// none while it runs (or after the test killed it).
+    pub fn exit_status(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let child = self.nodes[i].child.as_mut()?;
+        child.try_wait().ok().flatten()
+    }
+
     /// True while node `i`'s process runs (not killed or stopped).
     pub fn is_running(&self, i: usize) -> bool {
         self.nodes[i].child.is_some()

@@ -188,7 +188,7 @@ impl Peers {
                 reply,
             }))
             .map_err(|_| ReplicaError::ShuttingDown)?;
-        rx.await.map_err(|_| ReplicaError::ShuttingDown)?
+        rx.await.map_err(|_| unanswered(deadline))?
     }
 
     /// Reads the replica at `addr` (coalesced with others).
@@ -220,7 +220,18 @@ impl Peers {
                 reply,
             }))
             .map_err(|_| ReplicaError::ShuttingDown)?;
-        rx.await.map_err(|_| ReplicaError::ShuttingDown)?
+        rx.await.map_err(|_| unanswered(deadline))?
+    }
+}
+
+/// Why a queued item got no answer: the sender drops an item whose
+/// deadline passed while it waited (a deadline, not a shutdown); otherwise
+/// the queue itself went away.
+fn unanswered(deadline: Instant) -> ReplicaError {
+    if Instant::now() >= deadline {
+        ReplicaError::Deadline
+    } else {
+        ReplicaError::ShuttingDown
     }
 }
 

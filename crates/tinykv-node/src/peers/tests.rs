@@ -331,3 +331,21 @@ async fn a_batch_stops_before_the_byte_limit_and_carries_the_rest() {
     assert_eq!(alone.len(), 1);
     drop(replies);
 }
+
+/// An item whose deadline passes in the queue is dropped unsent; its
+/// caller is told the deadline passed (it was told "shutting down", which
+/// the random-message test showed in quorum errors of a node that was not).
+#[tokio::test]
+async fn an_item_dropped_at_its_deadline_fails_as_a_deadline() {
+    let peers = Peers::new("me", None, 1 << 20);
+    let past = Instant::now();
+    let rec = Record::value(Bytes::from_static(b"v"), 1, "me");
+    let addr = "127.0.0.1:1";
+    let write = peers.write(addr, Bytes::from_static(b"k"), rec, past).await;
+    assert_eq!(write, Err(crate::error::ReplicaError::Deadline));
+    let read = peers.read(addr, Bytes::from_static(b"k"), past).await;
+    assert!(
+        matches!(read, Err(crate::error::ReplicaError::Deadline)),
+        "{read:?}"
+    );
+}

@@ -68,6 +68,20 @@ pub(crate) fn check_ops(ops: &[WriteOp]) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Refuses a scan's resume key (`after`) longer than any stored key can
+/// be: only a malformed request (a peer's `FetchRange`) carries one, and
+/// the disk engine asserts on a key past its limit.
+pub(crate) fn check_resume(after: Option<&[u8]>) -> Result<(), StorageError> {
+    match after {
+        Some(k) if k.len() > MAX_KEY_BYTES => Err(StorageError::TooLong {
+            what: "key",
+            len: k.len(),
+            max: MAX_KEY_BYTES,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// One write operation, applied atomically with the others of its batch.
 #[derive(Clone, Debug)]
 pub enum WriteOp {

@@ -220,6 +220,7 @@ impl Engine for RedbEngine {
         after: Option<&[u8]>,
         limit: ScanLimit,
     ) -> Result<Vec<(Bytes, Record)>, StorageError> {
+        super::check_resume(after)?;
         let mut page = Page::new(limit);
         let Some(segments) = token_segments(start, end, after.map(key_token)) else {
             return Ok(page.out);

@@ -176,6 +176,23 @@ fn scan_ranges(e: &dyn Engine) {
     assert!(e.scan(0, 0, None, ScanLimit::count(0)).unwrap().is_empty());
 }
 
+/// A resume key longer than any stored key can be (only a malformed peer
+/// `FetchRange` sends one) is refused: the disk engine asserted on it, and
+/// the random-message test on a live node hit that panic.
+fn scan_after_an_overlong_key(e: &dyn Engine) {
+    e.apply(&[put("a", val("1", 1, "n1"))], false).unwrap();
+    for len in [MAX_KEY_BYTES + 1, u16::MAX as usize + 1, 70_000] {
+        let over = vec![b'k'; len];
+        let refused = e.scan(0, 0, Some(&over), ScanLimit::count(10));
+        assert!(
+            matches!(refused, Err(StorageError::TooLong { what: "key", .. })),
+            "{len}: {refused:?}"
+        );
+    }
+    let longest = vec![b'k'; MAX_KEY_BYTES];
+    assert!(e.scan(0, 0, Some(&longest), ScanLimit::count(10)).is_ok());
+}
+
 fn hints_contract(e: &dyn Engine) {
     assert_eq!(e.hint_stats().unwrap(), HintStats::default());
     let ops = vec![
@@ -539,6 +556,10 @@ macro_rules! engine_contract {
             #[test]
             fn scan_ranges() {
                 run(super::scan_ranges)
+            }
+            #[test]
+            fn scan_after_an_overlong_key() {
+                run(super::scan_after_an_overlong_key)
             }
             #[test]
             fn hints() {
