@@ -154,6 +154,16 @@ fn free_port() -> u16 {
     panic!("no port left that this process has not used");
 }
 
+/// Replaces a node's block file whole: a temporary file renamed over it,
+/// so the node never reads a half-written list and, keying its cache on
+/// the file's inode, never misses a change made in the same timestamp tick
+/// as the one before.
+fn write_block_file(path: &std::path::Path, peers: &[&str]) {
+    let tmp = path.with_extension("blocked.tmp");
+    std::fs::write(&tmp, peers.join("\n")).unwrap_or_else(|e| panic!("block file: {e}"));
+    std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("block file: {e}"));
+}
+
 impl Cluster {
     /// Starts `n` nodes with default options and waits until all serve.
     pub async fn start(n: usize) -> Cluster {
@@ -243,7 +253,7 @@ impl Cluster {
             .dir
             .path()
             .join(format!("node{}.blocked", self.nodes.len() + 1));
-        std::fs::write(&file, blocked.join("\n")).unwrap_or_else(|e| panic!("block file: {e}"));
+        write_block_file(&file, blocked);
         self.add_node(extra).await
     }
 
@@ -631,8 +641,7 @@ impl Cluster {
     /// Makes node `i` drop all traffic with the given node ids (both ways
     /// when set on both sides).
     pub fn block(&self, i: usize, peers: &[&str]) {
-        std::fs::write(&self.nodes[i].block_file, peers.join("\n"))
-            .unwrap_or_else(|e| panic!("block file: {e}"));
+        write_block_file(&self.nodes[i].block_file, peers);
     }
 
     /// The replicas of `key`, primary first, per node `via`'s ring.
