@@ -1,8 +1,6 @@
 //! `Cluster`: start(n), kill(i), restart(i), pause(i), client().
 
-use std::collections::BTreeSet;
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +8,8 @@ use std::time::{Duration, Instant};
 use tinykv_client::auth::tls::ClientTls;
 use tinykv_client::auth::{write_bundle, Bundle, Secrets, Signer};
 use tinykv_client::{Client, ClientOptions};
+
+use crate::ports::free_port;
 
 /// How to start a test cluster.
 #[derive(Clone, Debug)]
@@ -132,26 +132,6 @@ pub fn binary(name: &str) -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// A port free now and never handed out before in this process. Tests of
-/// one binary run in parallel, each with its own cluster, and a node that
-/// is killed and restarted leaves its port free for a moment: without the
-/// record, another test's new node could take it, and the two clusters
-/// (whose node ids are the same `node1..`) would gossip into each other.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no port left that this process has not used");
 }
 
 /// Replaces a node's block file whole: a temporary file renamed over it,
@@ -576,8 +556,9 @@ impl Cluster {
     }
 
     /// SIGTERMs node `i` and waits for it to exit (graceful shutdown);
-    /// panics (after SIGKILL) if it has not exited within 30 s.
-    pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+    /// panics (after SIGKILL) if it has not exited within 30 s. Polls
+    /// without blocking the runtime's thread.
+    pub async fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         self.signal(i, libc::SIGTERM);
         let mut child = self.nodes[i].child.take()?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -585,7 +566,7 @@ impl Cluster {
             match child.try_wait() {
                 Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
+                    tokio::time::sleep(Duration::from_millis(20)).await
                 }
                 Ok(None) => {
                     let _ = child.kill();

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod metrics;
+pub mod ports;
 
 /// A client generated from the legacy C++ TinyKV proto.
 pub mod legacy {
