@@ -116,8 +116,10 @@ check "all 5 nodes healthy" tinykv_wait_healthy "${TINYKV_UP_TIMEOUT:-120}" "${N
 echo "    up + healthy took $(( $(date +%s) - t ))s"
 check "network tinykv-net has the 5 nodes" bash -c \
   "[ \"\$(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' tinykv-net | wc -w)\" -ge 5 ]"
-check "status lists 5 members" bash -c \
-  "[ \"\$(docker exec ${NODES[0]} tinykv_client ${NODES[0]}:50051 status --json | grep -o '\"node_id\"' | wc -l)\" -ge 5 ]"
+# Each member has a "health" field, the top level has none ("node_id"
+# is in both, so counting it let four members pass).
+check "status lists exactly 5 members" bash -c \
+  "[ \"\$(docker exec ${NODES[0]} tinykv_client ${NODES[0]}:50051 status --json | grep -o '\"health\"' | wc -l)\" -eq 5 ]"
 
 # --- 3. smoke: put/get through each node -----------------------------------
 smoke_one() { # put through node $1, read back at QUORUM through node $2
@@ -211,14 +213,20 @@ check "all 5 nodes healthy after resilience" tinykv_wait_healthy 90 "${NODES[@]}
 
 # --- 5. network cut --------------------------------------------------------
 PKEY="partition-$$"
-kv "${NODES[0]}" put "$PKEY" before-cut --consistency quorum >/dev/null 2>&1 || true
+check "put $PKEY before the cut" kv "${NODES[0]}" put "$PKEY" before-cut --consistency quorum
 CUT="$(kv "${NODES[0]}" owners "$PKEY" 2>/dev/null | sed -n 1p | tr -d '[:space:]')"
 [ -n "$CUT" ] || CUT="${NODES[2]}"
 OTHERS=(); for c in "${NODES[@]}"; do [ "$c" != "$CUT" ] && OTHERS+=("$c"); done
 echo "$(ts) cutting $CUT (primary owner of $PKEY) off tinykv-net"
 check "docker network disconnect tinykv-net $CUT" docker network disconnect tinykv-net "$CUT"
-check "$CUT is cut off (cannot reach ${OTHERS[0]})" bash -c \
-  "! docker exec $CUT timeout 5 tinykv_client --timeout 2s ${OTHERS[0]}:50051 health"
+cut_off() { # the CLI in $CUT says unavailable (exit 3, as documented), and $CUT itself runs
+  local rc
+  docker exec "$CUT" timeout 10 tinykv_client --timeout 2s "${OTHERS[0]}:50051" health; rc=$?
+  [ "$rc" = 3 ] || { echo "health of ${OTHERS[0]} from $CUT: exit $rc, want 3 (unavailable)"; return 1; }
+  [ "$(docker inspect -f '{{.State.Running}}' "$CUT")" = true ] || { echo "$CUT is not running"; return 1; }
+  kv "$CUT" health >/dev/null || { echo "$CUT does not serve locally"; return 1; }
+}
+check "$CUT is cut off (cannot reach ${OTHERS[0]}: exit 3) but alive and serving locally" cut_off
 partition_rw() { # QUORUM writes and reads through each remaining node
   local c got k
   for c in "${OTHERS[@]}"; do

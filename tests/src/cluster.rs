@@ -1,8 +1,6 @@
 //! `Cluster`: start(n), kill(i), restart(i), pause(i), client().
 
-use std::collections::BTreeSet;
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +8,8 @@ use std::time::{Duration, Instant};
 use tinykv_client::auth::tls::ClientTls;
 use tinykv_client::auth::{write_bundle, Bundle, Secrets, Signer};
 use tinykv_client::{Client, ClientOptions};
+
+use crate::ports::free_port;
 
 /// How to start a test cluster.
 #[derive(Clone, Debug)]
@@ -134,24 +134,14 @@ pub fn binary(name: &str) -> PathBuf {
     bin
 }
 
-/// A port free now and never handed out before in this process. Tests of
-/// one binary run in parallel, each with its own cluster, and a node that
-/// is killed and restarted leaves its port free for a moment: without the
-/// record, another test's new node could take it, and the two clusters
-/// (whose node ids are the same `node1..`) would gossip into each other.
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        if given.insert(port) {
-            return port;
-        }
-    }
-    panic!("no port left that this process has not used");
+/// Replaces a node's block file whole: a temporary file renamed over it,
+/// so the node never reads a half-written list and, keying its cache on
+/// the file's inode, never misses a change made in the same timestamp tick
+/// as the one before.
+fn write_block_file(path: &std::path::Path, peers: &[&str]) {
+    let tmp = path.with_extension("blocked.tmp");
+    std::fs::write(&tmp, peers.join("\n")).unwrap_or_else(|e| panic!("block file: {e}"));
+    std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("block file: {e}"));
 }
 
 impl Cluster {
@@ -243,7 +233,7 @@ impl Cluster {
             .dir
             .path()
             .join(format!("node{}.blocked", self.nodes.len() + 1));
-        std::fs::write(&file, blocked.join("\n")).unwrap_or_else(|e| panic!("block file: {e}"));
+        write_block_file(&file, blocked);
         self.add_node(extra).await
     }
 
@@ -574,8 +564,9 @@ impl Cluster {
     }
 
     /// SIGTERMs node `i` and waits for it to exit (graceful shutdown);
-    /// panics (after SIGKILL) if it has not exited within 30 s.
-    pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+    /// panics (after SIGKILL) if it has not exited within 30 s. Polls
+    /// without blocking the runtime's thread.
+    pub async fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         self.signal(i, libc::SIGTERM);
         let mut child = self.nodes[i].child.take()?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -583,7 +574,7 @@ impl Cluster {
             match child.try_wait() {
                 Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
+                    tokio::time::sleep(Duration::from_millis(20)).await
                 }
                 Ok(None) => {
                     let _ = child.kill();
@@ -639,8 +630,7 @@ impl Cluster {
     /// Makes node `i` drop all traffic with the given node ids (both ways
     /// when set on both sides).
     pub fn block(&self, i: usize, peers: &[&str]) {
-        std::fs::write(&self.nodes[i].block_file, peers.join("\n"))
-            .unwrap_or_else(|e| panic!("block file: {e}"));
+        write_block_file(&self.nodes[i].block_file, peers);
     }
 
     /// The replicas of `key`, primary first, per node `via`'s ring.

@@ -3,6 +3,8 @@
 
 pub mod cluster;
 pub mod metrics;
+pub mod ports;
+pub mod replicas;
 
 /// A client generated from the legacy C++ TinyKV proto.
 pub mod legacy {
@@ -10,3 +12,4 @@ pub mod legacy {
 }
 
 pub use cluster::{binary, wait_until, Cluster, ClusterOptions};
+pub use replicas::LocalCopy;

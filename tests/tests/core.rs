@@ -293,7 +293,7 @@ async fn graceful_shutdown_flushes_periodic_writes() {
             .await
             .expect("put");
     }
-    let status = c.stop(0).expect("exit status");
+    let status = c.stop(0).await.expect("exit status");
     assert!(status.success(), "SIGTERM exit: {status:?}");
     assert!(
         c.log(0).contains("node stopped; storage flushed"),
@@ -319,7 +319,7 @@ async fn graceful_shutdown_ends_open_client_and_peer_streams() {
             .expect("put");
     }
     for i in 0..3 {
-        let status = c.stop(i).expect("exit status");
+        let status = c.stop(i).await.expect("exit status");
         assert!(status.success(), "node {i} SIGTERM exit: {status:?}");
     }
 }

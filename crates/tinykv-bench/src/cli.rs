@@ -95,7 +95,8 @@ pub struct Args {
     pub timeout: Duration,
 
     /// Also write the results as JSON to this file ("-" for stdout, the
-    /// text report then going to stderr).
+    /// text report then going to stderr); its schema is
+    /// docs/bench-report.schema.json.
     #[arg(long, env = "TINYKV_BENCH_JSON")]
     pub json: Option<PathBuf>,
 

@@ -1,6 +1,9 @@
 //! A short benchmark against a real local 3-node cluster (the shared
 //! test-cluster helper's real `tinykv-node` processes): the `tinykv-bench`
-//! binary must report non-zero throughput and no errors.
+//! binary must report non-zero throughput and no errors, in JSON that
+//! matches the checked-in schema (`docs/bench-report.schema.json`).
+
+mod schema;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +56,20 @@ async fn short_benchmark_against_a_local_cluster() {
 
     let text = std::fs::read_to_string(&json).expect("JSON report written");
     let report: serde_json::Value = serde_json::from_str(&text).expect("JSON report parses");
+    let problems = schema::violations(&schema::bench_report_schema(), &report);
+    assert!(
+        problems.is_empty(),
+        "the report breaks the schema: {problems:#?}\n{text}"
+    );
+    // The check has teeth: a field missing, one too many, a wrong type.
+    let mut broken = report.clone();
+    if let Some(latency) = broken["run"]["read"]["latency_us"].as_object_mut() {
+        latency.remove("p99");
+        latency.insert("p95".into(), 1.into());
+    }
+    broken["config"]["workers"] = "4".into();
+    let found = schema::violations(&schema::bench_report_schema(), &broken);
+    assert_eq!(found.len(), 3, "{found:#?}");
     let run = &report["run"];
     assert_eq!(run["total_ops"], 400, "{text}");
     assert_eq!(run["ok_ops"], 400, "{text}");

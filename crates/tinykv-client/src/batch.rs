@@ -237,7 +237,15 @@ async fn send_one(shared: &Shared, link: &mut Link, batch: Vec<Item>) {
             .collect(),
         sender_id: String::new(),
     };
-    let answer = call_batch(channel, link, req, latest).await;
+    let answer = call_batch(channel, link, req, latest).await.map_err(|s| {
+        if crate::error::connection_lost(&s) {
+            // The node died or the connection broke: unreachable, whatever
+            // code the transport gave it.
+            tonic::Status::unavailable(format!("node unreachable: {}", s.message()))
+        } else {
+            s
+        }
+    });
     if let Ok(mut at) = shared.unreachable_at.lock() {
         *at = match &answer {
             // No answer at all (node down, unreachable, or stalled past

@@ -25,6 +25,8 @@ use crate::options::{ClientOptions, DOWN_FOR, TOPOLOGY_REFRESH};
 use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
 
+mod admin;
+
 /// A connection to one node: a channel that sends the client's token (and,
 /// for admin calls, the cluster-secret proof).
 pub(crate) type Conn = Signed<Channel>;
@@ -261,7 +263,8 @@ impl Client {
         Ok(())
     }
 
-    /// The first endpoint: admin calls go there.
+    /// The first endpoint: calls about one node go there (cluster-wide
+    /// admin calls go on to the next when it cannot be reached).
     fn first(&self) -> Conn {
         self.inner.endpoints[0].channel.clone()
     }
@@ -270,9 +273,14 @@ impl Client {
         batch::kv(ch)
     }
 
-    fn admin(&self) -> AdminClient<Conn> {
-        let channel = self.first().signed_by(self.inner.opts.admin_signer.clone());
+    /// The admin service on `channel`, with the cluster-secret proof.
+    fn admin_on(&self, channel: Conn) -> AdminClient<Conn> {
+        let channel = channel.signed_by(self.inner.opts.admin_signer.clone());
         AdminClient::new(channel).max_decoding_message_size(batch::MAX_MESSAGE)
+    }
+
+    fn admin(&self) -> AdminClient<Conn> {
+        self.admin_on(self.first())
     }
 
     /// Runs a put, get or delete on the next endpoint: in a batch when
@@ -424,76 +432,5 @@ impl Client {
             .await?
             .into_inner();
         Ok(resp.status == ServingStatus::Serving as i32)
-    }
-
-    /// The first endpoint's view of the cluster.
-    pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
-        Ok(self
-            .kv(self.first())
-            .status(self.request(pb::StatusRequest {}))
-            .await?
-            .into_inner())
-    }
-
-    /// The first endpoint's own replica of `key`, no quorum involved.
-    pub async fn local_get(
-        &self,
-        key: impl Into<Bytes>,
-    ) -> Result<pb::LocalGetResponse, ClientError> {
-        let req = pb::LocalGetRequest { key: key.into() };
-        Ok(self
-            .admin()
-            .local_get(self.request(req))
-            .await?
-            .into_inner())
-    }
-
-    /// The replicas of `key`, primary first, per the first endpoint's ring.
-    pub async fn key_owners(
-        &self,
-        key: impl Into<Bytes>,
-    ) -> Result<pb::KeyOwnersResponse, ClientError> {
-        let req = pb::KeyOwnersRequest { key: key.into() };
-        Ok(self
-            .admin()
-            .key_owners(self.request(req))
-            .await?
-            .into_inner())
-    }
-
-    /// Runs one anti-entropy round on the first endpoint.
-    pub async fn repair(&self) -> Result<pb::RepairResponse, ClientError> {
-        Ok(self
-            .admin()
-            .repair(self.request(pb::RepairRequest {}))
-            .await?
-            .into_inner())
-    }
-
-    /// Starts (or reports on) decommissioning `node_id`.
-    pub async fn decommission(
-        &self,
-        node_id: &str,
-    ) -> Result<pb::DecommissionResponse, ClientError> {
-        let req = pb::DecommissionRequest {
-            node_id: node_id.to_string(),
-        };
-        Ok(self
-            .admin()
-            .decommission(self.request(req))
-            .await?
-            .into_inner())
-    }
-
-    /// Removes a dead node for good and re-replicates its ranges.
-    pub async fn remove_node(&self, node_id: &str) -> Result<pb::RemoveNodeResponse, ClientError> {
-        let req = pb::RemoveNodeRequest {
-            node_id: node_id.to_string(),
-        };
-        Ok(self
-            .admin()
-            .remove_node(self.request(req))
-            .await?
-            .into_inner())
     }
 }

@@ -48,3 +48,16 @@ impl From<tonic::Status> for ClientError {
         }
     }
 }
+
+/// True when `status` says a call never got a node's answer because the
+/// connection failed or broke (refused, reset, closed mid-stream), as
+/// opposed to a node's own error: a status tonic makes on the client side
+/// from a transport failure carries that failure as its source (a stream
+/// cut by a dying node comes back as `Unknown`, "h2 protocol error").
+pub(crate) fn connection_lost(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && status.source().is_some()
+}

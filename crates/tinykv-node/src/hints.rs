@@ -172,3 +172,92 @@ impl Hints {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Directory;
+    use crate::faults::Faults;
+    use crate::membership::{Member, MemberState};
+    use crate::peers::Peers;
+    use crate::storage::{MemoryEngine, SyncPolicy};
+
+    const MAX_AGE: Duration = Duration::from_secs(60);
+
+    fn member(id: &str, state: MemberState) -> Member {
+        Member {
+            id: id.into(),
+            addr: "127.0.0.1:1".into(),
+            state,
+            version: 1,
+        }
+    }
+
+    /// Node n1's hints; n2 is a normal member that is down (never heard
+    /// from), n3 has left the cluster, n4 was never a member.
+    fn n1() -> (Hints, Store, Arc<Metrics>) {
+        let members = vec![
+            member("n1", MemberState::Normal),
+            member("n2", MemberState::Normal),
+            member("n3", MemberState::Left),
+        ];
+        let membership = Arc::new(Membership::new("n1", members, 1, 8));
+        let peers = Arc::new(Peers::new("n1", None, 1 << 20));
+        let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
+        let store = Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default());
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let limits = HintLimits {
+            max_hints: 1000,
+            max_age: MAX_AGE,
+        };
+        let hints = Hints::new(
+            store.clone(),
+            limits,
+            membership,
+            Arc::new(Detector::new(8.0, Duration::from_secs(1))),
+            Transfer::new("n1", directory, 1 << 20),
+            metrics.clone(),
+        );
+        (hints, store, metrics)
+    }
+
+    /// Stores a hint for `owner`, kept `age` ago.
+    async fn hint(store: &Store, owner: &str, key: &'static str, age: Duration) {
+        let record = Record::value(Bytes::from_static(b"v"), 1, "n1");
+        let stored_at_us = wall_micros() - age.as_micros() as u64;
+        let op = WriteOp::Hint {
+            target: owner.into(),
+            key: Bytes::from_static(key.as_bytes()),
+            record,
+            stored_at_us,
+        };
+        store.write(vec![op]).await.expect("hint");
+    }
+
+    fn targets(store: &Store) -> Vec<String> {
+        let mut t = store.engine().hint_stats().expect("stats").targets;
+        t.sort();
+        t
+    }
+
+    #[tokio::test]
+    async fn old_hints_and_hints_for_departed_nodes_are_dropped_and_counted() {
+        let (hints, store, metrics) = n1();
+        hint(&store, "n2", "fresh", Duration::ZERO).await;
+        hint(&store, "n2", "old", MAX_AGE * 2).await;
+        hint(&store, "n3", "for-a-node-that-left", Duration::ZERO).await;
+        hint(&store, "n4", "for-a-stranger", Duration::ZERO).await;
+        assert_eq!(hints.pending(), 4);
+
+        hints.replay_round().await;
+
+        // The fresh hint for n2 waits for n2 to come back; the rest is gone.
+        assert_eq!(hints.pending(), 1);
+        assert_eq!(targets(&store), vec!["n2".to_string()]);
+        let kept = store.engine().hints("n2", 10).expect("hints");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(&kept[0].key[..], b"fresh");
+        assert_eq!(metrics.hints_dropped.get(), 3);
+        assert_eq!(metrics.hints_replayed.get(), 0);
+    }
+}

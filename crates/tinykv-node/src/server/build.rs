@@ -221,7 +221,7 @@ impl Core {
             .with_signer(signer.clone())
             .with_dialer(dialer.clone()),
         );
-        let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
+        let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::from_env()));
         let transfer = Transfer::new(&id, directory.clone(), config.message_limit());
         Ok(Core {
             id,
