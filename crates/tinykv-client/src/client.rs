@@ -25,6 +25,8 @@ use crate::options::{ClientOptions, DOWN_FOR, TOPOLOGY_REFRESH};
 use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
 
+mod cleanup;
+
 /// A connection to one node: a channel that sends the client's token (and,
 /// for admin calls, the cluster-secret proof).
 pub(crate) type Conn = Signed<Channel>;

@@ -26,7 +26,7 @@ struct Cli {
     #[arg(env = "TINYKV_ADDR", required = true)]
     addr: Option<String>,
     /// The cluster's secret file: admin commands (local-get, owners,
-    /// repair, decommission, removenode) prove it to nodes that have one.
+    /// repair, cleanup, decommission, removenode) prove it to nodes that have one.
     #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<std::path::PathBuf>,
     /// TLS: the CA that signs the nodes' certificates (the nodes then are
@@ -92,6 +92,14 @@ enum Command {
     Owners { key: String },
     /// Run an anti-entropy round now and report what moved.
     Repair,
+    /// Remove the node's copies of ranges it no longer replicates (once
+    /// every replica has them); waits until the round ends and prints the
+    /// keys removed.
+    Cleanup {
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+    },
     /// Stream a node's ranges to their new owners and remove it from the ring.
     Decommission {
         node_id: String,
@@ -311,6 +319,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 r.peers_compared, r.ranges_compared, r.ranges_differing, r.keys_sent, r.keys_received, r.bytes_moved, r.tombstones_purged
             );
         }
+        Command::Cleanup { wait_timeout } => cleanup(&client, wait_timeout).await?,
         Command::Decommission {
             node_id,
             no_wait,
@@ -323,6 +332,40 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         // Printed above, before connecting to anything.
         Command::Secret | Command::Certs { .. } => {}
     }
+    Ok(())
+}
+
+/// `cleanup`: asks for a round, follows it until it ends, and fails
+/// (exit 3) when it could not remove every leftover, with the reason.
+async fn cleanup(client: &Client, wait: Duration) -> Result<(), Failure> {
+    let deadline = Instant::now() + wait;
+    let mut r = client.cleanup().await?;
+    let round = r.round;
+    while r.rounds_finished < round {
+        if r.running {
+            eprintln!("cleanup: {:.0}% of the running round", r.progress * 100.0);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure(
+                3,
+                format!("the cleanup round has not finished after {wait:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r = client.cleanup_status().await?;
+    }
+    if !r.complete {
+        return Err(Failure(3, format!("cleanup {}", r.message)));
+    }
+    println!(
+        "cleanup: {} keys removed ({})",
+        r.keys_removed,
+        if r.pending {
+            "still pending: ranges moved again"
+        } else {
+            "nothing left to clean"
+        }
+    );
     Ok(())
 }
 
@@ -377,7 +420,7 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
             "sync": s.sync, "version": s.version, "local_keys": s.local_keys,
             "pending_hints": s.pending_hints, "members": members, "state": s.state,
             "operation": s.operation, "operation_progress": s.operation_progress,
-            "cluster_name": s.cluster_name,
+            "cluster_name": s.cluster_name, "cleanup_pending": s.cleanup_pending,
         });
         println!("{v}");
         return;
@@ -393,6 +436,11 @@ fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
     );
     if !s.operation.is_empty() {
         println!("{}: {:.0}% done", s.operation, s.operation_progress * 100.0);
+    }
+    if s.cleanup_pending {
+        println!(
+            "cleanup pending: this node may hold copies of ranges it lost (`cleanup` removes them)"
+        );
     }
     println!(
         "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10} {:>12}",
