@@ -26,6 +26,7 @@ use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
 
 mod admin;
+mod cleanup;
 
 /// A connection to one node: a channel that sends the client's token (and,
 /// for admin calls, the cluster-secret proof).

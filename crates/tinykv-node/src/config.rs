@@ -231,6 +231,16 @@ pub struct Config {
     /// Interval between anti-entropy rounds (0 disables the background loop).
     #[arg(long, env = "TINYKV_ANTI_ENTROPY_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub anti_entropy_interval: Duration,
+    /// Pages (of up to 1024 versions) per second a cleanup round may
+    /// verify on their replicas and remove, so cleanup after a ring change
+    /// does not take foreground requests' disk and network (0: no limit).
+    #[arg(long, env = "TINYKV_CLEANUP_PAGES_PER_SECOND", default_value_t = 20)]
+    pub cleanup_pages_per_second: u32,
+    /// Run cleanup by itself once the ring has settled after this node lost
+    /// ranges. Off, it runs only on `tinykv_client <addr> cleanup` (say, at
+    /// a quiet hour); decommissions and removals are refused until then.
+    #[arg(long, env = "TINYKV_AUTO_CLEANUP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_cleanup: bool,
     /// Tombstones younger than this are never purged.
     #[arg(long, env = "TINYKV_TOMBSTONE_GRACE", default_value = "1day", value_parser = humantime::parse_duration)]
     pub tombstone_grace: Duration,

@@ -4,6 +4,7 @@
 
 pub mod antientropy;
 pub mod background;
+pub mod cleanup;
 pub mod clock;
 pub mod cluster_name;
 pub mod config;

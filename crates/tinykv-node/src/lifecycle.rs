@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
+use crate::cleanup::Cleanup;
 use crate::clock::Clock;
 use crate::detector::{Detector, Health};
 use crate::dialer::Dialer;
@@ -28,6 +29,7 @@ use crate::storage::{ScanLimit, StorageError, Store};
 use crate::transfer::Transfer;
 use crate::version::Record;
 
+mod cleanup_check;
 mod error;
 mod join;
 pub use error::LifecycleError;
@@ -118,6 +120,8 @@ pub struct LifecycleParts {
     pub transfer: Transfer,
     /// Repair rounds (re-replication after a removal).
     pub antientropy: Arc<AntiEntropy>,
+    /// This node's cleanup, asked before a decommission or removal.
+    pub cleanup: Arc<Cleanup>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the node shuts down.
@@ -251,6 +255,9 @@ impl Lifecycle {
                 if remaining == 0 {
                     return Err(LifecycleError::LastNode);
                 }
+                // This node's own leftovers count too: it streams every
+                // version it holds to the new owners.
+                self.check_cleanup_done(None).await?;
                 self.parts.gossip.announce(MemberState::Leaving);
                 tracing::info!(id = %self.id, "decommission started: streaming ranges to new owners");
                 let me = self.clone();
@@ -293,6 +300,7 @@ impl Lifecycle {
             .await
             .map_err(|s| LifecycleError::Forward {
                 node: id.to_string(),
+                code: s.code(),
                 message: s.message().to_string(),
             })?
             .into_inner();
@@ -425,6 +433,7 @@ impl Lifecycle {
             if !detector.is_down(id) && detector.get(id).health != Health::Unknown {
                 return Err(LifecycleError::StillAlive(id.to_string()));
             }
+            self.check_cleanup_done(Some(id)).await?;
             self.parts.membership.set(
                 id,
                 &member.addr,

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub repair_keys: IntCounter,
     /// Bytes moved by anti-entropy and streaming.
     pub repair_bytes: IntCounter,
+    /// Copies of ranges this node no longer replicates, removed by cleanup
+    /// after every replica acknowledged them.
+    pub cleanup_keys_removed: IntCounter,
+    /// 1 while this node lost ranges and may still hold copies of them.
+    pub cleanup_pending: IntGauge,
     /// Members by health as this node sees them (1 = in that state).
     pub member_health: GaugeVec,
     /// Largest clock offset seen from a peer's heartbeat, in seconds.
@@ -132,6 +137,11 @@ impl Metrics {
         registry.register(Box::new(quorum_failures.clone()))?;
         let hints_pending = IntGauge::new("hints_pending", "Hints stored and not yet delivered")?;
         registry.register(Box::new(hints_pending.clone()))?;
+        let cleanup_pending = IntGauge::new(
+            "cleanup_pending",
+            "1 while copies of ranges this node lost may remain",
+        )?;
+        registry.register(Box::new(cleanup_pending.clone()))?;
         let member_health = GaugeVec::new(
             Opts::new("member_health", "Members by health"),
             &["member", "health"],
@@ -178,6 +188,12 @@ impl Metrics {
                 "repair_bytes_total",
                 "Bytes moved by repair and streaming",
             )?,
+            cleanup_keys_removed: counter(
+                &registry,
+                "cleanup_keys_removed_total",
+                "Copies of ranges no longer replicated, removed by cleanup",
+            )?,
+            cleanup_pending,
             member_health,
             clock_skew,
             peer_clock_offset,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::antientropy::AntiEntropy;
+use crate::cleanup::Cleanup;
 use crate::clock::Clock;
 use crate::coordinator::Coordinator;
 use crate::dialer::Dialer;
@@ -40,6 +41,8 @@ pub struct Node {
     pub hints: Arc<Hints>,
     /// Repair rounds.
     pub antientropy: Arc<AntiEntropy>,
+    /// Removing copies of ranges this node no longer replicates.
+    pub cleanup: Arc<Cleanup>,
     /// Join, decommission and removenode.
     pub lifecycle: Arc<Lifecycle>,
     /// Status reports.

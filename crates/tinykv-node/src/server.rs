@@ -60,6 +60,16 @@ fn spawn_loops(node: &Node, config: &Config, shutdown: &CancellationToken) -> Ve
             },
         ),
     ];
+    let cleanup = node.cleanup.clone();
+    loops.push(every(
+        shutdown,
+        "cleanup",
+        Duration::from_millis(500).max(hb),
+        move || {
+            let cleanup = cleanup.clone();
+            async move { cleanup.tick().await }
+        },
+    ));
     let ae = config.anti_entropy_interval;
     if !ae.is_zero() {
         let antientropy = node.antientropy.clone();
@@ -101,6 +111,7 @@ fn services(
         node.store.clone(),
         node.membership.clone(),
         node.antientropy.clone(),
+        node.cleanup.clone(),
         node.lifecycle.clone(),
     );
     let peer = PeerService::new(PeerParts {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tinykv_proto::tinykv as pb;
 
+use crate::cleanup::Cleanup;
 use crate::detector::{Detector, Health};
 use crate::lifecycle::Lifecycle;
 use crate::membership::Membership;
@@ -32,6 +33,7 @@ pub struct NodeStatus {
     detector: Arc<Detector>,
     store: crate::storage::Store,
     lifecycle: Arc<Lifecycle>,
+    cleanup: Arc<Cleanup>,
 }
 
 impl NodeStatus {
@@ -42,6 +44,7 @@ impl NodeStatus {
         detector: Arc<Detector>,
         store: Store,
         lifecycle: Arc<Lifecycle>,
+        cleanup: Arc<Cleanup>,
     ) -> Self {
         NodeStatus {
             facts,
@@ -49,6 +52,7 @@ impl NodeStatus {
             detector,
             store,
             lifecycle,
+            cleanup,
         }
     }
 
@@ -107,6 +111,14 @@ impl NodeStatus {
             .map(|m| m.state.to_string())
             .unwrap_or_default();
         let p = self.lifecycle.progress();
+        let cleanup = self.cleanup.progress();
+        // A join or leave in progress is the operation shown; else a
+        // running cleanup round.
+        let (operation, progress) = if p.operation.is_empty() && cleanup.running {
+            ("cleanup".to_string(), cleanup.fraction)
+        } else {
+            (p.operation.clone(), p.fraction())
+        };
         pb::StatusResponse {
             node_id: self.facts.id.clone(),
             replication_factor: self.membership.replication_factor() as u32,
@@ -117,9 +129,10 @@ impl NodeStatus {
             local_keys: self.store.engine().key_count().unwrap_or(0),
             pending_hints: stats.count,
             state: own,
-            operation_progress: p.fraction(),
-            operation: p.operation,
+            operation_progress: progress,
+            operation,
             cluster_name: self.facts.cluster_name.clone(),
+            cleanup_pending: cleanup.pending,
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum LifecycleError {
     Forward {
         /// The node it was forwarded to.
         node: String,
+        /// Its status code (a refusal there is a refusal here).
+        code: tonic::Code,
         /// Its status message.
         message: String,
     },
@@ -50,6 +52,10 @@ pub enum LifecycleError {
         /// Each failed source and why.
         errors: String,
     },
+    /// A member may still hold copies of ranges it lost, or could not be
+    /// asked: moving ranges now could bring old versions back.
+    #[error("{0}")]
+    CleanupPending(String),
     /// This node's storage failed.
     #[error(transparent)]
     Storage(StorageError),

@@ -9,6 +9,7 @@ use tinykv_auth::{Keyring, Secrets, Signer, Verifier};
 use tokio_util::sync::CancellationToken;
 
 use crate::antientropy::AntiEntropy;
+use crate::cleanup::{Cleanup, CleanupParts};
 use crate::clock::Clock;
 use crate::config::{Config, StorageEngine, SyncMode};
 use crate::coordinator::{self, Coordinator};
@@ -307,11 +308,33 @@ impl Core {
         ))
     }
 
+    /// Cleanup of the ranges this node no longer replicates, settled for
+    /// a few heartbeats after a ring change so every member knows it.
+    fn cleanup(&self, config: &Config, shutdown: CancellationToken) -> Arc<Cleanup> {
+        Arc::new(Cleanup::new(
+            &self.id,
+            CleanupParts {
+                data_dir: config.data_dir.clone(),
+                store: self.store.clone(),
+                membership: self.membership.clone(),
+                detector: self.detector.clone(),
+                transfer: self.transfer.clone(),
+                metrics: self.metrics.clone(),
+                shutdown,
+                tombstone_grace: config.tombstone_grace,
+                pages_per_second: config.cleanup_pages_per_second,
+                automatic: config.auto_cleanup,
+                settle: config.heartbeat_interval.saturating_mul(5),
+            },
+        ))
+    }
+
     fn lifecycle(
         &self,
         config: &Config,
         gossip: &Arc<Gossip>,
         antientropy: &Arc<AntiEntropy>,
+        cleanup: &Arc<Cleanup>,
         shutdown: CancellationToken,
     ) -> Arc<Lifecycle> {
         Arc::new(Lifecycle::new(
@@ -325,6 +348,7 @@ impl Core {
                 gossip: gossip.clone(),
                 transfer: self.transfer.clone(),
                 antientropy: antientropy.clone(),
+                cleanup: cleanup.clone(),
                 metrics: self.metrics.clone(),
                 shutdown,
                 signer: self.signer.clone(),
@@ -333,7 +357,12 @@ impl Core {
         ))
     }
 
-    fn status(&self, config: &Config, lifecycle: &Arc<Lifecycle>) -> Arc<NodeStatus> {
+    fn status(
+        &self,
+        config: &Config,
+        lifecycle: &Arc<Lifecycle>,
+        cleanup: &Arc<Cleanup>,
+    ) -> Arc<NodeStatus> {
         Arc::new(NodeStatus::new(
             Facts {
                 id: self.id.clone(),
@@ -346,6 +375,7 @@ impl Core {
             self.detector.clone(),
             self.store.clone(),
             lifecycle.clone(),
+            cleanup.clone(),
         ))
     }
 }
@@ -364,8 +394,9 @@ pub fn build(
     let coordinator = core.coordinator(config, &hints);
     let gossip = core.gossip(config);
     let antientropy = core.antientropy(config);
-    let lifecycle = core.lifecycle(config, &gossip, &antientropy, shutdown);
-    let status = core.status(config, &lifecycle);
+    let cleanup = core.cleanup(config, shutdown.clone());
+    let lifecycle = core.lifecycle(config, &gossip, &antientropy, &cleanup, shutdown);
+    let status = core.status(config, &lifecycle, &cleanup);
     Ok(Node {
         id: core.id,
         addr: core.addr,
@@ -377,6 +408,7 @@ pub fn build(
         gossip,
         hints,
         antientropy,
+        cleanup,
         lifecycle,
         status,
         metrics: core.metrics,

@@ -1,4 +1,5 @@
-//! `tinykv.Admin`: local reads, key owners, repair, decommission, removenode.
+//! `tinykv.Admin`: local reads, key owners, repair, cleanup, decommission,
+//! removenode.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::check_key;
 use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
+use crate::cleanup::{Cleanup, CleanupProgress};
 use crate::lifecycle::{LeaveProgress, Lifecycle, LifecycleError, Removal};
 use crate::membership::Membership;
 use crate::storage::Store;
@@ -17,22 +19,25 @@ pub struct AdminService {
     store: Store,
     membership: Arc<Membership>,
     antientropy: Arc<AntiEntropy>,
+    cleanup: Arc<Cleanup>,
     lifecycle: Arc<Lifecycle>,
 }
 
 impl AdminService {
     /// A service reading `store`, placing keys with `membership`, and
-    /// running repair rounds and lifecycle operations.
+    /// running repair and cleanup rounds and lifecycle operations.
     pub fn new(
         store: Store,
         membership: Arc<Membership>,
         antientropy: Arc<AntiEntropy>,
+        cleanup: Arc<Cleanup>,
         lifecycle: Arc<Lifecycle>,
     ) -> Self {
         AdminService {
             store,
             membership,
             antientropy,
+            cleanup,
             lifecycle,
         }
     }
@@ -49,11 +54,17 @@ fn repair_status(e: RepairError) -> Status {
 fn lifecycle_status(e: LifecycleError) -> Status {
     let msg = e.to_string();
     match e {
+        // The node it was forwarded to refused: the caller must see why.
+        LifecycleError::Forward {
+            code: code @ (tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument),
+            ..
+        } => Status::new(code, msg),
         LifecycleError::UnknownNode(_) => Status::not_found(msg),
         LifecycleError::BadAddress(_) | LifecycleError::RemoveSelf => Status::invalid_argument(msg),
         LifecycleError::LastNode
         | LifecycleError::WrongState(_)
-        | LifecycleError::StillAlive(_) => Status::failed_precondition(msg),
+        | LifecycleError::StillAlive(_)
+        | LifecycleError::CleanupPending(_) => Status::failed_precondition(msg),
         LifecycleError::Forward { .. }
         | LifecycleError::Peer { .. }
         | LifecycleError::TooFewSources { .. } => Status::unavailable(msg),
@@ -72,6 +83,21 @@ impl From<RepairReport> for pb::RepairResponse {
             bytes_moved: r.bytes_moved,
             tombstones_purged: r.tombstones_purged,
         }
+    }
+}
+
+/// The answer to `Cleanup`: where cleanup stands, and the round asked for.
+fn cleanup_response(p: CleanupProgress, round: u64) -> pb::CleanupResponse {
+    let last = p.last.unwrap_or_default();
+    pb::CleanupResponse {
+        pending: p.pending,
+        running: p.running,
+        progress: p.fraction,
+        round,
+        rounds_finished: p.rounds_finished,
+        keys_removed: last.keys_removed,
+        complete: last.complete,
+        message: last.message,
     }
 }
 
@@ -147,6 +173,21 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::RepairResponse>, Status> {
         let report = self.antientropy.round_now().await.map_err(repair_status)?;
         Ok(Response::new(report.into()))
+    }
+
+    async fn cleanup(
+        &self,
+        req: Request<pb::CleanupRequest>,
+    ) -> Result<Response<pb::CleanupResponse>, Status> {
+        let round = if req.into_inner().report_only {
+            0
+        } else {
+            self.cleanup.request()
+        };
+        Ok(Response::new(cleanup_response(
+            self.cleanup.progress(),
+            round,
+        )))
     }
 
     async fn decommission(

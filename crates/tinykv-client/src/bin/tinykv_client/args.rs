@@ -20,7 +20,7 @@ pub struct Cli {
     #[arg(env = "TINYKV_ADDR", required = true)]
     pub addr: Option<String>,
     /// The cluster's secret file: admin commands (local-get, owners,
-    /// repair, decommission, removenode) prove it to nodes that have one.
+    /// repair, cleanup, decommission, removenode) prove it to nodes that have one.
     #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
     /// TLS: the CA that signs the nodes' certificates (the nodes then are
@@ -91,6 +91,14 @@ pub enum Command {
     Owners { key: String },
     /// Run an anti-entropy round now and report what moved.
     Repair,
+    /// Remove the node's copies of ranges it no longer replicates (once
+    /// every replica has them); waits until the round ends and prints the
+    /// keys removed.
+    Cleanup {
+        /// Give up waiting after this long.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+    },
     /// Stream a node's ranges to their new owners and remove it from the ring.
     Decommission {
         node_id: String,

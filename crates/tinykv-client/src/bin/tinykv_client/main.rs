@@ -231,6 +231,7 @@ async fn admin(client: &Client, command: Command, json: bool) -> Result<(), Fail
                 );
             }
         }
+        Command::Cleanup { wait_timeout } => print::cleanup(client, wait_timeout, json).await?,
         Command::Decommission {
             node_id,
             no_wait,

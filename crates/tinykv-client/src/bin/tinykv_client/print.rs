@@ -36,6 +36,44 @@ pub fn value_json(bytes: &[u8]) -> serde_json::Value {
     }
 }
 
+/// `cleanup`: asks for a round, follows it until it ends, and fails
+/// (exit 3) when it could not remove every leftover, with the reason.
+pub async fn cleanup(client: &Client, wait: Duration, as_json: bool) -> Result<(), Failure> {
+    let deadline = Instant::now() + wait;
+    let mut r = client.cleanup().await?;
+    let round = r.round;
+    while r.rounds_finished < round {
+        if r.running {
+            eprintln!("cleanup: {:.0}% of the running round", r.progress * 100.0);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure(
+                3,
+                format!("the cleanup round has not finished after {wait:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        r = client.cleanup_status().await?;
+    }
+    if !r.complete {
+        return Err(Failure(3, format!("cleanup {}", r.message)));
+    }
+    if as_json {
+        json(serde_json::json!({ "keys_removed": r.keys_removed, "pending": r.pending }));
+        return Ok(());
+    }
+    println!(
+        "cleanup: {} keys removed ({})",
+        r.keys_removed,
+        if r.pending {
+            "still pending: ranges moved again"
+        } else {
+            "nothing left to clean"
+        }
+    );
+    Ok(())
+}
+
 pub async fn decommission(
     client: &Client,
     node_id: &str,
@@ -102,7 +140,7 @@ pub fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
             "sync": s.sync, "version": s.version, "local_keys": s.local_keys,
             "pending_hints": s.pending_hints, "members": members, "state": s.state,
             "operation": s.operation, "operation_progress": s.operation_progress,
-            "cluster_name": s.cluster_name,
+            "cluster_name": s.cluster_name, "cleanup_pending": s.cleanup_pending,
         });
         println!("{v}");
         return;
@@ -118,6 +156,11 @@ pub fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
     );
     if !s.operation.is_empty() {
         println!("{}: {:.0}% done", s.operation, s.operation_progress * 100.0);
+    }
+    if s.cleanup_pending {
+        println!(
+            "cleanup pending: this node may hold copies of ranges it lost (`cleanup` removes them)"
+        );
     }
     println!(
         "{:<20} {:<24} {:<8} {:<8} {:>8} {:>8} {:>10} {:>12}",
