@@ -110,7 +110,7 @@ mkdir -p "$work/rendered" "$work/monitoring"
   --set 'monitoring.podMonitor.labels.release=kube-prometheus-stack' \
   --set 'monitoring.grafanaDashboard.annotations.grafana_folder=TinyKV' \
   > "$work/monitoring/cluster-podmonitor.yaml"
-"$BIN/helm" template eph charts/tinykv-cluster --namespace tinykv --set storage.ephemeral=true \
+"$BIN/helm" template demo charts/tinykv-cluster --namespace tinykv --set storage.ephemeral=true \
   --set monitoring.serviceMonitor.enabled=true --set monitoring.prometheusRule.enabled=true \
   --set monitoring.prometheusRule.disk.capacityBytes=1073741824 \
   --set 'monitoring.prometheusRule.alertLabels.team=storage' \
@@ -289,7 +289,8 @@ echo "== TinyKVClusters against the CRD schema"
 echo "== monitoring objects (ServiceMonitor, PodMonitor, PrometheusRule: by field, not kubernetes-validate)"
 "$PY" scripts/k8s/check_monitoring.py --self-test || fail=1
 "$PY" scripts/k8s/check_monitoring.py --metrics-doc docs/metrics.md --runbooks docs/operations.md \
-  --dashboard charts/tinykv-cluster/files/grafana-dashboard.json "$work"/monitoring/*.yaml || fail=1
+  --dashboard charts/tinykv-cluster/files/grafana-dashboard.json \
+  --built "$work/rendered/operator-built.yaml" "$work"/monitoring/*.yaml || fail=1
 
 echo "== kubernetes-validate --strict (Kubernetes $K8S_VERSION)"
 if "$BIN/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work"/split/*.yaml; then

@@ -19,7 +19,11 @@ The command line then checks, across MANIFEST... and the dashboard JSON:
     tests/tests/monitoring.rs);
   * every alert has severity, summary, description and a runbook_url whose
     anchor is a heading of docs/operations.md;
-  * the dashboard parses, has unique panel ids and a query in every panel.
+  * the dashboard parses, has unique panel ids and a query in every panel;
+  * with --built FILE (the objects the operator builds, from its `render`
+    binary): each PodMonitor, and each metrics Service of a ServiceMonitor,
+    selects the pod template of the StatefulSet the operator makes for that
+    cluster, and that pod template has the container port they scrape.
 Exit status 1 on any error, or when no PrometheusRule was seen.
 """
 import json
@@ -259,6 +263,46 @@ def check_dashboard(path):
     return errs, exprs
 
 
+def check_targets(docs, built):
+    """PodMonitors and metrics Services against the operator's StatefulSets."""
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]
+        for d in built
+        if d.get("kind") == "StatefulSet"
+    }
+    errs, checked = [], 0
+    for d in docs:
+        kind = d.get("kind")
+        if (d.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/name") != "tinykv-cluster":
+            continue  # the operator chart's own ServiceMonitor scrapes the operator
+        if kind == "PodMonitor":
+            selector = d["spec"]["selector"].get("matchLabels", {})
+            ports = [e.get("port") for e in d["spec"]["podMetricsEndpoints"]]
+        elif kind == "Service" and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "metrics":
+            selector = d["spec"].get("selector", {})
+            ports = [p.get("targetPort") for p in d["spec"]["ports"]]
+        else:
+            continue
+        name = selector.get("app.kubernetes.io/instance")
+        template = pods.get(name)
+        if template is None:
+            errs.append(f"{kind}/{d['metadata']['name']}: no StatefulSet {name!r} among the built objects")
+            continue
+        checked += 1
+        labels = template["metadata"].get("labels", {})
+        if any(labels.get(k) != v for k, v in selector.items()):
+            errs.append(f"{kind}/{d['metadata']['name']}: selector {selector} does not match the pods' labels {labels}")
+        named = {
+            p.get("name")
+            for c in template["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        for port in ports:
+            if port not in named:
+                errs.append(f"{kind}/{d['metadata']['name']}: the pods have no port named {port!r} ({sorted(named)})")
+    return errs, checked
+
+
 def self_test():
     good_rule = {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
@@ -309,7 +353,7 @@ def self_test():
 def main(argv):
     if argv == ["--self-test"]:
         return self_test()
-    args = {"--metrics-doc": None, "--runbooks": None, "--dashboard": None}
+    args = {"--metrics-doc": None, "--runbooks": None, "--dashboard": None, "--built": ""}
     files = []
     it = iter(argv)
     for a in it:
@@ -326,9 +370,12 @@ def main(argv):
     derrs, exprs = check_dashboard(args["--dashboard"])
     errs += [f"{args['--dashboard']}: {e}" for e in derrs]
     used = {n: args["--dashboard"] for e in exprs for n in metric_names(e)}
+    all_docs = []
     for path in files:
         with open(path) as f:
             for doc in yaml.safe_load_all(f):
+                if doc:
+                    all_docs.append(doc)
                 if not doc or doc.get("kind") != "PrometheusRule":
                     continue
                 rules += 1
@@ -341,6 +388,15 @@ def main(argv):
             errs.append(f"{where}: {name} is not a metric of docs/metrics.md")
     if rules == 0:
         errs.append("no PrometheusRule seen")
+    if args["--built"]:
+        with open(args["--built"]) as f:
+            built = [d for d in yaml.safe_load_all(f) if d]
+        terrs, checked = check_targets(all_docs, built)
+        errs += terrs
+        if checked == 0:
+            errs.append("no PodMonitor or metrics Service checked against the built pods")
+        elif not terrs:
+            print(f"ok   {checked} PodMonitor(s)/metrics Service(s) select the operator's pods and their metrics port")
     for e in errs:
         print(f"FAIL {e}")
     if not errs:
