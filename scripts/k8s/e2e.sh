@@ -47,7 +47,7 @@ log "installing the operator (watching $NS only: a Role there)"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
 helm upgrade --install tinykv-operator charts/tinykv-operator \
   --namespace "$OP_NS" --create-namespace --set "watchNamespaces={$NS}" \
-  --set image.repository="$OP_IMAGE_REPO" --wait --timeout 5m
+  --set image.repository="$OP_IMAGE_REPO" --set image.tag=latest --wait --timeout 5m
 kubectl wait --for=condition=Established crd/tinykvclusters.tinykv.io --timeout=60s
 
 log "creating a 5-node cluster"

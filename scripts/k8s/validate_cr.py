@@ -13,6 +13,10 @@ Every document of every MANIFEST is either
     cert-manager is a CRD that kubernetes-validate does not know, so it is
     NOT validated strictly; check_certificate() checks the fields the
     operator sets against cert-manager v1's documented API instead;
+  * a monitoring.coreos.com ServiceMonitor, PodMonitor or PrometheusRule
+    (the charts' monitoring block): the Prometheus operator's CRDs are not
+    known to kubernetes-validate either, so they are NOT validated strictly;
+    check_monitoring.check_object() checks them field by field instead;
   * anything else: written to OUT_DIR/NNN-<kind>-<name>.yaml for
     kubernetes-validate.
 Exit status 1 on any schema violation or when no TinyKVCluster was seen.
@@ -23,6 +27,8 @@ import sys
 
 import jsonschema
 import yaml
+
+from check_monitoring import check_object as check_monitoring_object
 
 
 def strict(schema):
@@ -121,7 +127,7 @@ def main():
         for v in crd["spec"]["versions"]
     }
     os.makedirs(out_dir, exist_ok=True)
-    failures, seen, n, certs = 0, 0, 0, 0
+    failures, seen, n, certs, monitors = 0, 0, 0, 0, 0
     for path in manifests:
         with open(path) as f:
             docs = [d for d in yaml.safe_load_all(f) if d]
@@ -157,6 +163,14 @@ def main():
                 if not errors:
                     certs += 1
                 continue
+            if api.split("/")[0] == "monitoring.coreos.com":
+                errors = check_monitoring_object(doc)
+                for e in errors:
+                    print(f"FAIL {path}: {doc.get('kind')}/{name}: {e}")
+                failures += len(errors)
+                if not errors:
+                    monitors += 1
+                continue
             n += 1
             out = os.path.join(out_dir, f"{n:03d}-{doc.get('kind', 'x')}-{name}.yaml")
             with open(out, "w") as f:
@@ -170,6 +184,11 @@ def main():
         print(
             f"{certs} cert-manager Certificate(s) checked by field only: NOT validated "
             "strictly (cert-manager's CRD is not known to kubernetes-validate)"
+        )
+    if monitors:
+        print(
+            f"{monitors} ServiceMonitor/PodMonitor/PrometheusRule object(s) checked by field only: "
+            "NOT validated strictly (the Prometheus operator's CRDs are not known to kubernetes-validate)"
         )
     return 1 if failures else 0
 
