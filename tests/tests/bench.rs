@@ -7,7 +7,8 @@
 //! loop hold its target. The rate is modest (a debug build, 2 shared
 //! cores) and no latency is asserted.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tinykv_tests::{binary, Cluster};
@@ -29,40 +30,7 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
         dir.path().join("bench.svg"),
         dir.path().join("bench.hlog"),
     );
-    let mut bench = Command::new(binary("tinykv-bench"))
-        .arg("--endpoints")
-        .arg(addrs.join(","))
-        // Enough workers that the schedule never waits for a free one
-        // unless the cluster stalls (each has one operation in flight).
-        .args(["--workers", "64", "--keyspace", "1000", "--workload", "a"])
-        .args([
-            "--rate",
-            &RATE.to_string(),
-            "--duration",
-            &format!("{SECS}s"),
-        ])
-        .args(["--warmup", "500ms", "--interval", "1s", "--no-progress"])
-        .args(["--max-error-rate", "0.01"])
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&plot)
-        .arg("--hdr-log")
-        .arg(&hlog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tinykv-bench");
-    let deadline = Instant::now() + BENCH_DEADLINE;
-    while bench.try_wait().expect("poll tinykv-bench").is_none() {
-        if Instant::now() > deadline {
-            let _ = bench.kill();
-            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = bench.wait_with_output().expect("tinykv-bench output");
+    let out = run_bench(&addrs, &json, &plot, &hlog).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -117,6 +85,44 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
     );
 }
 
+/// Runs `tinykv-bench` open loop against `addrs`, polling it to the end.
+async fn run_bench(addrs: &[String], json: &Path, plot: &Path, hlog: &Path) -> Output {
+    let mut bench = Command::new(binary("tinykv-bench"))
+        .arg("--endpoints")
+        .arg(addrs.join(","))
+        // Enough workers that the schedule never waits for a free one
+        // unless the cluster stalls (each has one operation in flight).
+        .args(["--workers", "64", "--keyspace", "1000", "--workload", "a"])
+        .args([
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &format!("{SECS}s"),
+        ])
+        .args(["--warmup", "500ms", "--interval", "1s", "--no-progress"])
+        .args(["--max-error-rate", "0.01"])
+        .arg("--json")
+        .arg(json)
+        .arg("--plot")
+        .arg(plot)
+        .arg("--hdr-log")
+        .arg(hlog)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tinykv-bench");
+    let deadline = Instant::now() + BENCH_DEADLINE;
+    while bench.try_wait().expect("poll tinykv-bench").is_none() {
+        if Instant::now() > deadline {
+            let _ = bench.kill();
+            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bench.wait_with_output().expect("tinykv-bench output")
+}
+
 /// The intervals cover the run and add up to its successful operations.
 fn check_series(report: &serde_json::Value, sent: f64) {
     let intervals = report["intervals"].as_array().cloned().unwrap_or_default();
@@ -133,7 +139,7 @@ fn check_series(report: &serde_json::Value, sent: f64) {
 }
 
 /// The plot is an SVG document with both charts.
-fn check_plot(path: &std::path::Path) {
+fn check_plot(path: &Path) {
     let svg = std::fs::read_to_string(path).expect("plot written");
     let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("invalid SVG: {e}"));
     assert_eq!(doc.root_element().tag_name().name(), "svg");
