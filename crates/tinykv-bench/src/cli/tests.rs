@@ -153,6 +153,8 @@ fn durations() {
     assert_eq!(ok("2m"), Duration::from_secs(120));
     assert_eq!(ok("1h"), Duration::from_secs(3600));
     assert_eq!(ok("1s 500ms"), Duration::from_millis(1500));
+    // Fractions with a unit, as the bench's own parser took them.
+    assert_eq!(ok("1.5s"), Duration::from_millis(1500));
     assert_eq!(ok("250us"), Duration::from_micros(250));
     assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
     assert_eq!(ok("10"), Duration::from_secs(10));
