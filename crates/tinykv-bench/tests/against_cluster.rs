@@ -154,7 +154,19 @@ async fn workloads_d_and_f_against_a_local_cluster() {
     let misses = run["read"]["not_found"].as_u64().unwrap_or(u64::MAX);
     assert!(misses <= 4, "{d}");
 
-    let f = bench_json(&addrs, &[&common[..], &["--workload", "f"]].concat()).await;
+    // F open loop with a time series: its report has every field the
+    // schema allows (corrected latencies, intervals), D's the nulls.
+    let open_loop = ["--workload", "f", "--rate", "1000", "--interval", "100ms"];
+    let f = bench_json(&addrs, &[&common[..], &open_loop[..]].concat()).await;
+    for report in [&d, &f] {
+        let problems = schema::violations(&schema::bench_report_schema(), report);
+        assert!(problems.is_empty(), "{problems:#?}\n{report}");
+    }
+    assert!(
+        f["run"]["rmw"]["corrected_latency_us"]["p50"].is_u64(),
+        "{f}"
+    );
+    assert!(!f["intervals"].as_array().is_some_and(Vec::is_empty), "{f}");
     let run = &f["run"];
     assert_eq!(run["ok_ops"], 400, "{f}");
     assert_eq!(run["write"]["ok"], 0, "{f}");
