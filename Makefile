@@ -16,8 +16,19 @@ HAVE_DOCKER := $(shell docker info >/dev/null 2>&1 && echo yes)
 help: ## this list
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
+# The packages of a local cluster and its benchmark, built in one cargo
+# invocation by build-local, bench-local and `make run` (scripts/run-local.sh
+# lists the same three): one feature resolution, so each finds the others'
+# build fresh. Built separately, `-p tinykv-bench` alone resolves the shared
+# dependencies (tonic, hyper, rand, the client) with other features and
+# rebuilds them.
+LOCAL_PACKAGES := -p tinykv-node -p tinykv-client -p tinykv-bench
+# release (default) or dev, as for scripts/run-local.sh.
+CARGO_PROFILE ?= release
+LOCAL_BIN := target/$(if $(filter dev,$(CARGO_PROFILE)),debug,release)
+
 build-local: ## release binaries: tinykv-node, tinykv_client, tinykv-bench
-	$(CARGO) build --release -p tinykv-node -p tinykv-client -p tinykv-bench
+	$(CARGO) build --release $(LOCAL_PACKAGES)
 
 build: ## binaries, then the Docker image tinykv:latest (local air-gapped path when no registry)
 	$(MAKE) build-local
@@ -60,10 +71,10 @@ benchmark: ## old shape (50 workers, 10,000 replicated writes) then a 50/50 mix;
 	@if [ "$(HAVE_DOCKER)" = yes ] && docker ps --format '{{.Names}}' | grep -q '^tinykv-node1$$'; then \
 	  $(MAKE) docker-benchmark; else $(MAKE) bench-local; fi
 
-bench-local: ## benchmark the local cluster on 127.0.0.1:50051-50055
-	$(CARGO) build --release -p tinykv-bench
-	target/release/tinykv-bench --workers 50 --ops 10000 --workload write --consistency quorum --no-progress
-	target/release/tinykv-bench --workers 50 --ops 20000 --workload a --load --keyspace 10000 --consistency quorum --no-progress
+bench-local: ## benchmark the local cluster on 127.0.0.1:50051-50055 (the binaries `make run` built; CARGO_PROFILE=dev for its dev build)
+	$(CARGO) build --profile $(CARGO_PROFILE) $(LOCAL_PACKAGES)
+	$(LOCAL_BIN)/tinykv-bench --workers 50 --ops 10000 --workload write --consistency quorum --no-progress
+	$(LOCAL_BIN)/tinykv-bench --workers 50 --ops 20000 --workload a --load --keyspace 10000 --consistency quorum --no-progress
 
 resilience: ## kill a key's primary owner container, read at QUORUM, restart it, check it caught up
 	$(MAKE) docker-resilience

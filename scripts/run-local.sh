@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 n=${1:-5}
 dir=${TINYKV_LOCAL_DIR:-.local-cluster}
 profile=${CARGO_PROFILE:-release}
+# The same packages as `make build-local` and `make bench-local` (one
+# feature resolution): the benchmark then needs no rebuild.
+packages=(-p tinykv-node -p tinykv-client -p tinykv-bench)
 if [ "$profile" = release ]; then
-  cargo build --release -p tinykv-node -p tinykv-client
+  cargo build --release "${packages[@]}"
   bin=target/release
 else
-  cargo build -p tinykv-node -p tinykv-client
+  cargo build "${packages[@]}"
   bin=target/debug
 fi
 mkdir -p "$dir"

@@ -8,10 +8,13 @@ use tinykv_client::auth::tls::ClientTls;
 use tinykv_client::auth::Secrets;
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
+use crate::hdrlog::{HdrLog, HdrLogError};
+use crate::plot::{self, PlotData, PlotError};
 use crate::progress::Progress;
 use crate::runner::{self, ClientStore, RunConfig, RunError, RunResult, StopAt};
 use crate::stats::{PhaseReport, Report, RunInfo};
-use crate::workload::{Distribution, Workload};
+use crate::timeline::{IntervalSink, TerminalLines};
+use crate::workload::{Distribution, OpKind, Workload};
 
 /// The operation budget when neither `--ops` nor `--duration` is given.
 pub const DEFAULT_OPS: u64 = 10_000;
@@ -39,7 +42,7 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_OPS", conflicts_with = "duration")]
     pub ops: Option<u64>,
 
-    /// Time to measure for, e.g. 30s, 500ms, 2m.
+    /// Time to measure for, e.g. 30s, 500ms, 2m (a bare number is seconds).
     #[arg(long, env = "TINYKV_BENCH_DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
@@ -52,8 +55,9 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_VALUE_SIZE", default_value_t = 100)]
     pub value_size: usize,
 
-    /// YCSB workload: a (50% reads), b (95% reads), c (reads only), write (writes only).
-    /// Default a.
+    /// YCSB workload: a (50% reads), b (95% reads), c (reads only), d (95%
+    /// reads of the latest keys, 5% inserts), f (50% reads, 50%
+    /// read-modify-writes), write (writes only). Default a.
     #[arg(
         long,
         env = "TINYKV_BENCH_WORKLOAD",
@@ -66,9 +70,34 @@ pub struct Args {
     #[arg(long, env = "TINYKV_BENCH_READ_RATIO", value_parser = parse_ratio)]
     pub read_ratio: Option<f64>,
 
-    /// Key distribution.
-    #[arg(long, env = "TINYKV_BENCH_DISTRIBUTION", value_enum, default_value_t = Distribution::Uniform)]
-    pub distribution: Distribution,
+    /// Key distribution: uniform, zipfian, or latest (writes insert new
+    /// keys, reads favour the newest). Default: latest for workload d,
+    /// uniform otherwise.
+    #[arg(long, env = "TINYKV_BENCH_DISTRIBUTION", value_enum)]
+    pub distribution: Option<Distribution>,
+
+    /// Open loop: send this many operations per second in all, on a fixed
+    /// schedule, and time each from when it was due (coordinated-omission
+    /// corrected percentiles, reported next to the usual ones). Needs
+    /// enough --workers to keep up: each has one operation in flight.
+    #[arg(long, env = "TINYKV_BENCH_RATE", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+
+    /// Print a time series line (ops/s, p50, p99) every interval, e.g. 1s,
+    /// and put the series in the JSON.
+    #[arg(long, env = "TINYKV_BENCH_INTERVAL", value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+
+    /// Write every interval's latency histogram to this file in the
+    /// HdrHistogram interval log format (intervals of --interval, 1s by
+    /// default).
+    #[arg(long, env = "TINYKV_BENCH_HDR_LOG")]
+    pub hdr_log: Option<PathBuf>,
+
+    /// Draw throughput over time and the latency percentile curve into this
+    /// SVG file.
+    #[arg(long, env = "TINYKV_BENCH_PLOT")]
+    pub plot: Option<PathBuf>,
 
     /// Consistency of reads and writes: one, two, quorum, all, default or a count.
     #[arg(long, env = "TINYKV_BENCH_CONSISTENCY", default_value = "quorum")]
@@ -143,25 +172,35 @@ pub struct Args {
     pub token_file: Option<PathBuf>,
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s`, `250us`; a bare number is seconds.
+/// Parses a duration the way every TinyKV command does (humantime: `30s`,
+/// `500ms`, `2m`, `1h 30m`, `250us`); a bare number is seconds, as the
+/// bench always accepted.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 30s, 500ms, 2m)"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" => n,
-        "ms" => n / 1e3,
-        "us" | "µs" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|e| format!("invalid duration {s:?}: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}; e.g. 30s, 500ms, 2m)"))
+}
+
+/// A positive duration (an interval of zero would never advance).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("the interval must be longer than zero".into()),
+        d => Ok(d),
+    }
+}
+
+/// A positive, finite rate in operations per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of operations per second"
+        )),
+    }
 }
 
 /// Parses a fraction in `0.0..=1.0`.
@@ -191,7 +230,17 @@ pub struct Settings {
     pub json: Option<PathBuf>,
     /// The error rate above which the run fails.
     pub max_error_rate: f64,
+    /// Print each interval of the time series on the terminal.
+    pub interval_lines: bool,
+    /// Where to write the HdrHistogram interval log.
+    pub hdr_log: Option<PathBuf>,
+    /// Where to write the SVG plot.
+    pub plot: Option<PathBuf>,
 }
+
+/// The interval of the series behind `--plot` and `--hdr-log` when
+/// `--interval` is not given.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Args {
     /// The settings, with the TLS files and token read.
@@ -219,6 +268,12 @@ impl Args {
         let read_ratio = self
             .read_ratio
             .unwrap_or_else(|| self.workload.unwrap_or(Workload::A).read_ratio());
+        let distribution = self
+            .distribution
+            .or_else(|| self.workload.and_then(Workload::distribution))
+            .unwrap_or(Distribution::Uniform);
+        let series = self.hdr_log.is_some() || self.plot.is_some();
+        let interval = self.interval.or_else(|| series.then_some(DEFAULT_INTERVAL));
         let seed = self.seed.unwrap_or_else(rand::random);
         Settings {
             run: RunConfig {
@@ -227,11 +282,14 @@ impl Args {
                 keyspace: self.keyspace,
                 value_size: self.value_size,
                 read_ratio,
-                distribution: self.distribution,
+                non_read: self.workload.map_or(OpKind::Write, Workload::non_read),
+                distribution,
                 key_prefix: self.key_prefix.clone(),
                 load: self.load,
                 warmup: self.warmup,
                 seed,
+                rate: self.rate,
+                interval,
             },
             endpoints: self
                 .endpoints
@@ -251,6 +309,9 @@ impl Args {
             progress: !self.no_progress,
             json: self.json.clone(),
             max_error_rate: self.max_error_rate,
+            interval_lines: self.interval.is_some(),
+            hdr_log: self.hdr_log.clone(),
+            plot: self.plot.clone(),
         }
     }
 }
@@ -267,6 +328,12 @@ pub enum BenchError {
     /// The run itself failed.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// The HDR log could not be created.
+    #[error(transparent)]
+    HdrLog(#[from] HdrLogError),
+    /// The plot could not be written.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
 }
 
 impl Settings {
@@ -291,6 +358,8 @@ impl Settings {
             timeout_secs: self.client.timeout.as_secs_f64(),
             coalesce: self.client.coalesce,
             routing: self.client.routing.to_string(),
+            target_rate_ops_per_sec: self.run.rate,
+            interval_secs: self.run.interval.map(|d| d.as_secs_f64()),
         }
     }
 
@@ -301,9 +370,49 @@ impl Settings {
             load: result
                 .load
                 .as_ref()
-                .map(|l| PhaseReport::new(&l.stats, l.elapsed)),
-            run: PhaseReport::new(&result.run.stats, result.run.elapsed),
+                .map(|l| PhaseReport::timed(&l.stats, l.elapsed, l.send_span)),
+            run: PhaseReport::timed(&result.run.stats, result.run.elapsed, result.run.send_span),
+            intervals: result.intervals.clone(),
         }
+    }
+
+    /// Where each closed interval goes: the terminal with `--interval`,
+    /// the HDR log (created here, so a bad path fails before the run).
+    fn sinks(&self) -> Result<Vec<Box<dyn IntervalSink>>, BenchError> {
+        let mut sinks: Vec<Box<dyn IntervalSink>> = Vec::new();
+        if self.interval_lines {
+            sinks.push(Box::new(TerminalLines));
+        }
+        if let Some(path) = &self.hdr_log {
+            let comment = format!(
+                "tinykv-bench {}: {}",
+                env!("CARGO_PKG_VERSION"),
+                match self.run.rate {
+                    Some(r) => format!("open loop at {r} ops/s"),
+                    None => "closed loop".into(),
+                }
+            );
+            sinks.push(Box::new(HdrLog::create(path, &comment)?));
+        }
+        Ok(sinks)
+    }
+
+    /// Draws the plot of a finished run, if one was asked for.
+    pub fn write_plot(&self, result: &RunResult) -> Result<(), BenchError> {
+        let Some(path) = &self.plot else {
+            return Ok(());
+        };
+        let all = result.run.stats.all();
+        plot::write_svg(
+            path,
+            &PlotData {
+                intervals: &result.intervals,
+                target_rate: self.run.rate,
+                uncorrected: all.histogram(),
+                corrected: all.corrected_histogram(),
+            },
+        )?;
+        Ok(())
     }
 
     /// Connects to the endpoints and runs the benchmark through the client.
@@ -317,7 +426,13 @@ impl Settings {
             read: self.read_consistency,
             write: self.write_consistency,
         };
-        let result = runner::run(store, &self.run, Progress::detect(self.progress)).await?;
+        let progress = match Progress::detect(self.progress) {
+            // Interval lines and an animated bar would overwrite each other.
+            Progress::Bar if self.interval_lines => Progress::Plain,
+            p => p,
+        };
+        let result = runner::run_with(store, &self.run, progress, self.sinks()?).await?;
+        self.write_plot(&result)?;
         Ok(self.report(&result))
     }
 }

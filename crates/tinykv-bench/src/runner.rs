@@ -1,5 +1,6 @@
 //! Running a benchmark: workers on tokio sharing a stop condition, an
-//! optional load phase, a warm-up whose operations are not recorded.
+//! optional load phase, a warm-up whose operations are not recorded, and
+//! the measured phase ([`measured`]) in closed or open loop.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,10 @@ use tinykv_client::{Client, ClientError, Consistency};
 
 use crate::progress::{Bound, Progress};
 use crate::stats::{ErrorKind, OpStats, Recorder};
-use crate::workload::{key_for, random_value, Distribution, KeyChooser, OpKind, OpMix};
+use crate::timeline::{IntervalPoint, IntervalSink};
+use crate::workload::{key_for, random_value, Distribution, OpKind};
+
+mod measured;
 
 /// The key-value operations a benchmark issues. [`ClientStore`] is the real
 /// one; tests substitute an in-memory store.
@@ -67,6 +71,9 @@ pub struct RunConfig {
     pub value_size: usize,
     /// Fraction of reads.
     pub read_ratio: f64,
+    /// What the other operations are: writes, or read-modify-writes
+    /// (YCSB F).
+    pub non_read: OpKind,
     /// Key distribution.
     pub distribution: Distribution,
     /// Prefix of every key.
@@ -77,6 +84,12 @@ pub struct RunConfig {
     pub warmup: Duration,
     /// Seed for the workers' random generators.
     pub seed: u64,
+    /// Open loop: operations per second across all workers, each sent at
+    /// its scheduled time whether or not earlier ones have finished (as
+    /// far as free workers allow). `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Record a time series with intervals this long.
+    pub interval: Option<Duration>,
 }
 
 /// The recorded statistics of one phase.
@@ -86,6 +99,12 @@ pub struct PhaseResult {
     pub stats: Recorder,
     /// Measured time.
     pub elapsed: Duration,
+    /// From the start of measuring to when the last recorded operation
+    /// was sent: the span the sending rate is over. Unlike `elapsed` it
+    /// leaves out the wait for the last replies, so an open-loop run that
+    /// kept its schedule shows its target rate even if its last
+    /// operations were slow.
+    pub send_span: Duration,
 }
 
 /// The results of a whole benchmark.
@@ -97,6 +116,8 @@ pub struct RunResult {
     pub run: PhaseResult,
     /// Operations done during the warm-up (not recorded).
     pub warmup_ops: u64,
+    /// The measured run's time series (empty without `interval`).
+    pub intervals: Vec<IntervalPoint>,
 }
 
 /// Why a benchmark could not finish.
@@ -113,16 +134,28 @@ pub async fn run<S: Store>(
     cfg: &RunConfig,
     progress: Progress,
 ) -> Result<RunResult, RunError> {
+    run_with(store, cfg, progress, Vec::new()).await
+}
+
+/// [`run`], handing every interval of the time series (with
+/// `cfg.interval`) to `sinks` as it closes.
+pub async fn run_with<S: Store>(
+    store: S,
+    cfg: &RunConfig,
+    progress: Progress,
+    sinks: Vec<Box<dyn IntervalSink>>,
+) -> Result<RunResult, RunError> {
     let load = if cfg.load {
         Some(load_phase(store.clone(), cfg, progress).await?)
     } else {
         None
     };
-    let (run, warmup_ops) = measured_phase(store, cfg, progress).await?;
+    let measured = measured::run(store, cfg, progress, sinks).await?;
     Ok(RunResult {
         load,
-        run,
-        warmup_ops,
+        run: measured.phase,
+        warmup_ops: measured.warmup_ops,
+        intervals: measured.intervals,
     })
 }
 
@@ -137,10 +170,21 @@ async fn join_all<T: Send + 'static>(
     Ok(out)
 }
 
-/// Records the outcome of one operation.
-fn record<T>(stats: &mut OpStats, latency: Duration, res: &Result<T, ClientError>) {
+/// Records the outcome of one operation: `corrected` is its latency from
+/// the intended start (open loop).
+fn record<T>(
+    stats: &mut OpStats,
+    latency: Duration,
+    corrected: Option<Duration>,
+    res: &Result<T, ClientError>,
+) {
     match res {
-        Ok(_) => stats.record_ok(latency),
+        Ok(_) => {
+            stats.record_ok(latency);
+            if let Some(c) = corrected {
+                stats.record_corrected(c);
+            }
+        }
         Err(e) => stats.record_error(ErrorKind::of(e)),
     }
 }
@@ -171,7 +215,7 @@ async fn load_phase<S: Store>(
                     }
                     let t0 = Instant::now();
                     let res = store.put(key_for(&prefix, i), value.clone()).await;
-                    record(&mut stats.write, t0.elapsed(), &res);
+                    record(&mut stats.write, t0.elapsed(), None, &res);
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 stats
@@ -185,120 +229,11 @@ async fn load_phase<S: Store>(
     for r in results? {
         stats.merge(&r);
     }
-    Ok(PhaseResult { stats, elapsed })
-}
-
-/// State shared by the workers of the measured phase.
-struct Shared {
-    /// When recording starts (the end of the warm-up).
-    measure_start: Instant,
-    /// When the run ends, if bounded by time.
-    end: Option<Instant>,
-    /// The operation budget, if bounded by count.
-    budget: Option<u64>,
-    /// Budget claimed so far.
-    claimed: AtomicU64,
-}
-
-impl Shared {
-    /// Whether the next operation, starting now, is recorded; `None` when
-    /// the run is over.
-    fn admit(&self) -> Option<bool> {
-        let now = Instant::now();
-        if now < self.measure_start {
-            return Some(false);
-        }
-        if self.end.is_some_and(|end| now >= end) {
-            return None;
-        }
-        if let Some(budget) = self.budget {
-            if self.claimed.fetch_add(1, Ordering::Relaxed) >= budget {
-                return None;
-            }
-        }
-        Some(true)
-    }
-}
-
-/// The warm-up followed by the measured run.
-async fn measured_phase<S: Store>(
-    store: S,
-    cfg: &RunConfig,
-    progress: Progress,
-) -> Result<(PhaseResult, u64), RunError> {
-    let chooser = Arc::new(KeyChooser::new(cfg.distribution, cfg.keyspace));
-    let mix = OpMix::new(cfg.read_ratio);
-    let start = Instant::now();
-    let measure_start = start + cfg.warmup;
-    let (end, budget) = match cfg.stop {
-        StopAt::Ops(n) => (None, Some(n)),
-        StopAt::Duration(d) => (Some(measure_start + d), None),
-    };
-    let shared = Arc::new(Shared {
-        measure_start,
-        end,
-        budget,
-        claimed: AtomicU64::new(0),
-    });
-    // Recorded operations completed, for the progress display.
-    let done = Arc::new(AtomicU64::new(0));
-    let warmup_done = Arc::new(AtomicU64::new(0));
-    let warm = (!cfg.warmup.is_zero())
-        .then(|| progress.start("warm-up", Bound::Time(cfg.warmup), warmup_done.clone()));
-    let handles: Vec<_> = (0..cfg.workers.max(1))
-        .map(|w| {
-            let (store, shared, chooser) = (store.clone(), shared.clone(), chooser.clone());
-            let (done, warmup_done) = (done.clone(), warmup_done.clone());
-            let prefix = cfg.key_prefix.clone();
-            let mut rng = SmallRng::seed_from_u64(cfg.seed.wrapping_add(w as u64));
-            let value = random_value(&mut rng, cfg.value_size);
-            tokio::spawn(async move {
-                let mut stats = Recorder::default();
-                while let Some(recorded) = shared.admit() {
-                    let kind = mix.next_op(&mut rng);
-                    let key = key_for(&prefix, chooser.next_index(&mut rng));
-                    let t0 = Instant::now();
-                    // Ok(true) when a read found nothing.
-                    let res = match kind {
-                        OpKind::Read => store.get(key).await.map(|found| !found),
-                        OpKind::Write => store.put(key, value.clone()).await.map(|()| false),
-                    };
-                    let latency = t0.elapsed();
-                    if !recorded {
-                        warmup_done.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let op = stats.op(kind);
-                    record(op, latency, &res);
-                    if matches!(res, Ok(true)) {
-                        op.not_found += 1;
-                    }
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-                stats
-            })
-        })
-        .collect();
-
-    if let Some(warm) = warm {
-        // Not a synchronisation point: only the display waits here.
-        tokio::time::sleep_until(measure_start.into()).await;
-        warm.finish();
-    }
-    let bound = match cfg.stop {
-        StopAt::Ops(n) => Bound::Ops(n),
-        StopAt::Duration(d) => Bound::Time(d),
-    };
-    let shown = progress.start("run", bound, done);
-    let results = join_all(handles).await;
-    let elapsed = Instant::now().saturating_duration_since(measure_start);
-    shown.finish();
-    let mut stats = Recorder::default();
-    for r in results? {
-        stats.merge(&r);
-    }
-    let warmup_ops = warmup_done.load(Ordering::Relaxed);
-    Ok((PhaseResult { stats, elapsed }, warmup_ops))
+    Ok(PhaseResult {
+        stats,
+        elapsed,
+        send_span: elapsed,
+    })
 }
 
 #[cfg(test)]

@@ -80,14 +80,41 @@ impl ErrorCounts {
     }
 }
 
+/// A histogram of latencies in microseconds, 1 µs to 60 s, 3 digits.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants known to be valid.
+    Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 3)
+        .expect("constant histogram bounds are valid")
+}
+
+/// Records `latency` in `hist`, clamped to the tracked range.
+pub fn record_latency(hist: &mut Histogram<u64>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    hist.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+}
+
+/// Adds `other` to `into`, value by value if the bounds differ.
+pub fn add_histogram(into: &mut Histogram<u64>, other: &Histogram<u64>) {
+    if into.add(other).is_err() {
+        for v in other.iter_recorded() {
+            into.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        }
+    }
+}
+
 /// Everything recorded for one operation kind.
 #[derive(Clone, Debug)]
 pub struct OpStats {
-    /// Latencies of successful operations, in microseconds.
+    /// Latencies of successful operations from when they were sent, in
+    /// microseconds.
     hist: Histogram<u64>,
+    /// Open loop only: latencies from each operation's intended start, so
+    /// time spent waiting behind slow operations counts (coordinated
+    /// omission corrected). Created on first use.
+    corrected: Option<Histogram<u64>>,
     /// Failed operations by kind.
     pub errors: ErrorCounts,
-    /// Successful reads that found no value.
+    /// Successful reads (and read-modify-writes) that found no value.
     pub not_found: u64,
 }
 
@@ -100,11 +127,9 @@ impl Default for OpStats {
 impl OpStats {
     /// Empty statistics.
     pub fn new() -> OpStats {
-        // Bounds are constants known to be valid: 1 µs .. 60 s, 3 digits.
-        let hist = Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 3)
-            .expect("constant histogram bounds are valid");
         OpStats {
-            hist,
+            hist: new_histogram(),
+            corrected: None,
             errors: ErrorCounts::default(),
             not_found: 0,
         }
@@ -112,9 +137,13 @@ impl OpStats {
 
     /// Records a successful operation that took `latency`.
     pub fn record_ok(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.hist
-            .saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
+        record_latency(&mut self.hist, latency);
+    }
+
+    /// Records the latency of a successful operation measured from its
+    /// intended start (open loop), next to [`OpStats::record_ok`]'s.
+    pub fn record_corrected(&mut self, latency: Duration) {
+        record_latency(self.corrected.get_or_insert_with(new_histogram), latency);
     }
 
     /// Records a failed operation.
@@ -132,14 +161,21 @@ impl OpStats {
         self.ok() + self.errors.total()
     }
 
+    /// The latencies from when operations were sent.
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.hist
+    }
+
+    /// The latencies from intended starts, if any were recorded.
+    pub fn corrected_histogram(&self) -> Option<&Histogram<u64>> {
+        self.corrected.as_ref()
+    }
+
     /// Adds another worker's statistics.
     pub fn merge(&mut self, other: &OpStats) {
-        // Same bounds on both sides, so adding cannot fail; saturate anyway.
-        if self.hist.add(&other.hist).is_err() {
-            for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
+        add_histogram(&mut self.hist, &other.hist);
+        if let Some(c) = &other.corrected {
+            add_histogram(self.corrected.get_or_insert_with(new_histogram), c);
         }
         self.errors.merge(&other.errors);
         self.not_found += other.not_found;
@@ -147,29 +183,24 @@ impl OpStats {
 
     /// The latency summary.
     pub fn latency(&self) -> Latency {
-        if self.hist.is_empty() {
-            return Latency::default();
-        }
-        let q = |q: f64| self.hist.value_at_quantile(q);
-        Latency {
-            mean: self.hist.mean(),
-            min: self.hist.min(),
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: self.hist.max(),
-        }
+        Latency::of(&self.hist)
+    }
+
+    /// The coordinated-omission-corrected latency summary (open loop only).
+    pub fn corrected_latency(&self) -> Option<Latency> {
+        self.corrected.as_ref().map(Latency::of)
     }
 }
 
-/// Statistics for both operation kinds of one worker or one run.
+/// Statistics for every operation kind of one worker or one run.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
     /// Reads.
     pub read: OpStats,
-    /// Writes.
+    /// Writes (updates and inserts).
     pub write: OpStats,
+    /// Read-modify-writes (YCSB F), each timed as one operation.
+    pub rmw: OpStats,
 }
 
 impl Recorder {
@@ -178,13 +209,33 @@ impl Recorder {
         match kind {
             OpKind::Read => &mut self.read,
             OpKind::Write => &mut self.write,
+            OpKind::ReadModifyWrite => &mut self.rmw,
         }
+    }
+
+    /// Every kind with its statistics, in report order.
+    pub fn kinds(&self) -> [(OpKind, &OpStats); 3] {
+        [
+            (OpKind::Read, &self.read),
+            (OpKind::Write, &self.write),
+            (OpKind::ReadModifyWrite, &self.rmw),
+        ]
     }
 
     /// Adds another recorder's statistics.
     pub fn merge(&mut self, other: &Recorder) {
         self.read.merge(&other.read);
         self.write.merge(&other.write);
+        self.rmw.merge(&other.rmw);
+    }
+
+    /// Every kind's statistics in one (the plot's percentile curve).
+    pub fn all(&self) -> OpStats {
+        let mut all = OpStats::new();
+        for (_, s) in self.kinds() {
+            all.merge(s);
+        }
+        all
     }
 }
 
@@ -205,6 +256,25 @@ pub struct Latency {
     pub p999: u64,
     /// Maximum.
     pub max: u64,
+}
+
+impl Latency {
+    /// The summary of `hist` (zeros when it is empty).
+    pub fn of(hist: &Histogram<u64>) -> Latency {
+        if hist.is_empty() {
+            return Latency::default();
+        }
+        let q = |q: f64| hist.value_at_quantile(q);
+        Latency {
+            mean: hist.mean(),
+            min: hist.min(),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: hist.max(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +314,25 @@ mod tests {
             l.max >= MAX_TRACKED_MICROS && l.max < MAX_TRACKED_MICROS + MAX_TRACKED_MICROS / 500
         );
         assert_eq!(OpStats::new().latency(), Latency::default());
+    }
+
+    #[test]
+    fn corrected_latencies_are_kept_apart_and_merged() {
+        let mut a = OpStats::new();
+        assert_eq!(a.corrected_latency(), None);
+        a.record_ok(Duration::from_millis(1));
+        a.record_corrected(Duration::from_millis(5));
+        let mut b = OpStats::new();
+        b.record_ok(Duration::from_millis(1));
+        let mut total = OpStats::new();
+        total.merge(&b);
+        assert_eq!(total.corrected_latency(), None, "closed loop stays None");
+        total.merge(&a);
+        assert_eq!(total.ok(), 2);
+        let c = total.corrected_latency().unwrap_or_default();
+        assert_eq!(total.corrected_histogram().map(|h| h.len()), Some(1));
+        assert!(c.p50 >= 4_990 && c.p50 <= 5_010, "{c:?}");
+        assert!(total.latency().max < 1_010);
     }
 
     #[test]

@@ -8,14 +8,22 @@ use bytes::Bytes;
 use rand::Rng;
 use serde::Serialize;
 
+mod latest;
+pub use latest::Latest;
+
 /// The kind of one benchmark operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpKind {
     /// A `get` of one key.
     Read,
-    /// A `put` of one key (YCSB "update").
+    /// A `put` of one key (YCSB "update", or "insert" of a new key under
+    /// the `latest` distribution).
     Write,
+    /// A `get` then a `put` of the same key (YCSB F's read-modify-write),
+    /// timed as one operation.
+    #[serde(rename = "rmw")]
+    ReadModifyWrite,
 }
 
 /// A named YCSB-style workload.
@@ -28,6 +36,11 @@ pub enum Workload {
     B,
     /// YCSB C: reads only.
     C,
+    /// YCSB D: 95% reads skewed to recently inserted keys, 5% inserts of
+    /// new keys (the `latest` distribution).
+    D,
+    /// YCSB F: 50% reads, 50% read-modify-writes of one key.
+    F,
     /// Writes only.
     Write,
 }
@@ -39,26 +52,60 @@ impl Workload {
             Workload::A => 0.5,
             Workload::B => 0.95,
             Workload::C => 1.0,
+            Workload::D => 0.95,
+            Workload::F => 0.5,
             Workload::Write => 0.0,
+        }
+    }
+
+    /// What the operations that are not reads do.
+    pub fn non_read(self) -> OpKind {
+        match self {
+            Workload::F => OpKind::ReadModifyWrite,
+            _ => OpKind::Write,
+        }
+    }
+
+    /// The key distribution the workload is defined with, if it has one
+    /// (D reads the latest keys); the others take `--distribution`.
+    pub fn distribution(self) -> Option<Distribution> {
+        match self {
+            Workload::D => Some(Distribution::Latest),
+            _ => None,
         }
     }
 }
 
-/// Picks read or write for each operation with a fixed read ratio.
+/// Picks a read or the other kind (a write, or a read-modify-write for
+/// YCSB F) for each operation with a fixed read ratio.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OpMix {
     read_ratio: f64,
+    non_read: OpKind,
 }
 
 impl OpMix {
-    /// A mix with `read_ratio` reads (clamped to `0.0..=1.0`).
+    /// A mix with `read_ratio` reads (clamped to `0.0..=1.0`), writes otherwise.
     pub fn new(read_ratio: f64) -> OpMix {
+        OpMix::with_non_read(read_ratio, OpKind::Write)
+    }
+
+    /// A mix with `read_ratio` reads and `non_read` operations otherwise.
+    pub fn with_non_read(read_ratio: f64, non_read: OpKind) -> OpMix {
         let read_ratio = if read_ratio.is_nan() {
             0.0
         } else {
             read_ratio.clamp(0.0, 1.0)
         };
-        OpMix { read_ratio }
+        OpMix {
+            read_ratio,
+            non_read,
+        }
+    }
+
+    /// The kind of the operations that are not reads.
+    pub fn non_read(&self) -> OpKind {
+        self.non_read
     }
 
     /// The fraction of reads.
@@ -72,7 +119,7 @@ impl OpMix {
         if self.read_ratio >= 1.0 {
             OpKind::Read
         } else if self.read_ratio <= 0.0 || rng.random::<f64>() >= self.read_ratio {
-            OpKind::Write
+            self.non_read
         } else {
             OpKind::Read
         }
@@ -87,6 +134,9 @@ pub enum Distribution {
     Uniform,
     /// Zipfian with theta 0.99: a few keys get most of the traffic.
     Zipfian,
+    /// YCSB's "latest": writes insert new keys past the key space, reads
+    /// are zipfian over the most recently inserted keys (newest hottest).
+    Latest,
 }
 
 impl fmt::Display for Distribution {
@@ -94,6 +144,7 @@ impl fmt::Display for Distribution {
         f.write_str(match self {
             Distribution::Uniform => "uniform",
             Distribution::Zipfian => "zipfian",
+            Distribution::Latest => "latest",
         })
     }
 }
@@ -105,7 +156,10 @@ impl FromStr for Distribution {
         match s.to_ascii_lowercase().as_str() {
             "uniform" => Ok(Distribution::Uniform),
             "zipfian" | "zipf" => Ok(Distribution::Zipfian),
-            _ => Err(format!("unknown distribution {s:?} (uniform or zipfian)")),
+            "latest" => Ok(Distribution::Latest),
+            _ => Err(format!(
+                "unknown distribution {s:?} (uniform, zipfian or latest)"
+            )),
         }
     }
 }
@@ -176,8 +230,9 @@ impl Zipfian {
     }
 }
 
-/// Chooses key indices in `0..keyspace` and renders them as keys.
-#[derive(Clone, Debug)]
+/// Chooses key indices in `0..keyspace` (past it for `latest` inserts).
+/// One is shared by all workers.
+#[derive(Debug)]
 pub enum KeyChooser {
     /// Every index equally likely.
     Uniform {
@@ -186,6 +241,17 @@ pub enum KeyChooser {
     },
     /// Zipfian over the indices, index 0 the hottest.
     Zipfian(Zipfian),
+    /// Writes insert new keys, reads favour the newest ([`Latest`]).
+    Latest(Latest),
+}
+
+/// The key of one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyChoice {
+    /// The key's index.
+    pub index: u64,
+    /// Whether the operation inserts a new key (to acknowledge once done).
+    pub insert: bool,
 }
 
 impl KeyChooser {
@@ -195,6 +261,7 @@ impl KeyChooser {
         match distribution {
             Distribution::Uniform => KeyChooser::Uniform { keyspace },
             Distribution::Zipfian => KeyChooser::Zipfian(Zipfian::new(keyspace, ZIPFIAN_THETA)),
+            Distribution::Latest => KeyChooser::Latest(Latest::new(keyspace)),
         }
     }
 
@@ -203,6 +270,7 @@ impl KeyChooser {
         match self {
             KeyChooser::Uniform { keyspace } => *keyspace,
             KeyChooser::Zipfian(z) => z.items(),
+            KeyChooser::Latest(l) => l.keyspace(),
         }
     }
 
@@ -211,6 +279,29 @@ impl KeyChooser {
         match self {
             KeyChooser::Uniform { keyspace } => rng.random_range(0..*keyspace),
             KeyChooser::Zipfian(z) => z.sample(rng),
+            KeyChooser::Latest(l) => l.next_read(rng),
+        }
+    }
+
+    /// The key for an operation of `kind`: under `latest` a write inserts
+    /// a new key; everything else picks an existing index.
+    pub fn choose<R: Rng + ?Sized>(&self, kind: OpKind, rng: &mut R) -> KeyChoice {
+        match (self, kind) {
+            (KeyChooser::Latest(l), OpKind::Write) => KeyChoice {
+                index: l.claim_insert(),
+                insert: true,
+            },
+            _ => KeyChoice {
+                index: self.next_index(rng),
+                insert: false,
+            },
+        }
+    }
+
+    /// Records that the insert chosen as `choice` succeeded.
+    pub fn acknowledge(&self, choice: KeyChoice) {
+        if let (KeyChooser::Latest(l), true) = (self, choice.insert) {
+            l.acknowledge(choice.index);
         }
     }
 }
@@ -231,104 +322,4 @@ pub fn random_value<R: Rng + ?Sized>(rng: &mut R, size: usize) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
-
-    fn rng() -> SmallRng {
-        SmallRng::seed_from_u64(42)
-    }
-
-    fn read_fraction(mix: OpMix, n: usize) -> f64 {
-        let mut rng = rng();
-        let reads = (0..n)
-            .filter(|_| mix.next_op(&mut rng) == OpKind::Read)
-            .count();
-        reads as f64 / n as f64
-    }
-
-    #[test]
-    fn workload_mixes_within_tolerance() {
-        let n = 100_000;
-        for (w, want) in [(Workload::A, 0.5), (Workload::B, 0.95)] {
-            let got = read_fraction(OpMix::new(w.read_ratio()), n);
-            assert!((got - want).abs() < 0.01, "{w:?}: {got} reads, want {want}");
-        }
-        assert_eq!(read_fraction(OpMix::new(Workload::C.read_ratio()), n), 1.0);
-        assert_eq!(
-            read_fraction(OpMix::new(Workload::Write.read_ratio()), n),
-            0.0
-        );
-        let got = read_fraction(OpMix::new(0.3), n);
-        assert!((got - 0.3).abs() < 0.01, "{got}");
-    }
-
-    #[test]
-    fn mix_clamps_out_of_range_ratios() {
-        assert_eq!(OpMix::new(1.7).read_ratio(), 1.0);
-        assert_eq!(OpMix::new(-0.2).read_ratio(), 0.0);
-        assert_eq!(OpMix::new(f64::NAN).read_ratio(), 0.0);
-    }
-
-    fn counts(chooser: &KeyChooser, samples: usize) -> Vec<u64> {
-        let mut rng = rng();
-        let mut counts = vec![0u64; chooser.keyspace() as usize];
-        for _ in 0..samples {
-            let i = chooser.next_index(&mut rng);
-            counts[i as usize] += 1;
-        }
-        counts
-    }
-
-    #[test]
-    fn zipfian_is_skewed_and_uniform_is_not() {
-        let keyspace = 1_000;
-        let samples = 200_000;
-        let zipf = counts(&KeyChooser::new(Distribution::Zipfian, keyspace), samples);
-        let unif = counts(&KeyChooser::new(Distribution::Uniform, keyspace), samples);
-
-        // Uniform expectation per key is 200; zipfian's hottest key gets
-        // 1/zeta(1000, 0.99), about 13% of all draws.
-        let expected_top = samples as f64 / zeta(keyspace, ZIPFIAN_THETA);
-        let top = zipf[0] as f64;
-        assert!(
-            (top - expected_top).abs() / expected_top < 0.05,
-            "top key {top}, expected about {expected_top}"
-        );
-        let unif_max = unif.iter().copied().max().unwrap_or(0) as f64;
-        assert!(
-            top > 50.0 * unif_max,
-            "zipfian top {top} vs uniform max {unif_max}"
-        );
-        // Popularity falls with rank: rank 0 beats rank 1 beats rank 10.
-        assert!(zipf[0] > zipf[1] && zipf[1] > zipf[10], "{:?}", &zipf[..11]);
-        // The ten hottest keys take a large share; uniformly they take 1%.
-        let top10: u64 = zipf[..10].iter().sum();
-        assert!(top10 as f64 / samples as f64 > 0.3, "top10 {top10}");
-        // Every uniform key is hit, roughly equally.
-        assert!(unif.iter().all(|&c| c > 100 && c < 320), "uniform spread");
-    }
-
-    #[test]
-    fn zipfian_stays_in_range() {
-        let mut rng = rng();
-        for items in [1u64, 2, 3, 10, 100_000] {
-            let z = Zipfian::new(items, ZIPFIAN_THETA);
-            for _ in 0..10_000 {
-                assert!(z.sample(&mut rng) < items);
-            }
-        }
-        assert_eq!(Zipfian::new(0, ZIPFIAN_THETA).items(), 1);
-    }
-
-    #[test]
-    fn keys_and_values() {
-        assert_eq!(key_for("bench:", 42), Bytes::from_static(b"bench:42"));
-        let v = random_value(&mut rng(), 100);
-        assert_eq!(v.len(), 100);
-        assert!(v.iter().all(u8::is_ascii_alphanumeric));
-        assert_eq!("Zipf".parse(), Ok(Distribution::Zipfian));
-        assert!("normal".parse::<Distribution>().is_err());
-    }
-}
+mod tests;

@@ -91,3 +91,89 @@ async fn short_benchmark_against_a_local_cluster() {
     assert_eq!(load["ok_ops"], 100, "{text}");
     assert_eq!(load["error_rate"], 0.0, "{text}");
 }
+
+/// Runs `tinykv-bench` with `args` against `addrs` and returns its JSON
+/// report, failing the test if it exits non-zero.
+async fn bench_json(addrs: &[String], args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let json = dir.path().join("bench.json");
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_tinykv-bench"))
+        .arg("--endpoints")
+        .arg(addrs.join(","))
+        .args(args)
+        .args(["--no-progress", "--max-error-rate", "0", "--json"])
+        .arg(&json)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tinykv-bench");
+    let deadline = Instant::now() + BENCH_DEADLINE;
+    while bench.try_wait().expect("poll tinykv-bench").is_none() {
+        if Instant::now() > deadline {
+            let _ = bench.kill();
+            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = bench.wait_with_output().expect("tinykv-bench output");
+    assert!(
+        out.status.success(),
+        "tinykv-bench {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("JSON report written");
+    serde_json::from_str(&text).expect("JSON report parses")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workloads_d_and_f_against_a_local_cluster() {
+    let cluster = Cluster::start(3).await;
+    let addrs: Vec<String> = (0..3).map(|i| cluster.addr(i)).collect();
+    let common = [
+        "--workers",
+        "4",
+        "--ops",
+        "400",
+        "--keyspace",
+        "100",
+        "--load",
+    ];
+
+    let d = bench_json(&addrs, &[&common[..], &["--workload", "d"]].concat()).await;
+    let run = &d["run"];
+    assert_eq!(d["config"]["distribution"], "latest", "{d}");
+    assert_eq!(run["ok_ops"], 400, "{d}");
+    assert!(
+        run["write"]["ok"].as_u64().unwrap_or(0) > 0,
+        "no inserts: {d}"
+    );
+    // Reads go to loaded keys or acknowledged inserts: they find values
+    // (an insert still in flight may be missed, rarely).
+    let misses = run["read"]["not_found"].as_u64().unwrap_or(u64::MAX);
+    assert!(misses <= 4, "{d}");
+
+    // F open loop with a time series: its report has every field the
+    // schema allows (corrected latencies, intervals), D's the nulls.
+    let open_loop = ["--workload", "f", "--rate", "1000", "--interval", "100ms"];
+    let f = bench_json(&addrs, &[&common[..], &open_loop[..]].concat()).await;
+    for report in [&d, &f] {
+        let problems = schema::violations(&schema::bench_report_schema(), report);
+        assert!(problems.is_empty(), "{problems:#?}\n{report}");
+    }
+    assert!(
+        f["run"]["rmw"]["corrected_latency_us"]["p50"].is_u64(),
+        "{f}"
+    );
+    assert!(!f["intervals"].as_array().is_some_and(Vec::is_empty), "{f}");
+    let run = &f["run"];
+    assert_eq!(run["ok_ops"], 400, "{f}");
+    assert_eq!(run["write"]["ok"], 0, "{f}");
+    assert!(run["rmw"]["ok"].as_u64().unwrap_or(0) > 100, "{f}");
+    assert_eq!(run["rmw"]["not_found"], 0, "{f}");
+    assert!(
+        run["rmw"]["latency_us"]["p50"].as_u64().unwrap_or(0) > 0,
+        "{f}"
+    );
+}

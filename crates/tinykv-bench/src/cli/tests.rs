@@ -32,6 +32,39 @@ fn defaults() {
     assert!(s.progress);
     assert!(s.json.is_none());
     assert_eq!(s.max_error_rate, 0.01);
+    assert_eq!(s.run.rate, None);
+    assert_eq!(s.run.interval, None);
+    assert_eq!(s.run.non_read, OpKind::Write);
+    assert!(!s.interval_lines && s.hdr_log.is_none() && s.plot.is_none());
+}
+
+#[test]
+fn open_loop_series_and_new_workloads() {
+    let s = settings(&["--rate", "2000", "--interval", "500ms"]);
+    assert_eq!(s.run.rate, Some(2000.0));
+    assert_eq!(s.run.interval, Some(Duration::from_millis(500)));
+    assert!(s.interval_lines);
+    let info = s.info();
+    assert_eq!(info.target_rate_ops_per_sec, Some(2000.0));
+    assert_eq!(info.interval_secs, Some(0.5));
+
+    // A plot or an HDR log needs the series: 1 s intervals, not printed.
+    let s = settings(&["--plot", "p.svg", "--hdr-log", "run.hlog"]);
+    assert_eq!(s.run.interval, Some(DEFAULT_INTERVAL));
+    assert!(!s.interval_lines);
+    assert_eq!(s.plot, Some(PathBuf::from("p.svg")));
+    assert_eq!(s.hdr_log, Some(PathBuf::from("run.hlog")));
+
+    let d = settings(&["--workload", "d"]);
+    assert_eq!(d.run.read_ratio, 0.95);
+    assert_eq!(d.run.distribution, Distribution::Latest);
+    assert_eq!(d.run.non_read, OpKind::Write);
+    let d = settings(&["--workload", "d", "--distribution", "zipfian"]);
+    assert_eq!(d.run.distribution, Distribution::Zipfian, "explicit wins");
+    let f = settings(&["--workload", "f"]);
+    assert_eq!(f.run.read_ratio, 0.5);
+    assert_eq!(f.run.non_read, OpKind::ReadModifyWrite);
+    assert_eq!(f.run.distribution, Distribution::Uniform);
 }
 
 #[test]
@@ -41,7 +74,7 @@ fn flags_are_resolved() {
         "a:1, b:2",
         "--workers=4",
         "--duration",
-        "1.5s",
+        "1s 500ms",
         "--workload",
         "b",
         "--distribution",
@@ -96,7 +129,12 @@ fn conflicting_and_invalid_flags_are_rejected() {
         &["--ops", "10", "--duration", "5s"][..],
         &["--workload", "a", "--read-ratio", "0.5"],
         &["--read-ratio", "1.5"],
-        &["--workload", "d"],
+        &["--workload", "e"],
+        &["--rate", "0"],
+        &["--rate", "-5"],
+        &["--rate", "fast"],
+        &["--interval", "0s"],
+        &["--interval", "soon"],
         &["--distribution", "normal"],
         &["--consistency", "most"],
         &["--duration", "5 parsecs"],
@@ -114,11 +152,15 @@ fn durations() {
     assert_eq!(ok("500ms"), Duration::from_millis(500));
     assert_eq!(ok("2m"), Duration::from_secs(120));
     assert_eq!(ok("1h"), Duration::from_secs(3600));
+    assert_eq!(ok("1s 500ms"), Duration::from_millis(1500));
+    // Fractions with a unit, as the bench's own parser took them.
     assert_eq!(ok("1.5s"), Duration::from_millis(1500));
     assert_eq!(ok("250us"), Duration::from_micros(250));
+    assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
     assert_eq!(ok("10"), Duration::from_secs(10));
+    assert_eq!(ok("2.5"), Duration::from_millis(2500));
     assert_eq!(ok("0s"), Duration::ZERO);
-    for bad in ["", "s", "-1s", "3 days", "1.2.3s"] {
+    for bad in ["", "s", "-1s", "-3", "3 parsecs", "1.2.3s"] {
         assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
     }
 }
@@ -137,8 +179,10 @@ fn report_with(ok: u64, errors: u64) -> Report {
         run: runner::PhaseResult {
             stats: rec,
             elapsed: Duration::from_secs(1),
+            send_span: Duration::from_secs(1),
         },
         warmup_ops: 0,
+        intervals: Vec::new(),
     })
 }
 

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 use super::*;
@@ -85,11 +86,14 @@ fn config(stop: StopAt, read_ratio: f64) -> RunConfig {
         keyspace: 500,
         value_size: 16,
         read_ratio,
+        non_read: OpKind::Write,
         distribution: Distribution::Uniform,
         key_prefix: "k".into(),
         load: false,
         warmup: Duration::ZERO,
         seed: 7,
+        rate: None,
+        interval: None,
     }
 }
 
@@ -215,4 +219,124 @@ async fn zero_workers_still_runs_one() {
         res.run.stats.read.attempted() + res.run.stats.write.attempted(),
         10
     );
+}
+
+fn run_ok(store: MemStore, cfg: &RunConfig) -> impl Future<Output = RunResult> {
+    let cfg = cfg.clone();
+    async move {
+        match run(store, &cfg, Progress::Hidden).await {
+            Ok(r) => r,
+            Err(e) => panic!("run failed: {e}"),
+        }
+    }
+}
+
+fn all_attempted(s: &Recorder) -> u64 {
+    s.kinds().iter().map(|(_, o)| o.attempted()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_sends_the_scheduled_count_and_corrects_for_waiting() {
+    // 2 workers, 20 ms per call: at most 100 ops/s against a target of
+    // 200, so operations queue behind busy workers.
+    let store = MemStore::new(Duration::from_millis(20), 0, None);
+    let mut cfg = config(StopAt::Duration(Duration::from_millis(500)), 0.0);
+    cfg.workers = 2;
+    cfg.rate = Some(200.0);
+    let res = run_ok(store.clone(), &cfg).await;
+    let w = &res.run.stats.write;
+    // Every slot due within the 500 ms is sent, late or not: 100.
+    assert!((99..=101).contains(&w.attempted()), "{}", w.attempted());
+    assert_eq!(store.calls(), w.attempted());
+    let (plain, corrected) = (w.latency(), w.corrected_latency().unwrap_or_default());
+    assert!(corrected.p50 >= plain.p50 && corrected.p99 >= plain.p99);
+    // The last slots waited about half a second behind busy workers; the
+    // uncorrected numbers show only the 20 ms calls.
+    assert!(corrected.max > 4 * plain.max, "{corrected:?} vs {plain:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_budget_and_warmup_count_slots() {
+    let mut cfg = config(StopAt::Ops(50), 0.5);
+    cfg.rate = Some(1_000.0);
+    cfg.warmup = Duration::from_millis(20);
+    let store = MemStore::default();
+    let res = run_ok(store.clone(), &cfg).await;
+    assert_eq!(all_attempted(&res.run.stats), 50);
+    assert_eq!(res.warmup_ops, 20, "20 ms at 1000/s");
+    assert_eq!(store.calls(), 70);
+    for (kind, s) in res.run.stats.kinds() {
+        let (Some(c), l) = (s.corrected_latency(), s.latency()) else {
+            assert_eq!(s.ok(), 0, "{kind:?} has no corrected latencies");
+            continue;
+        };
+        assert!(
+            c.p50 >= l.p50 && c.p999 >= l.p999 && c.max >= l.max,
+            "{kind:?}"
+        );
+    }
+    // Closed loop keeps no corrected histogram.
+    let res = run_ok(MemStore::default(), &config(StopAt::Ops(50), 0.5)).await;
+    assert!(res.run.stats.read.corrected_latency().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_modify_write_reads_then_writes_one_key() {
+    let mut cfg = config(StopAt::Ops(1_000), 0.5);
+    cfg.non_read = OpKind::ReadModifyWrite;
+    let store = MemStore::default();
+    let res = run_ok(store.clone(), &cfg).await;
+    let s = &res.run.stats;
+    assert_eq!(s.write.attempted(), 0);
+    assert_eq!(s.read.ok() + s.rmw.ok(), 1_000);
+    assert!(s.rmw.ok() > 400 && s.read.ok() > 400, "{s:?}");
+    assert_eq!(store.calls(), s.read.ok() + 2 * s.rmw.ok());
+    let puts: u64 = store
+        .inner
+        .puts_per_key
+        .lock()
+        .map(|m| m.values().sum())
+        .unwrap_or_default();
+    assert_eq!(puts, s.rmw.ok(), "one put per read-modify-write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_inserts_new_keys_and_reads_them() {
+    let mut cfg = config(StopAt::Ops(4_000), 0.95);
+    cfg.distribution = Distribution::Latest;
+    cfg.keyspace = 100;
+    cfg.load = true;
+    let store = MemStore::default();
+    let res = run_ok(store.clone(), &cfg).await;
+    let s = &res.run.stats;
+    let inserts = s.write.ok();
+    assert!(inserts > 100 && inserts < 320, "{inserts} inserts of 4000");
+    let puts = store
+        .inner
+        .puts_per_key
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    // The load wrote keys 0..100, the run inserted the next ones once each.
+    assert_eq!(puts.len() as u64, 100 + inserts);
+    assert!(puts.values().all(|&n| n == 1));
+    assert!(puts.contains_key(&key_for("k", 100 + inserts - 1)));
+    // Reads stay on acknowledged keys, so (almost) all find a value.
+    assert!(s.read.not_found * 100 < s.read.ok(), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_series_holds_every_recorded_operation() {
+    let store = MemStore::new(Duration::from_millis(1), 0, None);
+    let mut cfg = config(StopAt::Duration(Duration::from_millis(300)), 0.5);
+    cfg.rate = Some(500.0);
+    cfg.interval = Some(Duration::from_millis(100));
+    let res = run_ok(store, &cfg).await;
+    let ok: u64 = res.run.stats.kinds().iter().map(|(_, s)| s.ok()).sum();
+    assert!(res.intervals.len() >= 2, "{:?}", res.intervals);
+    assert_eq!(res.intervals.iter().map(|p| p.ops).sum::<u64>(), ok);
+    assert!(res
+        .intervals
+        .iter()
+        .all(|p| p.corrected_p99_us >= Some(p.p99_us)));
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{ErrorCounts, Latency, OpStats, Recorder};
+use crate::timeline::IntervalPoint;
 
 /// The results for one operation kind.
 #[derive(Clone, Debug, Serialize)]
@@ -18,8 +19,13 @@ pub struct OpReport {
     pub throughput_ops_per_sec: f64,
     /// Successful reads that found nothing (always 0 for writes).
     pub not_found: u64,
-    /// Latency of successful operations, microseconds.
+    /// Latency of successful operations from when they were sent,
+    /// microseconds.
     pub latency_us: Latency,
+    /// Open loop (`--rate`) only, else null: latency from each operation's
+    /// intended start, so waiting behind slow operations counts
+    /// (coordinated omission corrected). Never below `latency_us`.
+    pub corrected_latency_us: Option<Latency>,
 }
 
 impl OpReport {
@@ -30,6 +36,7 @@ impl OpReport {
             throughput_ops_per_sec: per_sec(stats.ok(), secs),
             not_found: stats.not_found,
             latency_us: stats.latency(),
+            corrected_latency_us: stats.corrected_latency(),
         }
     }
 }
@@ -53,29 +60,45 @@ pub struct PhaseReport {
     pub ok_ops: u64,
     /// Successful operations per second.
     pub throughput_ops_per_sec: f64,
+    /// Operations sent (successful or not) per second, from the start of
+    /// measuring to the last send: in open loop, the rate to compare with
+    /// the target (the wait for the last replies left out).
+    pub sent_ops_per_sec: f64,
     /// Failed operations over attempted ones (0 when nothing was attempted).
     pub error_rate: f64,
     /// Failed operations by kind, reads and writes together.
     pub errors: ErrorCounts,
     /// Reads.
     pub read: OpReport,
-    /// Writes.
+    /// Writes (updates, or inserts in workload D).
     pub write: OpReport,
+    /// Read-modify-writes (workload F).
+    pub rmw: OpReport,
 }
 
 impl PhaseReport {
     /// Summarises `rec` over `elapsed` of measured time.
     pub fn new(rec: &Recorder, elapsed: Duration) -> PhaseReport {
+        PhaseReport::timed(rec, elapsed, elapsed)
+    }
+
+    /// [`PhaseReport::new`], the last operation sent `send_span` after the
+    /// start.
+    pub fn timed(rec: &Recorder, elapsed: Duration, send_span: Duration) -> PhaseReport {
         let secs = elapsed.as_secs_f64();
-        let mut errors = rec.read.errors;
-        errors.merge(&rec.write.errors);
-        let total_ops = rec.read.attempted() + rec.write.attempted();
-        let ok_ops = rec.read.ok() + rec.write.ok();
+        let mut errors = ErrorCounts::default();
+        let (mut total_ops, mut ok_ops) = (0, 0);
+        for (_, s) in rec.kinds() {
+            errors.merge(&s.errors);
+            total_ops += s.attempted();
+            ok_ops += s.ok();
+        }
         PhaseReport {
             elapsed_secs: secs,
             total_ops,
             ok_ops,
             throughput_ops_per_sec: per_sec(ok_ops, secs),
+            sent_ops_per_sec: per_sec(total_ops, send_span.as_secs_f64()),
             error_rate: if total_ops == 0 {
                 0.0
             } else {
@@ -84,6 +107,7 @@ impl PhaseReport {
             errors,
             read: OpReport::new(&rec.read, secs),
             write: OpReport::new(&rec.write, secs),
+            rmw: OpReport::new(&rec.rmw, secs),
         }
     }
 }
@@ -121,6 +145,12 @@ pub struct RunInfo {
     /// How the client chose each operation's coordinator: token-aware,
     /// round-robin or sticky.
     pub routing: String,
+    /// Open loop: the target rate, operations per second across all
+    /// workers (null: closed loop, each worker sends when its last
+    /// operation is done).
+    pub target_rate_ops_per_sec: Option<f64>,
+    /// The length of each interval of the time series, seconds.
+    pub interval_secs: Option<f64>,
 }
 
 /// The full machine-readable report.
@@ -132,6 +162,9 @@ pub struct Report {
     pub load: Option<PhaseReport>,
     /// The measured run.
     pub run: PhaseReport,
+    /// The measured run's time series (with `--interval`, `--plot` or
+    /// `--hdr-log`; empty otherwise).
+    pub intervals: Vec<IntervalPoint>,
 }
 
 impl Report {
@@ -155,7 +188,7 @@ impl Report {
         let _ = writeln!(
             out,
             "tinykv-bench: {} workers, {bound}, {} keys ({}), {}-byte values, {:.0}% reads, \
-             read {} / write {}, {}, {} routing, endpoints {}",
+             read {} / write {}, {}, {} routing, {}, endpoints {}",
             c.workers,
             c.keyspace,
             c.distribution,
@@ -169,6 +202,10 @@ impl Report {
                 "one RPC per operation"
             },
             c.routing,
+            match c.target_rate_ops_per_sec {
+                Some(r) => format!("open loop at {r:.0} ops/s"),
+                None => "closed loop".into(),
+            },
             c.endpoints.join(",")
         );
         if let Some(load) = &self.load {
@@ -177,6 +214,9 @@ impl Report {
         }
         let _ = writeln!(out, "\nrun:");
         phase_text(&mut out, &self.run);
+        if let Some(rate) = c.target_rate_ops_per_sec {
+            rate_text(&mut out, &self.run, rate);
+        }
         out
     }
 }
@@ -197,26 +237,21 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "  {:<6} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "op", "ok", "ops/s", "p50", "p90", "p99", "p99.9", "max", "errors"
     );
-    for (name, r) in [("read", &p.read), ("write", &p.write)] {
+    for (name, r) in [("read", &p.read), ("write", &p.write), ("rmw", &p.rmw)] {
         if r.ok + r.errors == 0 {
             continue;
         }
-        let l = &r.latency_us;
+        latency_row(out, name, r, &r.latency_us);
+        if let Some(c) = &r.corrected_latency_us {
+            latency_row(out, " corr.", r, c);
+        }
+    }
+    if p.read.ok + p.rmw.ok > 0 {
         let _ = writeln!(
             out,
-            "  {name:<6} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            r.ok,
-            r.throughput_ops_per_sec,
-            micros(l.p50),
-            micros(l.p90),
-            micros(l.p99),
-            micros(l.p999),
-            micros(l.max),
-            r.errors
+            "  reads that found nothing: {}",
+            p.read.not_found + p.rmw.not_found
         );
-    }
-    if p.read.ok > 0 {
-        let _ = writeln!(out, "  reads that found nothing: {}", p.read.not_found);
     }
     let e = &p.errors;
     if e.total() > 0 {
@@ -224,6 +259,40 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
             out,
             "  errors: unavailable {}, deadline {}, invalid {}, other {}",
             e.unavailable, e.deadline, e.invalid, e.other
+        );
+    }
+}
+
+/// One row of the latency table: `r`'s counts with the percentiles of `l`.
+fn latency_row(out: &mut String, name: &str, r: &OpReport, l: &Latency) {
+    let _ = writeln!(
+        out,
+        "  {name:<6} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        r.ok,
+        r.throughput_ops_per_sec,
+        micros(l.p50),
+        micros(l.p90),
+        micros(l.p99),
+        micros(l.p999),
+        micros(l.max),
+        r.errors
+    );
+}
+
+/// How to read the corrected rows, and whether the target rate was held.
+fn rate_text(out: &mut String, p: &PhaseReport, target: f64) {
+    let _ = writeln!(
+        out,
+        "  open loop: target {target:.0} ops/s, sent {:.0} ops/s; \"corr.\" rows time each \
+         operation from when it was due (coordinated omission corrected), the rows above \
+         from when it was sent",
+        p.sent_ops_per_sec
+    );
+    if p.sent_ops_per_sec < target * 0.95 {
+        let _ = writeln!(
+            out,
+            "  target rate NOT held: every worker was busy, so operations waited \
+             (more --workers, or a lower --rate)"
         );
     }
 }
@@ -296,12 +365,15 @@ mod tests {
                 timeout_secs: 5.0,
                 coalesce: true,
                 routing: "token-aware".into(),
+                target_rate_ops_per_sec: None,
+                interval_secs: None,
             },
             load: Some(PhaseReport::new(
                 &Recorder::default(),
                 Duration::from_secs(1),
             )),
             run: PhaseReport::new(&rec, Duration::from_secs(1)),
+            intervals: Vec::new(),
         }
     }
 
@@ -319,7 +391,8 @@ mod tests {
         assert!(run["errors"]["invalid"].is_u64() && run["errors"]["other"].is_u64());
         assert!(run["throughput_ops_per_sec"].is_f64());
         assert!(run["error_rate"].is_f64());
-        for op in ["read", "write"] {
+        for op in ["read", "write", "rmw"] {
+            assert!(run[op]["corrected_latency_us"].is_null(), "closed loop");
             let lat = &run[op]["latency_us"];
             for field in ["mean", "min", "p50", "p90", "p99", "p999", "max"] {
                 assert!(lat[field].is_number(), "{op}.latency_us.{field}");
@@ -333,6 +406,32 @@ mod tests {
         assert!(json["config"]["duration_secs"].is_null());
         assert_eq!(json["config"]["read_consistency"], "quorum");
         assert_eq!(json["load"]["total_ops"], 0);
+        assert!(json["config"]["target_rate_ops_per_sec"].is_null());
+        assert_eq!(json["intervals"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn open_loop_reports_corrected_rows_next_to_uncorrected() {
+        let mut rec = sample_recorder();
+        for _ in 0..90 {
+            rec.read.record_corrected(Duration::from_millis(7));
+        }
+        let mut report = sample_report();
+        report.run = PhaseReport::new(&rec, Duration::from_secs(1));
+        report.config.target_rate_ops_per_sec = Some(100.0);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap_or_default();
+        assert_eq!(json["config"]["target_rate_ops_per_sec"], 100.0);
+        let corrected = &json["run"]["read"]["corrected_latency_us"];
+        let p50 = corrected["p50"].as_u64().unwrap_or(0);
+        assert!((7_000..7_010).contains(&p50), "{corrected}");
+        assert_eq!(json["run"]["read"]["latency_us"]["p50"], 500);
+        let text = report.to_text();
+        assert!(text.contains("open loop at 100 ops/s"), "{text}");
+        assert!(text.contains(" corr."), "{text}");
+        assert!(text.contains("7.00ms"), "{text}");
+        assert!(!text.contains("NOT held"), "100 sent in 1 s: {text}");
+        report.config.target_rate_ops_per_sec = Some(1000.0);
+        assert!(report.to_text().contains("NOT held"));
     }
 
     #[test]
