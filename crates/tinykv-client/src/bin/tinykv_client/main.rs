@@ -49,7 +49,16 @@ async fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let plaintext = cli.tls_ca.is_none();
-    match run(cli).await {
+    let limit = deadline(&cli);
+    let outcome = tokio::time::timeout(limit, run(cli))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure(
+                3,
+                format!("deadline exceeded: no answer within {limit:?} (is the node reachable?)"),
+            ))
+        });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, msg)) => {
             // A plaintext client dialling a TLS port sees only a transport
@@ -63,6 +72,29 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// How long the whole command may take: the request deadline once per
+/// address tried (a name that does not resolve, or a connection that
+/// hangs, is not covered by the per-call deadline), plus the wait of the
+/// commands that follow a long operation.
+fn deadline(cli: &Cli) -> std::time::Duration {
+    let addrs = cli
+        .addr
+        .as_deref()
+        .map_or(1, |a| a.split(',').count().max(1));
+    let per_call = cli
+        .timeout
+        .saturating_mul(u32::try_from(addrs).unwrap_or(u32::MAX));
+    let wait = match &cli.command {
+        Command::Decommission { wait_timeout, .. } | Command::Cleanup { wait_timeout } => {
+            *wait_timeout
+        }
+        _ => std::time::Duration::ZERO,
+    };
+    per_call
+        .saturating_add(wait)
+        .saturating_add(std::time::Duration::from_secs(1))
 }
 
 /// Exit 2 with clap's message on one line of stderr (`--help` and
