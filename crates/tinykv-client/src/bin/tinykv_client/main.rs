@@ -58,8 +58,10 @@ async fn main() -> ExitCode {
                 format!("deadline exceeded: no answer within {limit:?} (is the node reachable?)"),
             ))
         });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+    // Exit here rather than return: returning drops the runtime, which
+    // waits for blocking tasks, and a name lookup that hangs is one.
+    let code = match outcome {
+        Ok(()) => 0,
         Err(Failure(code, msg)) => {
             // A plaintext client dialling a TLS port sees only a transport
             // error: say what is the likely cause.
@@ -69,9 +71,10 @@ async fn main() -> ExitCode {
                 ""
             };
             eprintln!("{msg}{hint}");
-            ExitCode::from(code)
+            code
         }
-    }
+    };
+    std::process::exit(i32::from(code))
 }
 
 /// How long the whole command may take: the request deadline once per
