@@ -139,7 +139,9 @@ if [ "${TINYKV_TLS:-0}" = 1 ]; then HOST_CA="${TINYKV_CERTS_DIR:-$ROOT/.tinykv/c
 if [ -x "$HOST_CLI" ]; then
   host_port_one() { # the published port of node i answers from the host
     local i=$1 port=$2 got
-    got="$(TINYKV_TLS_CA="$HOST_CA" "$HOST_CLI" "127.0.0.1:$port" get "smoke-${NODES[$i]}-$$" --consistency quorum)" || return 1
+    local tls=()
+    [ -n "$HOST_CA" ] && tls=(--tls-ca "$HOST_CA")
+    got="$("$HOST_CLI" "${tls[@]}" "127.0.0.1:$port" get "smoke-${NODES[$i]}-$$" --consistency quorum)" || return 1
     [ "$got" = "value-from-${NODES[$i]}" ] || { echo "got '$got'"; return 1; }
   }
   for i in "${!NODES[@]}"; do
