@@ -30,6 +30,13 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token a client sends: the first line of the token file at `path`
+/// (the file format of `--client-token-file`).
+pub fn load_token(path: &std::path::Path) -> Result<String, AuthError> {
+    let tokens = crate::secrets::Secrets::load(path)?;
+    Ok(String::from_utf8_lossy(tokens.signing()).into_owned())
+}
+
 /// The `authorization` value that presents `token`.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {}", token.trim())

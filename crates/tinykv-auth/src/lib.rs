@@ -24,7 +24,7 @@ mod signed;
 pub mod tls;
 mod token;
 
-pub use bearer::{bearer, check_bearer, AUTHORIZATION};
+pub use bearer::{bearer, check_bearer, load_token, AUTHORIZATION};
 pub use certs::{write_bundle, Authority, Bundle, Issued, Role};
 pub use error::{AuthError, TlsError};
 pub use secrets::{generate_secret, Secrets, MAX_SECRETS, MIN_SECRET_LEN};

@@ -171,6 +171,23 @@ impl ClientTls {
         })
     }
 
+    /// The TLS settings of a client's `--tls-ca`, `--tls-cert` and
+    /// `--tls-key`: none without a CA; a certificate without a CA is an
+    /// error (the CLI and the bench share this).
+    pub fn from_flags(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<ClientTls>, TlsError> {
+        match ca {
+            Some(ca) => ClientTls::load(ca, cert.zip(key)).map(Some),
+            None if cert.is_some() => Err(TlsError::Config(
+                "--tls-cert needs --tls-ca (the CA of the nodes' certificates)".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// A node's client side: its own files, certificate presented.
     pub fn for_node(files: &TlsFiles) -> Result<ClientTls, TlsError> {
         ClientTls::load(&files.ca, Some((&files.cert, &files.key)))

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use tinykv_client::auth::load_token;
 use tinykv_client::auth::tls::ClientTls;
-use tinykv_client::auth::Secrets;
 use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
 
 use crate::hdrlog::{HdrLog, HdrLogError};
@@ -247,13 +247,14 @@ impl Args {
     pub fn load(&self) -> Result<Settings, BenchError> {
         let mut settings = self.settings();
         let creds = |e: &dyn std::fmt::Display| BenchError::Credentials(e.to_string());
-        if let Some(ca) = &self.tls_ca {
-            let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
-            settings.client.tls = Some(ClientTls::load(ca, identity).map_err(|e| creds(&e))?);
-        }
+        settings.client.tls = ClientTls::from_flags(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )
+        .map_err(|e| creds(&e))?;
         if let Some(path) = &self.token_file {
-            let tokens = Secrets::load(path).map_err(|e| creds(&e))?;
-            settings.client.token = Some(String::from_utf8_lossy(tokens.signing()).into_owned());
+            settings.client.token = Some(load_token(path).map_err(|e| creds(&e))?);
         }
         Ok(settings)
     }

@@ -94,20 +94,10 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// A guard in `mode` that counts refusals in `refused`.
-    pub fn new(mode: Mode, refused: IntCounterVec) -> Arc<Guard> {
-        Arc::new(Guard {
-            mode,
-            bind_peers: false,
-            permissive: false,
-            refused,
-        })
-    }
-
-    /// The same guard; with `bind_peers`, peer calls must show a
-    /// certificate naming their caller; with `permissive`, nothing is
-    /// refused (only counted).
-    pub fn with(
+    /// A guard in `mode` that counts refusals in `refused`; with
+    /// `bind_peers`, peer calls must show a certificate naming their caller;
+    /// with `permissive`, nothing is refused (only counted).
+    pub fn new(
         mode: Mode,
         refused: IntCounterVec,
         bind_peers: bool,

@@ -138,6 +138,9 @@ pub struct Lifecycle {
     id: String,
     parts: LifecycleParts,
     progress: Mutex<StreamProgress>,
+    /// What the member marker records, kept here so that checking it on
+    /// every heartbeat reads no file.
+    marker: Mutex<Option<MemberState>>,
 }
 
 impl Lifecycle {
@@ -145,6 +148,7 @@ impl Lifecycle {
     pub fn new(id: &str, parts: LifecycleParts) -> Self {
         Lifecycle {
             id: id.to_string(),
+            marker: Mutex::new(read_member_marker(&parts.data_dir)),
             parts,
             progress: Mutex::new(StreamProgress::default()),
         }
@@ -180,7 +184,7 @@ impl Lifecycle {
         let Some(state @ (MemberState::Left | MemberState::Removed)) = own else {
             return;
         };
-        if read_member_marker(&self.parts.data_dir) == Some(state) {
+        if self.marker.lock().is_ok_and(|m| *m == Some(state)) {
             return;
         }
         if state == MemberState::Removed {
@@ -193,8 +197,16 @@ impl Lifecycle {
     /// (atomically and durably: a crash never leaves a torn marker).
     fn write_member_marker(&self, state: MemberState) {
         let path = self.parts.data_dir.join(MEMBER_MARKER);
-        if let Err(e) = crate::durable_file::write_atomic(&path, state.to_string().as_bytes()) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write member marker");
+        match crate::durable_file::write_atomic(&path, state.to_string().as_bytes()) {
+            // Recorded only once on disk, so a failed write is tried again.
+            Ok(()) => {
+                if let Ok(mut m) = self.marker.lock() {
+                    *m = Some(state);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write member marker")
+            }
         }
     }
 

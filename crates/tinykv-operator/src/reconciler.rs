@@ -356,17 +356,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         .replicas
         .max(observed.as_ref().map_or(0, |o| o.replicas));
     let tls = ensure_tls(&cluster, &ctx, &ns, ordinals).await?;
-    for ev in &tls.events {
-        publish(
-            &ctx,
-            &oref,
-            ev.warning,
-            ev.reason,
-            ev.action,
-            ev.note.clone(),
-        )
-        .await?;
-    }
+    publish_all(&ctx, &oref, &tls.events).await?;
     if !tls.waiting.is_empty() {
         info!(waiting = ?tls.waiting, "waiting for cert-manager");
         return Ok(Action::requeue(TLS_PENDING_REQUEUE));
@@ -448,17 +438,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
             .await?;
         }
     }
-    for ev in &step.events {
-        publish(
-            &ctx,
-            &oref,
-            ev.warning,
-            ev.reason,
-            ev.action,
-            ev.note.clone(),
-        )
-        .await?;
-    }
+    publish_all(&ctx, &oref, &step.events).await?;
 
     let now = Time(Timestamp::now());
     let new_status = compute_status(&cluster, &step, observed.as_ref(), view.as_ref(), &now);
@@ -484,6 +464,18 @@ async fn patch_status(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(name, &params, &Patch::Apply(&body))
         .await?;
+    Ok(())
+}
+
+/// Publishes every event a plan or the TLS step asked for, in order.
+async fn publish_all(
+    ctx: &Context,
+    oref: &k8s_openapi::api::core::v1::ObjectReference,
+    events: &[crate::plan::PlannedEvent],
+) -> Result<()> {
+    for ev in events {
+        publish(ctx, oref, ev.warning, ev.reason, ev.action, ev.note.clone()).await?;
+    }
     Ok(())
 }
 

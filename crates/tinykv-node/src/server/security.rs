@@ -54,7 +54,7 @@ impl Security {
     ) -> Result<Security, NodeError> {
         let mode = build::guard_mode(config, local, keys)?;
         let files = config.tls_files();
-        let guard = Guard::with(
+        let guard = Guard::new(
             mode,
             metrics.auth_refused.clone(),
             files.is_some(),
@@ -113,28 +113,10 @@ impl Security {
 impl Reload {
     fn run(&self, dialer: &Dialer) {
         if let Some((keys, path)) = &self.secrets {
-            match Secrets::load(path) {
-                Ok(s) => {
-                    let count = s.all().len();
-                    keys.replace(s);
-                    tracing::info!(path = %path.display(), secrets = count, "cluster secrets re-read");
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cluster secret file not re-read; the secrets in use are kept")
-                }
-            }
+            reread(keys, path, "cluster secrets");
         }
         if let Some((keys, path)) = &self.tokens {
-            match Secrets::load(path) {
-                Ok(s) => {
-                    let count = s.all().len();
-                    keys.replace(s);
-                    tracing::info!(path = %path.display(), tokens = count, "client tokens re-read");
-                }
-                Err(error) => {
-                    tracing::error!(%error, "client token file not re-read; the tokens in use are kept")
-                }
-            }
+            reread(keys, path, "client tokens");
         }
         if let Some((state, files)) = &self.tls {
             match tls::server_config(files).and_then(|s| Ok((s, ClientTls::for_node(files)?))) {
@@ -148,6 +130,19 @@ impl Reload {
                 }
             }
         }
+    }
+}
+
+/// Replaces `keys` with the file at `path` (`what` names it in the log);
+/// a file that cannot be used leaves the keys in use.
+fn reread(keys: &Keyring, path: &std::path::Path, what: &str) {
+    match Secrets::load(path) {
+        Ok(s) => {
+            let count = s.all().len();
+            keys.replace(s);
+            tracing::info!(path = %path.display(), count, "{what} re-read");
+        }
+        Err(error) => tracing::error!(%error, "{what} not re-read; the ones in use are kept"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read};
 
 use bytes::Bytes;
 use tinykv_client::auth::tls::ClientTls;
-use tinykv_client::auth::{write_bundle, Bundle, Secrets, Signer};
+use tinykv_client::auth::{load_token, write_bundle, Bundle, Secrets, Signer};
 use tinykv_client::{Client, ClientOptions};
 
 use crate::args::Cli;
@@ -27,27 +27,18 @@ pub fn admin_signer(path: Option<&std::path::Path>) -> Result<Option<Signer>, Fa
 
 /// The TLS settings from `--tls-ca`, `--tls-cert` and `--tls-key`.
 pub fn client_tls(cli: &Cli) -> Result<Option<ClientTls>, Failure> {
-    let Some(ca) = &cli.tls_ca else {
-        if cli.tls_cert.is_some() {
-            return Err(Failure(
-                2,
-                "--tls-cert needs --tls-ca (the CA of the nodes' certificates)".into(),
-            ));
-        }
-        return Ok(None);
-    };
-    let identity = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
-    ClientTls::load(ca, identity)
-        .map(Some)
-        .map_err(|e| Failure(2, e.to_string()))
+    ClientTls::from_flags(
+        cli.tls_ca.as_deref(),
+        cli.tls_cert.as_deref(),
+        cli.tls_key.as_deref(),
+    )
+    .map_err(|e| Failure(2, e.to_string()))
 }
 
 /// The first token of `--token-file`.
 pub fn token(path: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
     path.map(|p| {
-        Secrets::load(p)
-            .map(|s| String::from_utf8_lossy(s.signing()).into_owned())
-            .map_err(|e| Failure(2, e.to_string().replace("cluster secret", "token")))
+        load_token(p).map_err(|e| Failure(2, e.to_string().replace("cluster secret", "token")))
     })
     .transpose()
 }
