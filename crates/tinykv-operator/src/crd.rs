@@ -7,16 +7,19 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+    TopologySpreadConstraint,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+#[path = "crd_status.rs"]
+mod status;
 #[path = "crd_tls.rs"]
 mod tls;
+pub use status::{MemberState, Operation, OperationType, Phase, TinyKVClusterStatus};
 pub use tls::{
     ClientAuthMode, IssuerKind, IssuerRef, TlsOptions, TokenSecretRef, DEFAULT_CLIENT_TOKEN_KEY,
 };
@@ -29,6 +32,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const DEFAULT_IMAGE: &str = "tinykv:latest";
 /// gRPC port of a node (client, admin and health services).
 pub const DEFAULT_GRPC_PORT: i32 = 50051;
+/// DNS domain of a Kubernetes cluster unless `spec.clusterDomain` says otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 /// Port of a node's Prometheus `/metrics` endpoint.
 pub const DEFAULT_METRICS_PORT: i32 = 9090;
 
@@ -36,7 +41,8 @@ pub const DEFAULT_METRICS_PORT: i32 = 9090;
 // Several `printcolumn(type_ = "...")` entries repeat a key and value inside
 // one `#[kube]` attribute, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[cfg_attr(test, kube(cel))]
 #[kube(
     group = "tinykv.io",
     version = "v1alpha1",
@@ -97,15 +103,23 @@ pub const DEFAULT_METRICS_PORT: i32 = 9090;
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("self.replicas >= self.replicationFactor")
+    .message("spec.replicas must be at least spec.replicationFactor: fewer nodes cannot hold every replica")
+    .reason(Reason::FieldValueInvalid)
+    .field_path(".replicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct TinyKVClusterSpec {
-    /// Number of nodes (StatefulSet replicas). Never lowered below `replicationFactor`.
+    /// Number of nodes (StatefulSet replicas), at least `replicationFactor`.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1))]
     pub replicas: i32,
     /// Copies kept of every key (N). QUORUM is `replicationFactor/2 + 1`.
+    /// Immutable: the nodes place replicas by it, and changing it on a
+    /// running cluster would leave keys with too few or orphaned copies.
     #[serde(default = "default_replication_factor")]
     #[schemars(range(min = 1))]
+    #[x_kube(validation = Rule::new("self == oldSelf")
+        .message("spec.replicationFactor is immutable: create a new cluster and restore a backup into it"))]
     pub replication_factor: i32,
     /// Node container image.
     #[serde(default = "default_image")]
@@ -116,9 +130,18 @@ pub struct TinyKVClusterSpec {
     /// CPU and memory requests and limits of the node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Data volume of each node.
+    /// Data volume of each node. `size`, `storageClassName` and `ephemeral`
+    /// are immutable (a StatefulSet's volume claim templates are).
     #[serde(default)]
     pub storage: StorageSpec,
+    /// DNS domain of the Kubernetes cluster: the nodes advertise and find
+    /// each other as `<pod>.<name>-headless.<namespace>.svc.<clusterDomain>`.
+    #[serde(default = "default_cluster_domain")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub cluster_domain: String,
     /// Virtual nodes per node on the hash ring; the node's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -305,11 +328,21 @@ impl PvcRetention {
 }
 
 /// Data volume of each node.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.size == oldSelf.size")
+    .message("spec.storage.size is immutable: a StatefulSet's volume claim templates cannot change"))]
+#[x_kube(validation = Rule::new("self.ephemeral == oldSelf.ephemeral")
+    .message("spec.storage.ephemeral is immutable"))]
+#[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)")
+    .message("spec.storage.storageClassName is immutable"))]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Requested size of each node's volume, e.g. `10Gi`.
+    /// Requested size of each node's volume, a Kubernetes quantity such as `10Gi`.
     #[serde(default = "default_storage_size")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|[kmun]|[eE][0-9]+)?$")
+    )]
     pub size: String,
     /// StorageClass of the volumes; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,9 +399,13 @@ pub struct PodTemplateOptions {
     /// Priority class of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
-    /// Service account of the pods.
+    /// Service account of the pods (the namespace's `default` when unset).
+    /// The nodes call no Kubernetes API: its token is never mounted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Secrets to pull the node image from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// Seconds a node gets after SIGTERM to hand off and flush (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
@@ -376,7 +413,9 @@ pub struct PodTemplateOptions {
 }
 
 /// The client Service.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.port != self.metricsPort")
+    .message("spec.service.port and spec.service.metricsPort must differ"))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceOptions {
     /// Service type: `ClusterIP`, `NodePort` or `LoadBalancer`.
@@ -428,113 +467,6 @@ impl ServiceType {
     }
 }
 
-/// Observed state of a TinyKV cluster.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TinyKVClusterStatus {
-    /// StatefulSet replicas the operator currently runs.
-    #[serde(default)]
-    pub replicas: i32,
-    /// Pods that pass their readiness probe.
-    #[serde(default)]
-    pub ready_replicas: i32,
-    /// Label selector of the node pods (for the scale subresource).
-    #[serde(default)]
-    pub selector: String,
-    /// Coarse lifecycle phase.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    /// `Available`, `Progressing` and `Degraded`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// `metadata.generation` of the spec this status reflects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Hash of the pod template that every pod runs (rolled out completely).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_out_template_hash: Option<String>,
-    /// Members as reported by the nodes' own Status RPC.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<MemberState>,
-    /// The scaling or upgrade operation in progress, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<Operation>,
-}
-
-/// Coarse lifecycle phase of a cluster.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Phase {
-    /// Objects created, no node ready yet.
-    Creating,
-    /// Every node ready and normal.
-    Running,
-    /// Adding or removing nodes.
-    Scaling,
-    /// Rolling a new pod template out.
-    Upgrading,
-    /// Running, but something needs attention (see the Degraded condition).
-    Degraded,
-}
-
-/// A member as reported by a node.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberState {
-    /// Node id (the pod name).
-    pub node_id: String,
-    /// Advertised gRPC address.
-    #[serde(default)]
-    pub address: String,
-    /// Ring membership: `normal`, `joining`, `leaving` or `left`.
-    #[serde(default)]
-    pub state: String,
-    /// Failure detector view: `up`, `suspect` or `down`.
-    #[serde(default)]
-    pub health: String,
-    /// Fraction of the key space this node is a replica of.
-    #[serde(default)]
-    pub replica_ownership: f64,
-}
-
-/// Kind of operation in progress.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum OperationType {
-    /// Adding nodes.
-    ScaleUp,
-    /// Removing one node (the highest ordinal) at a time.
-    ScaleDown,
-    /// Rolling a new pod template out, one pod at a time.
-    Upgrade,
-}
-
-/// A scaling or upgrade operation, recorded before it starts so that it resumes.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Operation {
-    /// What is being done.
-    #[serde(rename = "type")]
-    pub type_: OperationType,
-    /// Replicas when the operation started.
-    pub from_replicas: i32,
-    /// Replicas when the operation ends.
-    pub to_replicas: i32,
-    /// ScaleDown: the node being decommissioned (pod name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// ScaleDown: ordinal of that node.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ordinal: Option<i32>,
-    /// Upgrade: current StatefulSet partition (pods with this ordinal and above run the new template).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub partition: Option<i32>,
-    /// Upgrade: hash of the template being rolled out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_hash: Option<String>,
-    /// Human-readable progress.
-    #[serde(default)]
-    pub message: String,
-}
-
 fn default_replicas() -> i32 {
     3
 }
@@ -543,6 +475,9 @@ fn default_replication_factor() -> i32 {
 }
 fn default_image() -> String {
     DEFAULT_IMAGE.to_string()
+}
+fn default_cluster_domain() -> String {
+    DEFAULT_CLUSTER_DOMAIN.to_string()
 }
 fn default_storage_size() -> String {
     "1Gi".to_string()
@@ -572,6 +507,7 @@ impl Default for TinyKVClusterSpec {
             image_pull_policy: None,
             resources: None,
             storage: StorageSpec::default(),
+            cluster_domain: default_cluster_domain(),
             vnodes: None,
             default_consistency: None,
             sync: None,
@@ -594,3 +530,7 @@ pub fn quorum(rf: i32) -> i32 {
 #[cfg(test)]
 #[path = "crd_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "crd_cel_tests.rs"]
+mod cel_tests;

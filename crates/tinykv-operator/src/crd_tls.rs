@@ -4,6 +4,7 @@
 //! Kept out of `crd.rs` so the resource's main file stays readable; the
 //! types are re-exported from [`crate::crd`].
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,13 @@ pub const DEFAULT_CLIENT_TOKEN_KEY: &str = "tokens";
 /// signs them (a `Certificate` per pod) and the operator gathers them into
 /// the same `<name>-tls-nodes` Secret. Either way a node's certificate names
 /// its pod (its member id) first, which peers check on every connection.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(validation = Rule::new("self.enabled || !has(self.issuerRef)")
+    .message("spec.tls.issuerRef needs spec.tls.enabled: true"))]
+#[x_kube(validation = Rule::new("self.enabled || !has(self.clientAuth) || self.clientAuth == 'none'")
+    .message("spec.tls.clientAuth needs spec.tls.enabled: true"))]
+#[x_kube(validation = Rule::new("(has(self.clientAuth) && self.clientAuth == 'token') == has(self.clientTokenSecretRef)")
+    .message("spec.tls.clientTokenSecretRef goes with clientAuth: token, and only with it"))]
 #[serde(rename_all = "camelCase")]
 pub struct TlsOptions {
     /// Serve TLS on both planes and make node-to-node calls mutual TLS

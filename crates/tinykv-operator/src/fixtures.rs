@@ -46,6 +46,21 @@ pub enum Expect {
     DeleteWith(String, Box<dyn FnOnce(&Value) + Send>),
     /// An event with this reason and type (`Normal` or `Warning`).
     Event(&'static str, &'static str),
+    /// An event with this reason, type and note, reported by this
+    /// controller instance (`reportingInstance`).
+    EventBy {
+        /// `reason`.
+        reason: &'static str,
+        /// `Normal` or `Warning`.
+        type_: &'static str,
+        /// The `note` contains this.
+        note: String,
+        /// `reportingInstance`.
+        instance: &'static str,
+    },
+    /// Server-side apply of `path`, refused with this HTTP code and message
+    /// (as the API server refuses an invalid or forbidden object).
+    ApplyRefused(String, u16, String),
 }
 
 /// A handle on the calls the verifier saw.
@@ -169,22 +184,55 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) -> Vec<Value> {
                 send.send_response(deleted());
             }
             Expect::Event(reason, type_) => {
-                assert_eq!(method, Method::POST, "expected event {reason}");
-                assert_eq!(uri.path(), "/apis/events.k8s.io/v1/namespaces/db/events");
-                let body = req.into_body().collect_bytes().await.expect("body");
-                let value: Value = serde_json::from_slice(&body).expect("event is json");
-                assert_eq!(value["reason"], reason, "event {value}");
-                assert_eq!(value["type"], type_, "event {value}");
-                assert_eq!(value["regarding"]["kind"], "TinyKVCluster");
+                let (_, resp) = event(req, reason, type_).await;
+                send.send_response(resp);
+            }
+            Expect::EventBy {
+                reason,
+                type_,
+                note,
+                instance,
+            } => {
+                let (value, resp) = event(req, reason, type_).await;
+                let got = value["note"].as_str().unwrap_or_default();
+                assert!(got.contains(&note), "event note {got:?} lacks {note:?}");
+                assert_eq!(value["reportingInstance"], instance, "event {value}");
+                assert_eq!(value["reportingController"], "tinykv-operator");
+                send.send_response(resp);
+            }
+            Expect::ApplyRefused(path, code, message) => {
+                apply_path_ok(&req, &path);
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "Invalid", "code": code, "message": message});
                 send.send_response(
                     Response::builder()
-                        .body(Body::from(body.to_vec()))
+                        .status(StatusCode::from_u16(code).expect("status code"))
+                        .body(Body::from(status.to_string().into_bytes()))
                         .expect("response"),
                 );
             }
         }
     }
     applied
+}
+
+/// Checks an event POST (`reason`, `type_`, about a TinyKVCluster); returns
+/// its body and the API server's answer.
+async fn event(req: Request<Body>, reason: &str, type_: &str) -> (Value, Response<Body>) {
+    assert_eq!(req.method(), Method::POST, "expected event {reason}");
+    assert_eq!(
+        req.uri().path(),
+        "/apis/events.k8s.io/v1/namespaces/db/events"
+    );
+    let body = req.into_body().collect_bytes().await.expect("body");
+    let value: Value = serde_json::from_slice(&body).expect("event is json");
+    assert_eq!(value["reason"], reason, "event {value}");
+    assert_eq!(value["type"], type_, "event {value}");
+    assert_eq!(value["regarding"]["kind"], "TinyKVCluster");
+    let resp = Response::builder()
+        .body(Body::from(body.to_vec()))
+        .expect("response");
+    (value, resp)
 }
 
 /// The API server's answer to a DELETE.
@@ -198,6 +246,14 @@ fn deleted() -> Response<Body> {
 /// A reconciler context on a mocked API server and a mock node admin.
 /// Pods are addressed as `<pod>:50051` so node scripts stay short.
 pub fn test_context(script: Vec<Expect>) -> (Arc<Context>, MockNodeAdmin, Verifier) {
+    test_context_with(script, |ctx| ctx)
+}
+
+/// [`test_context`] with `adjust` applied to the context.
+pub fn test_context_with(
+    script: Vec<Expect>,
+    adjust: impl FnOnce(Context) -> Context,
+) -> (Arc<Context>, MockNodeAdmin, Verifier) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let nodes = MockNodeAdmin::default();
@@ -210,7 +266,7 @@ pub fn test_context(script: Vec<Expect>) -> (Arc<Context>, MockNodeAdmin, Verifi
         format!("{pod}:{port}")
     }));
     let task = tokio::spawn(serve(handle, script));
-    (Arc::new(ctx), nodes, Verifier { task })
+    (Arc::new(adjust(ctx)), nodes, Verifier { task })
 }
 
 /// API paths of the cluster `demo` in namespace `db`.

@@ -50,6 +50,16 @@ pub enum Error {
     /// The cluster's TLS certificates cannot be made or read.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The API server refused an object the operator built (invalid,
+    /// forbidden): the same object will be refused again until the spec
+    /// or the operator's permissions change.
+    #[error("{object} refused by the API server: {message}")]
+    ApplyRejected {
+        /// Kind and name of the object, e.g. `StatefulSet demo`.
+        object: String,
+        /// The API server's message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -63,6 +73,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::ClusterSecret(_) => "cluster_secret",
             Error::Tls(_) => "tls",
+            Error::ApplyRejected { .. } => "apply_rejected",
         }
     }
 }

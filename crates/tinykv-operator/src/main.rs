@@ -132,16 +132,19 @@ async fn serve_http(
         .context("http server")
 }
 
+/// This replica's name: `POD_NAME` (the downward API), else the host name.
+fn identity(args: &Args) -> Option<String> {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
 /// The Lease elector the arguments ask for (none with `--no-leader-election`).
 fn leader_elector(args: &Args, client: &kube::Client) -> Option<LeaderElector> {
     if args.no_leader_election {
         return None;
     }
-    let identity = args
-        .identity
-        .clone()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "tinykv-operator".to_string());
+    let identity = identity(args).unwrap_or_else(|| "tinykv-operator".to_string());
     Some(LeaderElector::new(
         client.clone(),
         &args.lease_namespace,
@@ -201,7 +204,9 @@ async fn main() -> anyhow::Result<()> {
     let node_admin = Arc::new(GrpcNodeAdmin::new(Duration::from_secs(
         args.node_timeout_seconds.max(1),
     )));
-    let ctx = Arc::new(Context::new(client, node_admin, metrics.clone()));
+    let ctx = Arc::new(
+        Context::new(client, node_admin, metrics.clone()).with_reporting_instance(identity(&args)),
+    );
     info!(namespaces = %scope, "starting controller");
     reconciler::run(ctx, scope, wait_for(stop_rx.clone())).await;
     info!("controller stopped");

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -41,11 +41,13 @@ use crate::{Error, Result};
 
 mod cleanup;
 mod controller;
+mod refusal;
 mod secret;
 mod tls;
 
 use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
 pub use controller::run;
+pub use refusal::{REASON_APPLY_REJECTED, REASON_INVALID_SPEC};
 use secret::ensure_cluster_secret;
 pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
 use tls::ensure_tls;
@@ -111,8 +113,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Node admin RPCs.
     pub node_admin: Arc<dyn NodeAdmin>,
-    /// How pods are addressed; the default is the headless-Service DNS name.
-    pub address: AddressFn,
+    /// How pods are addressed; `None`: the headless-Service DNS name in the
+    /// cluster's `spec.clusterDomain` ([`builders::pod_address`]).
+    pub address: Option<AddressFn>,
     /// Node id of a pod; the default is the pod name.
     pub node_id: NodeIdFn,
     /// Operator metrics.
@@ -129,19 +132,39 @@ impl Context {
             client,
             recorder,
             node_admin,
-            address: Arc::new(|ns: &str, cluster: &str, pod: &str, port: i32| {
-                builders::pod_address(ns, cluster, pod, port)
-            }),
+            address: None,
             node_id: Arc::new(str::to_string),
             metrics,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Name the operator's pod (`instance`, from `POD_NAME`) as the
+    /// reporter of its events, so `kubectl describe` shows which replica
+    /// acted when several run.
+    pub fn with_reporting_instance(mut self, instance: Option<String>) -> Self {
+        self.recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_string(),
+                instance,
+            },
+        );
+        self
+    }
+
     /// Replace the address function (tests point it at 127.0.0.1 ports).
     pub fn with_address(mut self, address: AddressFn) -> Self {
-        self.address = address;
+        self.address = Some(address);
         self
+    }
+
+    /// The address the operator dials for `pod` of `cluster` in `ns`.
+    pub fn pod_address(&self, cluster: &TinyKVCluster, ns: &str, pod: &str) -> String {
+        match &self.address {
+            Some(f) => f(ns, &cluster.name_any(), pod, cluster.spec.service.port),
+            None => builders::pod_address(cluster, ns, pod),
+        }
     }
 
     /// Replace the pod-name-to-node-id mapping (tests whose nodes have
@@ -185,8 +208,18 @@ where
         .clone()
         .ok_or(Error::MissingObjectKey("metadata.name"))?;
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(obj)).await?;
+    api.patch(&name, &params, &Patch::Apply(obj))
+        .await
+        .map_err(|e| refusal::apply_error(&kind_of(obj), &name, e))?;
     Ok(())
+}
+
+/// The `kind` an object serialises with (only on the error path).
+fn kind_of<K: Serialize>(obj: &K) -> String {
+    serde_json::to_value(obj)
+        .ok()
+        .and_then(|v| v.get("kind")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "object".to_string())
 }
 
 /// Ask nodes for their view: the node an operation is about first (the
@@ -200,7 +233,6 @@ async fn fetch_view(
     creds: &NodeCreds,
 ) -> Option<NodeStatus> {
     let name = cluster.name_any();
-    let port = cluster.spec.service.port;
     let mut candidates: Vec<String> = Vec::new();
     if let Some(op) = cluster.status.as_ref().and_then(|s| s.operation.as_ref()) {
         match op.type_ {
@@ -222,7 +254,7 @@ async fn fetch_view(
         }
     }
     for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
-        let addr = (ctx.address)(ns, &name, pod, port);
+        let addr = ctx.pod_address(cluster, ns, pod);
         match ctx.node_admin.status(&addr, creds).await {
             Ok(view) => return Some(view_by_pod_names(cluster, ctx, replicas, view)),
             Err(e) => {
@@ -274,10 +306,22 @@ fn view_by_pod_names(
     view
 }
 
-/// Reconcile one TinyKVCluster.
+/// Reconcile one TinyKVCluster. A refused spec (see [`refusal`]) also
+/// becomes a `Degraded` condition and a Warning event.
 pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started();
-    let ns = builders::namespace(&cluster)?;
+    let result = reconcile_pass(&cluster, &ctx).await;
+    if let Some((reason, message)) = result.as_ref().err().and_then(refusal::refusal) {
+        if let Err(e) = refusal::report(&cluster, &ctx, reason, message).await {
+            warn!(error = %e, "could not report a refused spec");
+        }
+    }
+    result
+}
+
+/// One pass over `cluster`.
+async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action> {
+    let ns = builders::namespace(cluster)?;
     let name = cluster.name_any();
     let oref = cluster.object_ref(&());
 
@@ -285,7 +329,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         // Children carry owner references: the garbage collector removes them.
         // Applying now would only fight it.
         publish(
-            &ctx,
+            ctx,
             &oref,
             false,
             "Deleting",
@@ -297,18 +341,18 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
 
     // An unusable spec.tls changes nothing.
-    builders::validate_tls(&cluster)?;
+    builders::validate_tls(cluster)?;
     // The pods mount the Secret: it exists before the StatefulSet does.
-    let signer = match ensure_cluster_secret(&cluster, &ctx, &ns)
+    let signer = match ensure_cluster_secret(cluster, ctx, &ns)
         .await
-        .and_then(|(secret, created)| Ok((signer_from_secret(&cluster, &ns, &secret)?, created)))
+        .and_then(|(secret, created)| Ok((signer_from_secret(cluster, &ns, &secret)?, created)))
     {
         Ok((signer, created)) => {
             if created {
-                let secret = cluster_secret_ref(&cluster).name;
+                let secret = cluster_secret_ref(cluster).name;
                 info!(%secret, "created the cluster secret");
                 publish(
-                    &ctx,
+                    ctx,
                     &oref,
                     false,
                     REASON_SECRET_CREATED,
@@ -321,7 +365,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         }
         Err(e @ Error::ClusterSecret(_)) => {
             publish(
-                &ctx,
+                ctx,
                 &oref,
                 true,
                 REASON_SECRET_UNUSABLE,
@@ -340,12 +384,12 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     let status = cluster.status.clone().unwrap_or_default();
     // Pods that ran without a secret are moved onto one in two rollouts.
     let auth = auth_mode(
-        &cluster,
+        cluster,
         existing.as_ref(),
         status.rolled_out_template_hash.as_deref(),
     );
     // The template hash does not depend on replicas or partition.
-    let template_hash = build_statefulset_with_auth(&cluster, 1, 0, auth)?
+    let template_hash = build_statefulset_with_auth(cluster, 1, 0, auth)?
         .metadata
         .annotations
         .and_then(|mut a| a.remove(TEMPLATE_HASH_ANNOTATION))
@@ -355,8 +399,8 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         .spec
         .replicas
         .max(observed.as_ref().map_or(0, |o| o.replicas));
-    let tls = ensure_tls(&cluster, &ctx, &ns, ordinals).await?;
-    publish_all(&ctx, &oref, &tls.events).await?;
+    let tls = ensure_tls(cluster, ctx, &ns, ordinals).await?;
+    publish_all(ctx, &oref, &tls.events).await?;
     if !tls.waiting.is_empty() {
         info!(waiting = ?tls.waiting, "waiting for cert-manager");
         return Ok(Action::requeue(TLS_PENDING_REQUEUE));
@@ -367,7 +411,7 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         token: tls.token,
     };
     let view = match &observed {
-        Some(o) => fetch_view(&cluster, &ctx, &ns, o.replicas, &creds).await,
+        Some(o) => fetch_view(cluster, ctx, &ns, o.replicas, &creds).await,
         None => None,
     };
     let already_refused = condition(&status, CONDITION_DEGRADED)
@@ -387,31 +431,31 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
         view: view.as_ref(),
     });
 
-    if let Some(t) = auth_transition(&cluster, existing.as_ref(), auth) {
+    if let Some(t) = auth_transition(cluster, existing.as_ref(), auth) {
         step.events.insert(0, auth_event(t));
     }
 
     // Built before any write: an invalid spec.networkPolicy changes nothing.
-    let network_policy = build_network_policy(&cluster)?;
+    let network_policy = build_network_policy(cluster)?;
     let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&svc_api, &build_headless_service(&cluster)?).await?;
-    apply(&svc_api, &build_client_service(&cluster)?).await?;
+    apply(&svc_api, &build_headless_service(cluster)?).await?;
+    apply(&svc_api, &build_client_service(cluster)?).await?;
     let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&pdb_api, &build_pdb(&cluster)?).await?;
+    apply(&pdb_api, &build_pdb(cluster)?).await?;
     // Before the StatefulSet, so new pods start fenced.
     let np_api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     match network_policy {
         Some(np) => apply(&np_api, &np).await?,
-        None => remove_network_policy(&cluster, &np_api).await?,
+        None => remove_network_policy(cluster, &np_api).await?,
     }
     apply(
         &sts_api,
-        &build_statefulset_with_auth(&cluster, step.replicas, step.partition, auth)?,
+        &build_statefulset_with_auth(cluster, step.replicas, step.partition, auth)?,
     )
     .await?;
 
     if let Some(node) = &step.decommission {
-        let addr = (ctx.address)(&ns, &name, node, cluster.spec.service.port);
+        let addr = ctx.pod_address(cluster, &ns, node);
         let node_id = (ctx.node_id)(node);
         info!(%node, %node_id, %addr, "decommissioning node");
         let progress = ctx
@@ -425,10 +469,10 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
     }
     if let Some(ordinal) = step.delete_pvc {
         let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        if delete_data_claim(&cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
+        if delete_data_claim(cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
             let pvc = builders::pvc_name(&name, ordinal);
             publish(
-                &ctx,
+                ctx,
                 &oref,
                 true,
                 REASON_CLAIM_KEPT,
@@ -438,14 +482,14 @@ pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result
             .await?;
         }
     }
-    publish_all(&ctx, &oref, &step.events).await?;
+    publish_all(ctx, &oref, &step.events).await?;
 
     let now = Time(Timestamp::now());
-    let new_status = compute_status(&cluster, &step, observed.as_ref(), view.as_ref(), &now);
+    let new_status = compute_status(cluster, &step, observed.as_ref(), view.as_ref(), &now);
     if cluster.status.as_ref() != Some(&new_status) {
-        patch_status(&ctx, &ns, &name, &new_status).await?;
+        patch_status(ctx, &ns, &name, &new_status).await?;
     }
-    ctx.failures().remove(&object_key(&cluster));
+    ctx.failures().remove(&object_key(cluster));
     Ok(Action::requeue(step.requeue))
 }
 
@@ -525,3 +569,7 @@ pub fn error_policy(cluster: Arc<TinyKVCluster>, error: &Error, ctx: Arc<Context
 #[cfg(test)]
 #[path = "reconciler_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "reconciler_refusal_tests.rs"]
+mod refusal_tests;

@@ -234,6 +234,37 @@ fn condition_of(
     }
 }
 
+/// The status after a pass that changed nothing because the spec was
+/// refused (by the operator's own checks or by the API server, whose
+/// message is `message`): the previous status with `Degraded` set to
+/// `reason` and the phase `Degraded` unless an operation is in progress.
+/// The next pass that gets through computes the whole status again.
+pub fn refused_status(
+    cluster: &TinyKVCluster,
+    reason: &'static str,
+    message: String,
+    now: &Time,
+) -> TinyKVClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let degraded = condition_of(
+        &previous,
+        CONDITION_DEGRADED,
+        verdict(true, reason, message),
+        generation,
+        now,
+    );
+    let mut status = previous.clone();
+    status.conditions.retain(|c| c.type_ != CONDITION_DEGRADED);
+    status.conditions.push(degraded);
+    if status.operation.is_none() {
+        status.phase = Some(Phase::Degraded);
+    }
+    status.selector = selector_string(&cluster.name_any());
+    status.observed_generation = generation;
+    status
+}
+
 /// The condition `type_` of a status, if present.
 pub fn condition<'a>(status: &'a TinyKVClusterStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)

@@ -60,8 +60,6 @@ pub use tls_certs::{
 pub const FIELD_MANAGER: &str = "tinykv-operator";
 /// Annotation on the StatefulSet holding the hash of its pod template.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "tinykv.io/template-hash";
-/// DNS suffix of the Kubernetes cluster.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// Name of the node container.
 pub const CONTAINER_NAME: &str = "tinykv";
 
@@ -90,11 +88,14 @@ pub fn claim_belongs_to(cluster: &str, pvc: &PersistentVolumeClaim) -> bool {
         .all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Stable DNS name of a node's pod through the headless Service, with the gRPC port.
-pub fn pod_address(namespace: &str, cluster: &str, pod: &str, port: i32) -> String {
+/// Stable DNS name of a node's pod through the headless Service (in the
+/// cluster's `spec.clusterDomain`), with the gRPC port.
+pub fn pod_address(cluster: &TinyKVCluster, namespace: &str, pod: &str) -> String {
     format!(
-        "{pod}.{}.{namespace}.svc.{CLUSTER_DOMAIN}:{port}",
-        headless_service_name(cluster)
+        "{pod}.{}.{namespace}.svc.{}:{}",
+        headless_service_name(&cluster.name_any()),
+        cluster.spec.cluster_domain,
+        cluster.spec.service.port
     )
 }
 
@@ -262,6 +263,7 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builders::test_support::cluster;
     use crate::crd::TinyKVClusterSpec;
 
     #[test]
@@ -270,8 +272,16 @@ mod tests {
         assert_eq!(pod_name("demo", 4), "demo-4");
         assert_eq!(pvc_name("demo", 4), "data-demo-4");
         assert_eq!(
-            pod_address("db", "demo", "demo-0", 50051),
+            pod_address(&cluster(TinyKVClusterSpec::default()), "db", "demo-0"),
             "demo-0.demo-headless.db.svc.cluster.local:50051"
+        );
+        let other = cluster(TinyKVClusterSpec {
+            cluster_domain: "corp.example".into(),
+            ..TinyKVClusterSpec::default()
+        });
+        assert_eq!(
+            pod_address(&other, "db", "demo-1"),
+            "demo-1.demo-headless.db.svc.corp.example:50051"
         );
         assert_eq!(
             selector_string("demo"),

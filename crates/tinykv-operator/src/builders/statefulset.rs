@@ -23,8 +23,8 @@ use super::secret::{
     CLUSTER_SECRET_FILE_NAME, CLUSTER_SECRET_VOLUME,
 };
 use super::{
-    child_meta, headless_service_name, namespace, selector_labels, stable_hash, CLUSTER_DOMAIN,
-    CONTAINER_NAME, TEMPLATE_HASH_ANNOTATION,
+    child_meta, headless_service_name, namespace, selector_labels, stable_hash, CONTAINER_NAME,
+    TEMPLATE_HASH_ANNOTATION,
 };
 use crate::crd::TinyKVCluster;
 use crate::Result;
@@ -210,6 +210,7 @@ fn build_pod_template(cluster: &TinyKVCluster, mode: AuthMode) -> Result<PodTemp
             topology_spread_constraints: non_empty(opts.topology_spread_constraints.clone()),
             priority_class_name: opts.priority_class_name.clone(),
             service_account_name: opts.service_account_name.clone(),
+            image_pull_secrets: non_empty(opts.image_pull_secrets.clone()),
             termination_grace_period_seconds: Some(
                 opts.termination_grace_period_seconds
                     .unwrap_or(DEFAULT_GRACE_SECONDS),
@@ -240,11 +241,12 @@ fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Contain
     let spec = &cluster.spec;
     let port = spec.service.port;
     let headless = headless_service_name(&name);
+    let domain = &spec.cluster_domain;
     let mut args = vec![
         "--node-id=$(POD_NAME)".to_string(),
         format!("--listen=0.0.0.0:{port}"),
-        format!("--advertise=$(POD_NAME).{headless}.{ns}.svc.{CLUSTER_DOMAIN}:{port}"),
-        format!("--peers-dns={headless}.{ns}.svc.{CLUSTER_DOMAIN}:{port}"),
+        format!("--advertise=$(POD_NAME).{headless}.{ns}.svc.{domain}:{port}"),
+        format!("--peers-dns={headless}.{ns}.svc.{domain}:{port}"),
         format!("--data-dir={DATA_DIR}"),
         format!("--replication-factor={}", spec.replication_factor),
         format!("--metrics-listen=0.0.0.0:{}", spec.service.metrics_port),

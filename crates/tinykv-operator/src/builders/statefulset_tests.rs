@@ -4,7 +4,7 @@ use crate::builders::test_support::cluster;
 use crate::crd::{
     ConsistencyLevel, ImagePullPolicy, PvcRetention, SecretKeyRef, SyncPolicy, TinyKVClusterSpec,
 };
-use k8s_openapi::api::core::v1::{NodeAffinity, Toleration};
+use k8s_openapi::api::core::v1::{LocalObjectReference, NodeAffinity, Toleration};
 
 fn container(sts: &StatefulSet) -> &Container {
     &sts.spec
@@ -154,6 +154,11 @@ fn overrides() {
     spec.storage.storage_class_name = Some("fast".into());
     spec.storage.when_deleted = PvcRetention::Delete;
     spec.service.port = 6000;
+    spec.cluster_domain = "corp.example".into();
+    spec.pod_template.image_pull_secrets = vec![LocalObjectReference {
+        name: "registry-creds".into(),
+    }];
+    spec.pod_template.service_account_name = Some("tinykv-nodes".into());
     spec.pod_template.termination_grace_period_seconds = Some(120);
     spec.pod_template.tolerations = vec![Toleration {
         key: Some("dedicated".into()),
@@ -194,6 +199,11 @@ fn overrides() {
     );
     let pod = s.template.spec.as_ref().expect("pod");
     assert_eq!(pod.termination_grace_period_seconds, Some(120));
+    assert_eq!(
+        pod.image_pull_secrets.as_ref().map(|v| v[0].name.as_str()),
+        Some("registry-creds")
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("tinykv-nodes"));
     assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
     assert_eq!(
         pod.node_selector
@@ -215,6 +225,8 @@ fn overrides() {
     let args = ctr.args.as_ref().expect("args");
     for want in [
         "--listen=0.0.0.0:6000",
+        "--advertise=$(POD_NAME).demo-headless.db.svc.corp.example:6000",
+        "--peers-dns=demo-headless.db.svc.corp.example:6000",
         "--replication-factor=5",
         "--vnodes=64",
         "--sync=periodic",

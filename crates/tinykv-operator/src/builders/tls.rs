@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::ResourceExt;
 
-use super::{headless_service_name, namespace, pod_name, CLUSTER_DOMAIN};
+use super::{headless_service_name, namespace, pod_name};
 use crate::crd::{ClientAuthMode, TinyKVCluster, TokenSecretRef};
 use crate::{Error, Result};
 
@@ -120,17 +120,18 @@ pub fn node_cert_names(cluster: &TinyKVCluster, ordinal: i32) -> Result<Vec<Stri
     let ns = namespace(cluster)?;
     let pod = pod_name(&name, ordinal);
     let headless = headless_service_name(&name);
+    let domain = &cluster.spec.cluster_domain;
     Ok(vec![
         pod.clone(),
         format!("{pod}.{headless}"),
         format!("{pod}.{headless}.{ns}.svc"),
-        format!("{pod}.{headless}.{ns}.svc.{CLUSTER_DOMAIN}"),
+        format!("{pod}.{headless}.{ns}.svc.{domain}"),
         format!("{headless}.{ns}.svc"),
-        format!("{headless}.{ns}.svc.{CLUSTER_DOMAIN}"),
+        format!("{headless}.{ns}.svc.{domain}"),
         name.clone(),
         format!("{name}.{ns}"),
         format!("{name}.{ns}.svc"),
-        format!("{name}.{ns}.svc.{CLUSTER_DOMAIN}"),
+        format!("{name}.{ns}.svc.{domain}"),
         "localhost".to_string(),
         "127.0.0.1".to_string(),
     ])
