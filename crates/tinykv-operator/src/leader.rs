@@ -1,241 +1,122 @@
-//! Leader election through a `coordination.k8s.io/v1` Lease.
+//! Leader election through a `coordination.k8s.io/v1` Lease, by the
+//! maintained `kube-lease-manager` crate (server-side apply on the Lease,
+//! renewal before expiry, a clock-skew grace).
 //!
 //! Several operator replicas may run; only the holder of the Lease
-//! reconciles. A replica takes the Lease when it is free, expired, or already
-//! its own, with an optimistic-concurrency replace (the `resourceVersion`
-//! guards against two replicas taking it at once), renews it periodically,
-//! and hands it back on shutdown. [`LeaderElector::wait_for_leadership`] and
-//! [`LeaderElector::spawn_renewal`] are the loops the operator process runs.
+//! reconciles. [`Leadership::acquire`] waits until this replica holds the
+//! Lease (or the process is told to stop); [`Leadership::stop_on_loss`]
+//! stops the process when the Lease is lost, since a replica that is no
+//! longer leader must not go on acting; [`Leadership::release`] hands the
+//! Lease back on a clean shutdown so the next replica takes over at once
+//! instead of after the lease duration.
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
 use tokio::sync::watch;
-use tracing::{error, warn};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
 use crate::Result;
 
-/// Who may take a Lease, and for how long.
-#[derive(Clone)]
-pub struct LeaderElector {
-    api: Api<Lease>,
-    name: String,
-    identity: String,
-    duration: Duration,
+/// How long a released Lease may take to be handed back before shutdown goes on.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// This replica's stake in the Lease: a background task keeps trying to
+/// take it and renews it while held; `held` says whether it is held.
+pub struct Leadership {
+    held: watch::Receiver<bool>,
+    task: JoinHandle<kube_lease_manager::Result<LeaseManager>>,
+    /// Tells the loss watcher to end (and drop its copy of `held`, whose
+    /// last copy closing is what makes the manager release the Lease).
+    quit: watch::Sender<bool>,
+    watcher: Option<JoinHandle<()>>,
 }
 
-/// Whether `identity` may take (or keep) the lease described by `spec` at `now`.
-pub fn may_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> bool {
-    let Some(spec) = spec else { return true };
-    match spec.holder_identity.as_deref() {
-        None | Some("") => true,
-        Some(holder) if holder == identity => true,
-        Some(_) => {
-            let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15).max(1));
-            let renewed = spec
-                .renew_time
-                .as_ref()
-                .or(spec.acquire_time.as_ref())
-                .map(|t| t.0);
-            match renewed {
-                Some(t) => t + SignedDuration::from_secs(secs) < now,
-                None => true,
-            }
-        }
-    }
-}
-
-impl LeaderElector {
-    /// Elector for Lease `namespace/name`, held as `identity` for `duration`.
-    pub fn new(
+impl Leadership {
+    /// Starts competing for Lease `namespace/name` as `identity`, held for
+    /// `duration` after each renewal (renewed a third of it before expiry).
+    pub async fn start(
         client: Client,
         namespace: &str,
         name: &str,
         identity: &str,
         duration: Duration,
-    ) -> Self {
-        Self {
-            api: Api::namespaced(client, namespace),
-            name: name.to_string(),
-            identity: identity.to_string(),
-            duration,
+    ) -> Result<Self> {
+        let secs = duration.as_secs().max(3);
+        let manager = LeaseManagerBuilder::new(client, name)
+            .with_namespace(namespace)
+            .with_identity(identity)
+            .with_duration(secs)
+            .with_grace((secs / 3).max(1))
+            .with_field_manager(format!("tinykv-operator-{identity}"))
+            .build()
+            .await?;
+        let (held, task) = manager.watch().await;
+        Ok(Self {
+            held,
+            task,
+            quit: watch::channel(false).0,
+            watcher: None,
+        })
+    }
+
+    /// Whether this replica holds the Lease now.
+    pub fn is_leader(&self) -> bool {
+        *self.held.borrow()
+    }
+
+    /// Waits until this replica holds the Lease (`true`) or `stop` is set
+    /// (`false`).
+    pub async fn acquire(&mut self, stop: &watch::Receiver<bool>) -> bool {
+        let mut stop = stop.clone();
+        tokio::select! {
+            held = self.held.wait_for(|held| *held) => held.is_ok(),
+            _ = stop.wait_for(|s| *s) => false,
         }
     }
 
-    /// How often to renew (a third of the lease duration).
-    pub fn renew_interval(&self) -> Duration {
-        self.duration / 3
-    }
-
-    fn duration_secs(&self) -> i32 {
-        i32::try_from(self.duration.as_secs())
-            .unwrap_or(i32::MAX)
-            .max(1)
-    }
-
-    /// Take or renew the Lease. `Ok(true)` when this replica holds it now.
-    pub async fn try_acquire(&self) -> Result<bool> {
-        let now = Timestamp::now();
-        match self.api.get_opt(&self.name).await? {
-            None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(self.name.clone()),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(LeaseSpec {
-                        holder_identity: Some(self.identity.clone()),
-                        lease_duration_seconds: Some(self.duration_secs()),
-                        acquire_time: Some(MicroTime(now)),
-                        renew_time: Some(MicroTime(now)),
-                        lease_transitions: Some(0),
-                        ..LeaseSpec::default()
-                    }),
-                };
-                match self.api.create(&PostParams::default(), &lease).await {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            Some(mut lease) => {
-                if !may_take(lease.spec.as_ref(), &self.identity, now) {
-                    return Ok(false);
-                }
-                let mut spec = lease.spec.take().unwrap_or_default();
-                if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
-                    spec.holder_identity = Some(self.identity.clone());
-                    spec.acquire_time = Some(MicroTime(now));
-                    spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                }
-                spec.renew_time = Some(MicroTime(now));
-                spec.lease_duration_seconds = Some(self.duration_secs());
-                lease.spec = Some(spec);
-                // metadata.resourceVersion is kept: a concurrent writer makes this 409.
-                match self
-                    .api
-                    .replace(&self.name, &PostParams::default(), &lease)
-                    .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        }
-    }
-
-    /// Try to take the Lease every renew interval until this replica holds
-    /// it. `false` when `stop` turns `true` (or its sender is gone) first.
-    pub async fn wait_for_leadership(&self, stop: &watch::Receiver<bool>) -> bool {
-        let mut ticker = tokio::time::interval(self.renew_interval());
-        loop {
-            let mut stop = stop.clone();
+    /// Sets `lost` when this replica stops holding the Lease (another took
+    /// it, or renewing failed past its expiry), unless `stop` is set first.
+    pub fn stop_on_loss(&mut self, mut stop: watch::Receiver<bool>, lost: watch::Sender<bool>) {
+        let mut held = self.held.clone();
+        let mut quit = self.quit.subscribe();
+        self.watcher = Some(tokio::spawn(async move {
             tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return false,
+                _ = held.wait_for(|held| !*held) => {
+                    warn!("lost the leader lease: stopping");
+                    let _ = lost.send(true);
+                }
+                _ = stop.wait_for(|s| *s) => {}
+                _ = quit.wait_for(|q| *q) => {}
             }
-            match self.try_acquire().await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "lease acquisition failed"),
-            }
-        }
+        }));
     }
 
-    /// Keep renewing the Lease in a background task until `stop` turns
-    /// `true`. A replica that cannot renew within the lease duration has lost
-    /// leadership and must stop reconciling: the task then sends `true` on
-    /// `lost` (as it does when another replica took the Lease).
-    pub fn spawn_renewal(&self, mut stop: watch::Receiver<bool>, lost: watch::Sender<bool>) {
-        let renewer = self.clone();
-        tokio::spawn(async move {
-            let mut last_ok = tokio::time::Instant::now();
-            let mut ticker = tokio::time::interval(renewer.renew_interval());
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                match renewer.try_acquire().await {
-                    Ok(true) => last_ok = tokio::time::Instant::now(),
-                    Ok(false) => {
-                        error!("leadership lost to another replica");
-                        let _ = lost.send(true);
-                        return;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "lease renewal failed");
-                        if last_ok.elapsed() >= renewer.duration {
-                            error!("could not renew the lease in time; stopping");
-                            let _ = lost.send(true);
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-    }
-
-    /// Give the Lease up if this replica holds it, so a standby takes over at once.
-    pub async fn release(&self) -> Result<()> {
-        if let Some(mut lease) = self.api.get_opt(&self.name).await? {
-            let mine = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.as_deref())
-                == Some(self.identity.as_str());
-            if mine {
-                if let Some(spec) = lease.spec.as_mut() {
-                    spec.holder_identity = None;
-                    spec.renew_time = None;
-                }
-                self.api
-                    .replace(&self.name, &PostParams::default(), &lease)
-                    .await?;
-            }
+    /// Stops competing and hands the Lease back if held, within a deadline.
+    pub async fn release(self) {
+        let Self {
+            held,
+            task,
+            quit,
+            watcher,
+        } = self;
+        let _ = quit.send(true);
+        if let Some(watcher) = watcher {
+            let _ = watcher.await;
         }
-        Ok(())
+        // Dropping the last receiver tells the manager's task to release.
+        drop(held);
+        match tokio::time::timeout(RELEASE_DEADLINE, task).await {
+            Ok(Ok(Ok(_))) => info!("released the leader lease"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "could not release the leader lease"),
+            Ok(Err(e)) => warn!(error = %e, "lease task failed"),
+            Err(_) => warn!("releasing the leader lease timed out"),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(holder: Option<&str>, renewed_s: i64, dur: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: holder.map(str::to_string),
-            lease_duration_seconds: Some(dur),
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed_s).expect("ts"))),
-            ..LeaseSpec::default()
-        }
-    }
-
-    #[test]
-    fn lease_rules() {
-        let now = Timestamp::from_second(100).expect("ts");
-        assert!(may_take(None, "a", now), "no lease yet");
-        assert!(may_take(Some(&spec(None, 99, 15)), "a", now), "released");
-        assert!(
-            may_take(Some(&spec(Some("a"), 99, 15)), "a", now),
-            "renew own"
-        );
-        assert!(
-            !may_take(Some(&spec(Some("b"), 99, 15)), "a", now),
-            "held by b"
-        );
-        assert!(
-            may_take(Some(&spec(Some("b"), 80, 15)), "a", now),
-            "b expired"
-        );
-        assert!(
-            !may_take(Some(&spec(Some("b"), 85, 15)), "a", now),
-            "exactly at expiry still b's"
-        );
-    }
-}
+#[path = "leader_tests.rs"]
+mod tests;

@@ -50,6 +50,9 @@ pub enum Error {
     /// The cluster's TLS certificates cannot be made or read.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Leader election through the Lease failed.
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
     /// The API server refused an object the operator built (invalid,
     /// forbidden): the same object will be refused again until the spec
     /// or the operator's permissions change.
@@ -74,6 +77,7 @@ impl Error {
             Error::ClusterSecret(_) => "cluster_secret",
             Error::Tls(_) => "tls",
             Error::ApplyRejected { .. } => "apply_rejected",
+            Error::Lease(_) => "lease",
         }
     }
 }

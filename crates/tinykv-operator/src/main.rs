@@ -11,7 +11,7 @@ use clap::Parser;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use tinykv_operator::leader::LeaderElector;
+use tinykv_operator::leader::Leadership;
 use tinykv_operator::metrics::Metrics;
 use tinykv_operator::node_admin::GrpcNodeAdmin;
 use tinykv_operator::reconciler::{self, Context};
@@ -139,19 +139,22 @@ fn identity(args: &Args) -> Option<String> {
         .or_else(|| std::env::var("HOSTNAME").ok())
 }
 
-/// The Lease elector the arguments ask for (none with `--no-leader-election`).
-fn leader_elector(args: &Args, client: &kube::Client) -> Option<LeaderElector> {
+/// Competes for the Lease unless `--no-leader-election`.
+async fn leadership(args: &Args, client: &kube::Client) -> anyhow::Result<Option<Leadership>> {
     if args.no_leader_election {
-        return None;
+        return Ok(None);
     }
     let identity = identity(args).unwrap_or_else(|| "tinykv-operator".to_string());
-    Some(LeaderElector::new(
+    let leadership = Leadership::start(
         client.clone(),
         &args.lease_namespace,
         &args.lease_name,
         &identity,
         Duration::from_secs(args.lease_seconds.max(3)),
-    ))
+    )
+    .await
+    .context("starting leader election")?;
+    Ok(Some(leadership))
 }
 
 #[tokio::main]
@@ -187,18 +190,17 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("creating the Kubernetes client")?;
 
-    let elector = leader_elector(&args, &client);
-
-    if let Some(elector) = &elector {
+    let mut leadership = leadership(&args, &client).await?;
+    if let Some(lease) = &mut leadership {
         info!(lease = %args.lease_name, "waiting for leadership");
-        if !elector.wait_for_leadership(&stop_rx).await {
+        if !lease.acquire(&stop_rx).await {
             info!("stopped before becoming leader");
             return Ok(());
         }
         metrics.set_leader(true);
         info!("became leader");
-        // Keep renewing; losing the Lease stops the process (through stop_tx).
-        elector.spawn_renewal(stop_rx.clone(), stop_tx.clone());
+        // Renewed in the background; losing the Lease stops the process.
+        lease.stop_on_loss(stop_rx.clone(), stop_tx.clone());
     }
 
     let node_admin = Arc::new(GrpcNodeAdmin::new(Duration::from_secs(
@@ -211,11 +213,9 @@ async fn main() -> anyhow::Result<()> {
     reconciler::run(ctx, scope, wait_for(stop_rx.clone())).await;
     info!("controller stopped");
 
-    if let Some(elector) = &elector {
+    if let Some(lease) = leadership {
         metrics.set_leader(false);
-        if let Err(e) = elector.release().await {
-            warn!(error = %e, "could not release the lease");
-        }
+        lease.release().await;
     }
     let _ = stop_tx.send(true);
     match http.await {
