@@ -349,3 +349,41 @@ async fn an_expired_value_is_purged_only_once_every_replica_holds_its_expiry() {
             .is_none());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hint_replayed_to_a_replica_carries_the_expiry() {
+    let args = [
+        "--anti-entropy-interval",
+        "0s",
+        "--heartbeat-interval",
+        "200ms",
+    ];
+    let opts = ClusterOptions {
+        args: args.map(String::from).to_vec(),
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start_with(3, opts).await;
+    let key = "hinted";
+    c.stop(2).await;
+    let ttl = Expiry::After(Duration::from_secs(3600));
+    c.client_for(0)
+        .put_expiring(key, "v", ttl, Consistency::Quorum)
+        .await
+        .expect("put while node 2 is down");
+    let want = c.client_for(0).local_get(key).await.expect("local");
+    assert!(want.expires_at_us > now_us());
+    c.restart(2).await;
+    // No reads and no anti-entropy: only the hint can bring it.
+    wait_until("node 2 got the hint", Duration::from_secs(30), || async {
+        c.client_for(2)
+            .local_get(key)
+            .await
+            .is_ok_and(|r| r.present)
+    })
+    .await;
+    let got = c.client_for(2).local_get(key).await.expect("local");
+    assert_eq!(
+        (got.timestamp, got.expires_at_us),
+        (want.timestamp, want.expires_at_us)
+    );
+}
