@@ -257,17 +257,14 @@ impl ClientService {
     ) -> Result<pb::GetResponse, Status> {
         let result = outcome.map_err(Status::from).map(|out| {
             let answered = out.answered as u32;
-            // The clock is read only for a value with an expiry.
-            let now = |v: &Record| {
-                if v.expires_at == 0 {
-                    0
-                } else {
-                    self.parts.clock.peek()
-                }
+            // The clock is read (once) only for a value with an expiry.
+            let now = match &out.winner {
+                Some(v) if v.expires_at != 0 => self.parts.clock.peek(),
+                _ => 0,
             };
             match out.winner {
-                Some(v) if v.is_live(now(&v)) => pb::GetResponse {
-                    ttl_remaining_us: match v.ttl(now(&v)) {
+                Some(v) if v.is_live(now) => pb::GetResponse {
+                    ttl_remaining_us: match v.ttl(now) {
                         KeyTtl::Remaining(d) => u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
                         _ => 0,
                     },
