@@ -124,6 +124,7 @@ async fn a_peers_overlong_keys_are_refused_without_a_panic() {
             timestamp: 1,
             writer: "node2".into(),
             tombstone: false,
+            expires_at: 0,
         }),
     };
     let too_long = vec![b'k'; 65_528];

@@ -65,6 +65,7 @@ async fn a_peer_version_beyond_the_offset_is_refused() {
                 timestamp: (now_us() + 60_000_000) as u64,
                 writer: "node2".into(),
                 tombstone: false,
+                expires_at: 0,
             }),
             hint_for: String::new(),
             from: "node2".into(),

@@ -98,6 +98,7 @@ async fn peer_codes(ch: Signed<Channel>) -> Vec<(&'static str, Code)> {
         timestamp: 1,
         writer: "intruder".into(),
         tombstone: false,
+        expires_at: 0,
     };
     let record = peer::KeyedRecord {
         key: b"planted".to_vec().into(),

@@ -27,6 +27,8 @@ use crate::{ClientError, Consistency};
 
 mod admin;
 mod cleanup;
+mod ttl;
+pub use ttl::{Expiry, KeyTtl};
 
 /// A connection to one node: a channel that sends the client's token (and,
 /// for admin calls, the cluster-secret proof).
@@ -55,6 +57,11 @@ pub struct Value {
     pub timestamp: i64,
     /// The node that coordinated the winning write.
     pub writer: String,
+    /// When the value expires, microseconds since the epoch (HLC time);
+    /// `None`: never.
+    pub expires_at_us: Option<u64>,
+    /// Its time left as the coordinating node saw it when answering.
+    pub ttl_remaining: Option<Duration>,
 }
 
 /// What a successful write returns.
@@ -329,7 +336,21 @@ impl Client {
         val: impl Into<Bytes>,
         consistency: Consistency,
     ) -> Result<PutOutcome, ClientError> {
+        self.put_expiring(key, val, Expiry::Never, consistency)
+            .await
+    }
+
+    /// Writes `val` under `key` with an expiry (see [`Expiry`]), waiting
+    /// for `consistency` acknowledgements.
+    pub async fn put_expiring(
+        &self,
+        key: impl Into<Bytes>,
+        val: impl Into<Bytes>,
+        expiry: Expiry,
+        consistency: Consistency,
+    ) -> Result<PutOutcome, ClientError> {
         let (level, count) = consistency.to_wire();
+        let (ttl_ms, expires_at_us) = expiry.to_wire();
         let req = pb::PutRequest {
             key: key.into(),
             val: val.into(),
@@ -339,6 +360,8 @@ impl Client {
             consistency: level as i32,
             timeout_ms: self.timeout_ms(),
             strict_quorum: false,
+            ttl_ms,
+            expires_at_us,
         };
         let resp = match self.call(Op::Put(req)).await? {
             OpResult::Put(resp) => resp,
@@ -356,7 +379,7 @@ impl Client {
         })
     }
 
-    /// Reads `key`; `Ok(None)` when it is missing or deleted.
+    /// Reads `key`; `Ok(None)` when it is missing, deleted or expired.
     pub async fn get(
         &self,
         key: impl Into<Bytes>,
@@ -379,6 +402,9 @@ impl Client {
                 val: resp.val,
                 timestamp: resp.timestamp,
                 writer: resp.writer,
+                expires_at_us: (resp.expires_at_us != 0).then_some(resp.expires_at_us),
+                ttl_remaining: (resp.expires_at_us != 0)
+                    .then(|| Duration::from_micros(resp.ttl_remaining_us)),
             }))
         } else {
             Ok(None)

@@ -12,7 +12,7 @@ mod error;
 mod options;
 mod routing;
 
-pub use client::{Client, PutOutcome, Value};
+pub use client::{Client, Expiry, KeyTtl, PutOutcome, Value};
 pub use consistency::Consistency;
 pub use error::ClientError;
 pub use options::{ClientOptions, TOPOLOGY_REFRESH};

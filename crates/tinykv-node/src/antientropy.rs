@@ -267,8 +267,9 @@ impl AntiEntropy {
         Ok(())
     }
 
-    /// Purges tombstones written before `purge_before` in `(start, end]`,
-    /// page by page (a range is never read into memory whole).
+    /// Purges tombstones written before `purge_before`, and values that
+    /// expired before it (`merkle::purgeable`), in `(start, end]`, page by
+    /// page (a range is never read into memory whole).
     async fn purge_tombstones(
         &self,
         start: u64,

@@ -45,6 +45,11 @@ impl Clock {
         self.hlc.now()
     }
 
+    /// The time now, without issuing a timestamp (see [`Hlc::peek`]).
+    pub fn peek(&self) -> u64 {
+        self.hlc.peek()
+    }
+
     /// Admits a client's timestamp: refused (counted and logged) when it
     /// is more than the offset bound ahead of this node's wall clock, else
     /// the clock moves past it.

@@ -27,8 +27,10 @@ use crate::replicas::Replicas;
 use crate::version::Record;
 
 mod reads;
+mod ttl;
 mod writes;
 pub use reads::ReadRequest;
+pub use ttl::{with_new_expiry, ExpireOutcome, ExpireRequest};
 pub use writes::WriteRequest;
 
 #[cfg(test)]

@@ -70,6 +70,14 @@ impl Hlc {
         }
     }
 
+    /// The clock's time now without issuing a timestamp: the wall clock, or
+    /// the last timestamp issued or absorbed if that is ahead. For checking
+    /// expiries: a value stamped to expire at `t` by any node this one
+    /// heard from is expired here once this passes `t`.
+    pub fn peek(&self) -> u64 {
+        (self.source)().max(self.last.load(Ordering::Acquire))
+    }
+
     /// Moves the clock past a timestamp seen from another node or a client.
     pub fn observe(&self, ts: u64) -> Observed {
         let wall = (self.source)();

@@ -33,14 +33,21 @@ pub fn version_hash(key: &[u8], r: &Record) -> u64 {
     h.update(r.writer.as_bytes());
     h.update(&[u8::from(r.tombstone)]);
     h.update(&r.value);
+    // Only an expiry is hashed, so versions without one hash as they did
+    // before TTL existed (digests still agree with older nodes).
+    if r.expires_at != 0 {
+        h.update(b"expires_at");
+        h.update(&r.expires_at.to_be_bytes());
+    }
     h.digest()
 }
 
-/// Whether `r` is a tombstone written before `purge_before` (a wall-clock
-/// time in microseconds): one anti-entropy may purge, so a replica that
-/// still holds it and one that purged it must look the same.
+/// Whether `r` is dead since before `purge_before` (a wall-clock time in
+/// microseconds): a tombstone written then, or a value that expired then.
+/// One anti-entropy may purge, so a replica that still holds it and one
+/// that purged it must look the same.
 pub fn purgeable(r: &Record, purge_before: u64) -> bool {
-    r.tombstone && r.timestamp < purge_before
+    r.dead_since().is_some_and(|dead| dead < purge_before)
 }
 
 /// The digest of one span `(start, end]`, leaving out tombstones written
@@ -204,5 +211,25 @@ mod tests {
         assert_eq!(digest(&without, 101).map(|d| d[0].count), Some(1));
         assert!(purgeable(&Record::tombstone(100, "n1"), 101));
         assert!(!purgeable(&Record::value(Bytes::new(), 1, "n1"), 101));
+    }
+
+    #[test]
+    fn expired_values_are_purgeable_from_their_expiry_not_their_timestamp() {
+        let expiring = Record::value(Bytes::from_static(b"v"), 10, "n1").expiring(100);
+        // Written long before the cutoff, but expired only at 100.
+        assert!(!purgeable(&expiring, 50));
+        assert!(!purgeable(&expiring, 100));
+        assert!(purgeable(&expiring, 101));
+    }
+
+    #[test]
+    fn the_expiry_is_part_of_the_version_hash() {
+        let plain = Record::value(Bytes::from_static(b"v"), 10, "n1");
+        let a = plain.clone().expiring(100);
+        let b = plain.clone().expiring(200);
+        let h = |r: &Record| version_hash(b"k", r);
+        assert_ne!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&plain));
+        assert_eq!(h(&plain.clone().expiring(0)), h(&plain));
     }
 }

@@ -6,8 +6,14 @@
 //! supplies its own timestamp) tombstone before value, then the value bytes.
 //! The order is total, so every replica that sees the same set of versions
 //! keeps the same one, whatever the order they arrived in.
+//!
+//! A value may carry an expiry (`expires_at`, absolute HLC microseconds,
+//! part of the version): once the clock passes it the value reads as not
+//! found, everywhere alike, and anti-entropy purges it after the grace like
+//! a tombstone written at its expiry.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
@@ -27,6 +33,46 @@ pub struct Record {
     pub writer: String,
     /// True when this version deletes the key.
     pub tombstone: bool,
+    /// When the value expires, HLC microseconds since the epoch; 0: never.
+    pub expires_at: u64,
+}
+
+/// The expiry a write asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// The value never expires.
+    #[default]
+    Never,
+    /// The value expires this long after its version's timestamp.
+    After(Duration),
+    /// The value expires at this HLC time (µs since the epoch).
+    At(u64),
+}
+
+impl Expiry {
+    /// The absolute expiry of a version stamped `timestamp` (0: never).
+    /// An expiry that would overflow is the far future, never "never".
+    pub fn resolve(self, timestamp: u64) -> u64 {
+        match self {
+            Expiry::Never => 0,
+            Expiry::After(d) => {
+                let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                timestamp.saturating_add(us).max(1)
+            }
+            Expiry::At(at) => at,
+        }
+    }
+}
+
+/// A key's time to live, as a read at some instant sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTtl {
+    /// No live value: missing, deleted or expired.
+    Missing,
+    /// A live value without an expiry.
+    Persistent,
+    /// A live value that expires after this long.
+    Remaining(Duration),
 }
 
 impl Record {
@@ -37,6 +83,46 @@ impl Record {
             timestamp,
             writer: writer.into(),
             tombstone: false,
+            expires_at: 0,
+        }
+    }
+
+    /// This version with expiry `expires_at` (HLC µs; 0: never).
+    pub fn expiring(mut self, expires_at: u64) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// True when this version is a value that has expired by `now` (HLC µs).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+
+    /// True when this version is a value that is live at `now`.
+    pub fn is_live(&self, now: u64) -> bool {
+        !self.tombstone && !self.expired(now)
+    }
+
+    /// The key's time to live at `now` if this version is the winner.
+    pub fn ttl(&self, now: u64) -> KeyTtl {
+        if !self.is_live(now) {
+            KeyTtl::Missing
+        } else if self.expires_at == 0 {
+            KeyTtl::Persistent
+        } else {
+            KeyTtl::Remaining(Duration::from_micros(self.expires_at - now))
+        }
+    }
+
+    /// When this version stops mattering to readers, for purging: a
+    /// tombstone's timestamp, an expiring value's expiry (whichever comes
+    /// first if both), `None` for a value that never expires.
+    pub fn dead_since(&self) -> Option<u64> {
+        match (self.tombstone, self.expires_at) {
+            (true, 0) => Some(self.timestamp),
+            (true, e) => Some(self.timestamp.min(e)),
+            (false, 0) => None,
+            (false, e) => Some(e),
         }
     }
 
@@ -47,6 +133,7 @@ impl Record {
             timestamp,
             writer: writer.into(),
             tombstone: true,
+            expires_at: 0,
         }
     }
 
@@ -57,6 +144,7 @@ impl Record {
             .then_with(|| self.writer.cmp(&other.writer))
             .then_with(|| self.tombstone.cmp(&other.tombstone))
             .then_with(|| self.value.cmp(&other.value))
+            .then_with(|| self.expires_at.cmp(&other.expires_at))
     }
 
     /// True when `self` strictly wins over `other`.
@@ -92,6 +180,7 @@ impl From<pb::Record> for Record {
             timestamp: r.timestamp,
             writer: r.writer,
             tombstone: r.tombstone,
+            expires_at: r.expires_at,
         }
     }
 }
@@ -103,6 +192,7 @@ impl From<Record> for pb::Record {
             timestamp: r.timestamp,
             writer: r.writer,
             tombstone: r.tombstone,
+            expires_at: r.expires_at,
         }
     }
 }
@@ -172,5 +262,56 @@ mod tests {
         assert_eq!(Record::decode(&r.encode()).ok(), Some(r));
         let t = Record::tombstone(43, "node2");
         assert_eq!(Record::decode(&t.encode()).ok(), Some(t));
+        let e = v("soon gone", 44, "node3").expiring(1_000_044);
+        assert_eq!(Record::decode(&e.encode()).ok(), Some(e));
+    }
+
+    #[test]
+    fn a_record_without_expiry_encodes_as_before_ttl_existed() {
+        // Bytes of a Record written before `expires_at` existed (fields
+        // 1-4 only): value "hello", timestamp 42, writer "node1".
+        let old: &[u8] = b"\x0a\x05hello\x10\x2a\x1a\x05node1";
+        let r = Record::decode(old).expect("old records decode");
+        assert_eq!(r, v("hello", 42, "node1"));
+        assert_eq!(r.expires_at, 0, "old records never expire");
+        assert_eq!(r.encode(), old, "no expiry: the same bytes as before");
+        let old_tomb: &[u8] = b"\x10\x2b\x1a\x05node2\x20\x01";
+        assert_eq!(
+            Record::decode(old_tomb).ok(),
+            Some(Record::tombstone(43, "node2"))
+        );
+    }
+
+    #[test]
+    fn expiry_decides_liveness_and_ttl() {
+        let e = v("x", 10, "n1").expiring(100);
+        assert!(e.is_live(99) && !e.expired(99));
+        assert!(!e.is_live(100) && e.expired(100));
+        assert_eq!(e.ttl(40), KeyTtl::Remaining(Duration::from_micros(60)));
+        assert_eq!(e.ttl(100), KeyTtl::Missing);
+        assert_eq!(v("x", 10, "n1").ttl(u64::MAX), KeyTtl::Persistent);
+        assert_eq!(Record::tombstone(10, "n1").ttl(0), KeyTtl::Missing);
+        assert_eq!(e.dead_since(), Some(100));
+        assert_eq!(v("x", 10, "n1").dead_since(), None);
+        assert_eq!(Record::tombstone(10, "n1").dead_since(), Some(10));
+    }
+
+    #[test]
+    fn an_expiry_resolves_against_the_version_timestamp() {
+        assert_eq!(Expiry::Never.resolve(10), 0);
+        assert_eq!(Expiry::After(Duration::from_millis(2)).resolve(10), 2_010);
+        assert_eq!(Expiry::At(7).resolve(10), 7);
+        assert_eq!(Expiry::After(Duration::MAX).resolve(10), u64::MAX);
+    }
+
+    #[test]
+    fn a_later_version_without_ttl_wins_over_an_expiring_one() {
+        let expiring = v("x", 10, "n1").expiring(20);
+        let plain = v("y", 11, "n1");
+        assert!(plain.supersedes(&expiring));
+        assert!(plain.is_live(u64::MAX));
+        // Equal everything but the expiry: still a total order.
+        let a = v("x", 10, "n1").expiring(30);
+        assert!(a.supersedes(&expiring) && !expiring.supersedes(&a));
     }
 }

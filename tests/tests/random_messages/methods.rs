@@ -101,6 +101,7 @@ pub static METHODS: &[Method] = &[
         Client,
         batch,
     ),
+    m("Expire", "/tinykv.TinyKV/Expire", Unary, Client, expire),
     m(
         "Topology",
         "/tinykv.TinyKV/Topology",
@@ -291,7 +292,40 @@ fn put(r: &mut StdRng) -> kv::PutRequest {
         consistency: gen::enum_value(r),
         timeout_ms: gen::timeout_ms(r),
         strict_quorum: r.random(),
+        ttl_ms: ttl_ms(r),
+        expires_at_us: if r.random_bool(0.1) {
+            gen::timestamp_u64(r)
+        } else {
+            0
+        },
     }
+}
+
+/// Mostly none, else short, long or absurd.
+fn ttl_ms(r: &mut StdRng) -> u64 {
+    match r.random_range(0..10) {
+        0 => r.random_range(1..10_000),
+        1 => u64::MAX,
+        _ => 0,
+    }
+}
+
+fn expire(r: &mut StdRng, _: &Ctx) -> Vec<u8> {
+    kv::ExpireRequest {
+        key: key(r).into(),
+        ttl_ms: ttl_ms(r),
+        expires_at_us: if r.random_bool(0.3) {
+            gen::timestamp_u64(r)
+        } else {
+            0
+        },
+        persist: r.random_bool(0.3),
+        consistency: gen::enum_value(r),
+        timeout_ms: gen::timeout_ms(r),
+        strict_quorum: r.random(),
+        replicas: gen::count(r),
+    }
+    .encode_to_vec()
 }
 
 fn get(r: &mut StdRng) -> kv::GetRequest {

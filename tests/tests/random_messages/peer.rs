@@ -26,6 +26,11 @@ fn record(r: &mut StdRng) -> Option<pb::Record> {
         timestamp: timestamp_u64(r),
         writer: string(r),
         tombstone: r.random_bool(0.2),
+        expires_at: if r.random_bool(0.1) {
+            timestamp_u64(r)
+        } else {
+            0
+        },
     })
 }
 

@@ -92,6 +92,13 @@ impl TinyKv for OldServer {
         Err(Status::unimplemented("no Status in the old protocol"))
     }
 
+    async fn expire(
+        &self,
+        _r: Request<pb::ExpireRequest>,
+    ) -> Result<Response<pb::ExpireResponse>, Status> {
+        Err(Status::unimplemented("unknown method Expire"))
+    }
+
     async fn topology(
         &self,
         _: Request<pb::TopologyRequest>,

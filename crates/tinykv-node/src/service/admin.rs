@@ -141,6 +141,7 @@ impl Admin for AdminService {
                 val: r.value,
                 timestamp: r.timestamp as i64,
                 writer: r.writer,
+                expires_at_us: r.expires_at,
             },
         }))
     }

@@ -24,7 +24,7 @@ use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::status::NodeStatus;
 use crate::storage::Store;
-use crate::version::Record;
+use crate::version::{Expiry, KeyTtl, Record};
 
 /// Most operations accepted in one `Batch` call.
 pub const MAX_BATCH_OPS: usize = 1024;
@@ -132,10 +132,12 @@ impl ClientService {
                     r.val.len()
                 )));
             }
-            self.timestamp(r.timestamp)
+            let expiry = expire::expiry(r.ttl_ms, r.expires_at_us, false)?;
+            Ok((self.timestamp(r.timestamp)?, expiry))
         });
-        let ts =
+        let (ts, expiry) =
             checked.inspect_err(|s| self.record::<()>("put", level, started, &Err(s.clone())))?;
+        let record = Record::value(r.val, ts, self.parts.id.clone());
         Ok(Prepared {
             op: "put",
             level,
@@ -143,7 +145,10 @@ impl ClientService {
             ts,
             req: WriteRequest {
                 key: r.key,
-                record: Record::value(r.val, ts, self.parts.id.clone()),
+                record: match expiry {
+                    Expiry::Never => record,
+                    e => record.expiring(e.resolve(ts)),
+                },
                 w,
                 strict: r.strict_quorum,
                 deadline,
@@ -252,8 +257,18 @@ impl ClientService {
     ) -> Result<pb::GetResponse, Status> {
         let result = outcome.map_err(Status::from).map(|out| {
             let answered = out.answered as u32;
+            // The clock is read (once) only for a value with an expiry.
+            let now = match &out.winner {
+                Some(v) if v.expires_at != 0 => self.parts.clock.peek(),
+                _ => 0,
+            };
             match out.winner {
-                Some(v) if !v.tombstone => pb::GetResponse {
+                Some(v) if v.is_live(now) => pb::GetResponse {
+                    ttl_remaining_us: match v.ttl(now) {
+                        KeyTtl::Remaining(d) => u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+                        _ => 0,
+                    },
+                    expires_at_us: v.expires_at,
                     val: v.value,
                     timestamp: v.timestamp as i64,
                     operation_success: true,
@@ -334,6 +349,7 @@ impl Prepared {
 }
 
 mod batch;
+mod expire;
 
 #[tonic::async_trait]
 impl TinyKv for ClientService {
@@ -408,6 +424,18 @@ impl TinyKv for ClientService {
                 async move { svc.run_batch(b.ops, None).instrument(span).await }
             },
         )))
+    }
+
+    async fn expire(
+        &self,
+        req: Request<pb::ExpireRequest>,
+    ) -> Result<Response<pb::ExpireResponse>, Status> {
+        let span = request_span("expire", &req);
+        let deadline = deadline(&self.parts.rules, &req, req.get_ref().timeout_ms);
+        self.expire_op(req.into_inner(), deadline)
+            .instrument(span)
+            .await
+            .map(Response::new)
     }
 
     async fn topology(

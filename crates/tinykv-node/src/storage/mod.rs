@@ -210,6 +210,8 @@ mod store_tests;
 mod sync_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod ttl_tests;
 pub mod writer;
 
 pub use fjall_engine::FjallEngine;

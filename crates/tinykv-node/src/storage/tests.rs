@@ -311,9 +311,11 @@ fn random_ops_match_the_memory_engine(e: &dyn Engine) {
             let key = keys[rng.random_range(0..keys.len())];
             let ts = rng.random_range(1..=4);
             let writer = writers[rng.random_range(0..writers.len())];
-            let record = match rng.random_range(0..3) {
+            // An expiring "x" ties with a plain one but for its expiry.
+            let record = match rng.random_range(0..4) {
                 0 => Record::tombstone(ts, writer),
                 1 => val("x", ts, writer),
+                2 => val("x", ts, writer).expiring(9),
                 _ => val("y", ts, writer),
             };
             // Purges name the stored version half of the time.
@@ -449,9 +451,11 @@ fn random_ops_match_the_model(e: &dyn Engine) {
             let ts = rng.random_range(1..=4);
             let writer = writers[rng.random_range(0..writers.len())];
             let target = targets[rng.random_range(0..targets.len())];
-            let record = match rng.random_range(0..3) {
+            // An expiring "x" ties with a plain one but for its expiry.
+            let record = match rng.random_range(0..4) {
                 0 => Record::tombstone(ts, writer),
                 1 => val("x", ts, writer),
+                2 => val("x", ts, writer).expiring(9),
                 _ => val("y", ts, writer),
             };
             let purge_record = match model.data.get(key.as_bytes()) {

@@ -65,6 +65,10 @@ pub enum Command {
         val: String,
         /// Legacy: replica acknowledgements to wait for.
         rf: Option<u32>,
+        /// Time to live, e.g. 10s, 1h 30m: the value reads as not found
+        /// once it has passed.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
     },
     /// Read a value: get <key> [r]. Writes the value's bytes unchanged
     /// (a newline after it only on a terminal); exit 1 if not found.
@@ -73,6 +77,18 @@ pub enum Command {
         /// Legacy: replica answers to wait for.
         quorum: Option<u32>,
     },
+    /// Give a key's live value a time to live (e.g. 10s, 2h): a new
+    /// version with the same value; exit 1 if the key has no live value.
+    Expire {
+        key: String,
+        #[arg(value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Remove a key's time to live; exit 1 if the key has no live value.
+    Persist { key: String },
+    /// Print a key's remaining time to live (`none` when it never
+    /// expires); exit 1 if the key has no live value.
+    Ttl { key: String },
     /// Delete a key (writes a tombstone).
     Delete { key: String, w: Option<u32> },
     /// Show the members, their health and ring ownership.

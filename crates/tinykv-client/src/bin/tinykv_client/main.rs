@@ -8,13 +8,14 @@
 mod args;
 mod print;
 mod setup;
+mod ttl;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 use tinykv_client::auth::generate_secret;
-use tinykv_client::{Client, ClientError, ClientOptions, Consistency, RoutingPolicy};
+use tinykv_client::{Client, ClientError, ClientOptions, Consistency, Expiry, RoutingPolicy};
 
 use args::{Cli, Command, Output};
 
@@ -167,9 +168,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let json = cli.output == Output::Json;
     let levels = (cli.w, cli.r, cli.consistency);
     match cli.command {
-        Command::Put { key, val, rf } => {
+        Command::Put { key, val, rf, ttl } => {
+            let expiry = ttl.map_or(Expiry::Never, Expiry::After);
             let out = client
-                .put(key, setup::value(val)?, level(rf, levels.0, levels.2))
+                .put_expiring(
+                    key,
+                    setup::value(val)?,
+                    expiry,
+                    level(rf, levels.0, levels.2),
+                )
                 .await?;
             if json {
                 print::json(json!({ "ok": true, "timestamp": out.timestamp, "acks": out.acks }));
@@ -193,6 +200,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 out["found"] = json!(true);
                 out["timestamp"] = json!(v.timestamp);
                 out["writer"] = json!(v.writer);
+                if let (Some(at), Some(left)) = (v.expires_at_us, v.ttl_remaining) {
+                    out["expires_at_us"] = json!(at);
+                    out["ttl_remaining_ms"] = json!(left.as_millis() as u64);
+                }
                 print::json(out);
             } else {
                 print::raw(&v.val)?;
@@ -207,6 +218,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 println!("deleted (timestamp {}, {} acks)", out.timestamp, out.acks);
             }
+        }
+        Command::Expire { key, ttl } => {
+            let level = level(None, levels.0.or(levels.1), levels.2);
+            ttl::expire(&client, key, Expiry::After(ttl), level, json).await?
+        }
+        Command::Persist { key } => {
+            let level = level(None, levels.0.or(levels.1), levels.2);
+            ttl::expire(&client, key, Expiry::Never, level, json).await?
+        }
+        Command::Ttl { key } => {
+            ttl::show(&client, key, level(None, levels.1, levels.2), json).await?
         }
         other => admin(&client, other, json).await?,
     }
@@ -285,6 +307,7 @@ async fn admin(client: &Client, command: Command, json: bool) -> Result<(), Fail
         // Handled before connecting to anything.
         Command::Secret | Command::Certs { .. } | Command::Completions { .. } => {}
         Command::Put { .. } | Command::Get { .. } | Command::Delete { .. } => {}
+        Command::Expire { .. } | Command::Persist { .. } | Command::Ttl { .. } => {}
     }
     Ok(())
 }
@@ -299,6 +322,9 @@ async fn local_get(client: &Client, key: String, json: bool) -> Result<(), Failu
         out["tombstone"] = json!(r.tombstone);
         out["timestamp"] = json!(r.timestamp);
         out["writer"] = json!(r.writer);
+        if r.expires_at_us != 0 {
+            out["expires_at_us"] = json!(r.expires_at_us);
+        }
         print::json(out);
     }
     if !r.present {
