@@ -22,36 +22,45 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::builders::{
     self, auth_mode, auth_transition, build_client_service, build_headless_service,
-    build_network_policy, build_pdb, build_statefulset_with_auth, cluster_secret_ref, pod_name,
-    AuthTransition, FIELD_MANAGER, TEMPLATE_HASH_ANNOTATION,
+    build_network_policy, build_pdb, build_statefulset_with_auth, AuthMode, FIELD_MANAGER,
+    TEMPLATE_HASH_ANNOTATION,
 };
-use crate::crd::{OperationType, TinyKVCluster, TinyKVClusterStatus};
+use crate::crd::TinyKVCluster;
 use crate::metrics::Metrics;
-use crate::node_admin::{NodeAdmin, NodeCreds, NodeStatus};
-use crate::plan::{plan, ObservedStatefulSet, PlanInput, PlannedEvent, REASON_BELOW_RF};
+use crate::node_admin::{NodeAdmin, NodeCreds};
+use crate::plan::{plan, ObservedStatefulSet, Plan, PlanInput, REASON_BELOW_RF};
 use crate::status::{compute_status, condition, CONDITION_DEGRADED};
 use crate::{Error, Result};
 
 mod cleanup;
 mod controller;
+mod events;
 mod refusal;
 mod secret;
 mod tls;
+mod view;
 
 use cleanup::{delete_data_claim, remove_network_policy, ClaimOutcome};
 pub use controller::run;
+use events::{auth_event, patch_status, publish, publish_all};
+pub use events::{REASON_AUTH_ENFORCING, REASON_AUTH_PERMISSIVE};
 pub use refusal::{REASON_APPLY_REJECTED, REASON_INVALID_SPEC};
-use secret::ensure_cluster_secret;
+use view::fetch_view;
+// The reconciler tests (`use super::*`) name these.
+#[cfg(test)]
+use crate::crd::TinyKVClusterStatus;
 pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
 use tls::ensure_tls;
 pub use tls::{REASON_TLS_CA_CREATED, REASON_TLS_ISSUED, REASON_TLS_PENDING};
+#[cfg(test)]
+use view::view_by_pod_names;
 
 /// How soon a cluster waiting for cert-manager's certificates is looked at again.
 const TLS_PENDING_REQUEUE: Duration = Duration::from_secs(10);
@@ -59,36 +68,6 @@ const TLS_PENDING_REQUEUE: Duration = Duration::from_secs(10);
 /// Event reason when a scaled-away node's claim is kept because it does
 /// not carry the cluster's labels.
 pub const REASON_CLAIM_KEPT: &str = "DataVolumeKept";
-
-/// Event reason when pods without a cluster secret start rolling onto one
-/// with `TINYKV_AUTH_PERMISSIVE=true`.
-pub const REASON_AUTH_PERMISSIVE: &str = "AuthUpgradePermissive";
-/// Event reason when that rollout finished and the one dropping the
-/// permissive mode starts.
-pub const REASON_AUTH_ENFORCING: &str = "AuthUpgradeEnforcing";
-
-/// The event announcing an authentication transition.
-fn auth_event(t: AuthTransition) -> PlannedEvent {
-    let (reason, note) = match t {
-        AuthTransition::Started => (
-            REASON_AUTH_PERMISSIVE,
-            "pods ran without a cluster secret: rolling the secret out with \
-             TINYKV_AUTH_PERMISSIVE=true (unsigned calls of the old pods accepted), \
-             then again without it",
-        ),
-        AuthTransition::Enforcing => (
-            REASON_AUTH_ENFORCING,
-            "every pod holds the cluster secret: rolling out without \
-             TINYKV_AUTH_PERMISSIVE (unsigned calls refused from now on)",
-        ),
-    };
-    PlannedEvent {
-        warning: false,
-        reason,
-        action: "Upgrade",
-        note: note.to_string(),
-    }
-}
 
 /// Maps (namespace, cluster, pod, port) to the address the operator dials.
 pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
@@ -98,8 +77,6 @@ pub type AddressFn = Arc<dyn Fn(&str, &str, &str, i32) -> String + Send + Sync>;
 /// other ids (`node1`, ...) map them here.
 pub type NodeIdFn = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
-/// Nodes asked for their view of the ring before giving up on this pass.
-const MAX_STATUS_ATTEMPTS: usize = 3;
 /// Longest error backoff.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// First error backoff.
@@ -222,90 +199,6 @@ fn kind_of<K: Serialize>(obj: &K) -> String {
         .unwrap_or_else(|| "object".to_string())
 }
 
-/// Ask nodes for their view: the node an operation is about first (the
-/// scale-down target, or the newest pod of a scale-up, whose own `state`
-/// says whether it has left or finished joining), then ordinals upwards.
-async fn fetch_view(
-    cluster: &TinyKVCluster,
-    ctx: &Context,
-    ns: &str,
-    replicas: i32,
-    creds: &NodeCreds,
-) -> Option<NodeStatus> {
-    let name = cluster.name_any();
-    let mut candidates: Vec<String> = Vec::new();
-    if let Some(op) = cluster.status.as_ref().and_then(|s| s.operation.as_ref()) {
-        match op.type_ {
-            OperationType::ScaleDown => {
-                if let Some(node) = &op.node {
-                    candidates.push(node.clone());
-                }
-            }
-            OperationType::ScaleUp if op.to_replicas > op.from_replicas => {
-                candidates.push(pod_name(&name, op.to_replicas.max(replicas) - 1));
-            }
-            _ => {}
-        }
-    }
-    for i in 0..replicas {
-        let pod = pod_name(&name, i);
-        if !candidates.contains(&pod) {
-            candidates.push(pod);
-        }
-    }
-    for pod in candidates.iter().take(MAX_STATUS_ATTEMPTS) {
-        let addr = ctx.pod_address(cluster, ns, pod);
-        match ctx.node_admin.status(&addr, creds).await {
-            Ok(view) => return Some(view_by_pod_names(cluster, ctx, replicas, view)),
-            Err(e) => {
-                ctx.metrics.node_call_failed();
-                warn!(%pod, error = %e, "node status failed");
-            }
-        }
-    }
-    None
-}
-
-/// Renames the node ids of `view` to pod names through [`Context::node_id`]
-/// (the state machine speaks pod names); ids of no known pod stay as they are.
-fn view_by_pod_names(
-    cluster: &TinyKVCluster,
-    ctx: &Context,
-    replicas: i32,
-    mut view: NodeStatus,
-) -> NodeStatus {
-    let name = cluster.name_any();
-    let op = cluster.status.as_ref().and_then(|s| s.operation.as_ref());
-    let highest = [
-        replicas,
-        cluster.spec.replicas,
-        op.map_or(0, |o| o.from_replicas),
-        op.map_or(0, |o| o.to_replicas),
-        op.and_then(|o| o.ordinal).map_or(0, |o| o + 1),
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    let pods: HashMap<String, String> = (0..highest)
-        .map(|i| pod_name(&name, i))
-        .map(|pod| ((ctx.node_id)(&pod), pod))
-        .filter(|(id, pod)| id != pod)
-        .collect();
-    if pods.is_empty() {
-        return view;
-    }
-    let rename = |id: &mut String| {
-        if let Some(pod) = pods.get(id.as_str()) {
-            *id = pod.clone();
-        }
-    };
-    rename(&mut view.node_id);
-    for m in &mut view.members {
-        rename(&mut m.node_id);
-    }
-    view
-}
-
 /// Reconcile one TinyKVCluster. A refused spec (see [`refusal`]) also
 /// becomes a `Degraded` condition and a Warning event.
 pub async fn reconcile(cluster: Arc<TinyKVCluster>, ctx: Arc<Context>) -> Result<Action> {
@@ -343,40 +236,7 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
     // An unusable spec.tls changes nothing.
     builders::validate_tls(cluster)?;
     // The pods mount the Secret: it exists before the StatefulSet does.
-    let signer = match ensure_cluster_secret(cluster, ctx, &ns)
-        .await
-        .and_then(|(secret, created)| Ok((signer_from_secret(cluster, &ns, &secret)?, created)))
-    {
-        Ok((signer, created)) => {
-            if created {
-                let secret = cluster_secret_ref(cluster).name;
-                info!(%secret, "created the cluster secret");
-                publish(
-                    ctx,
-                    &oref,
-                    false,
-                    REASON_SECRET_CREATED,
-                    "Create",
-                    format!("created Secret {secret} holding the cluster secret"),
-                )
-                .await?;
-            }
-            signer
-        }
-        Err(e @ Error::ClusterSecret(_)) => {
-            publish(
-                ctx,
-                &oref,
-                true,
-                REASON_SECRET_UNUSABLE,
-                "Reconcile",
-                e.to_string(),
-            )
-            .await?;
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
+    let signer = secret::signer(cluster, ctx, &ns, &oref).await?;
 
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = sts_api.get_opt(&name).await?;
@@ -435,53 +295,8 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
         step.events.insert(0, auth_event(t));
     }
 
-    // Built before any write: an invalid spec.networkPolicy changes nothing.
-    let network_policy = build_network_policy(cluster)?;
-    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&svc_api, &build_headless_service(cluster)?).await?;
-    apply(&svc_api, &build_client_service(cluster)?).await?;
-    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
-    apply(&pdb_api, &build_pdb(cluster)?).await?;
-    // Before the StatefulSet, so new pods start fenced.
-    let np_api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    match network_policy {
-        Some(np) => apply(&np_api, &np).await?,
-        None => remove_network_policy(cluster, &np_api).await?,
-    }
-    apply(
-        &sts_api,
-        &build_statefulset_with_auth(cluster, step.replicas, step.partition, auth)?,
-    )
-    .await?;
-
-    if let Some(node) = &step.decommission {
-        let addr = ctx.pod_address(cluster, &ns, node);
-        let node_id = (ctx.node_id)(node);
-        info!(%node, %node_id, %addr, "decommissioning node");
-        let progress = ctx
-            .node_admin
-            .decommission(&addr, &node_id, &creds)
-            .await
-            .inspect_err(|_| {
-                ctx.metrics.node_call_failed();
-            })?;
-        info!(%node, state = %progress.state, "decommission accepted");
-    }
-    if let Some(ordinal) = step.delete_pvc {
-        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        if delete_data_claim(cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
-            let pvc = builders::pvc_name(&name, ordinal);
-            publish(
-                ctx,
-                &oref,
-                true,
-                REASON_CLAIM_KEPT,
-                "ScaleDown",
-                format!("kept PersistentVolumeClaim {pvc}: it lacks this cluster's labels"),
-            )
-            .await?;
-        }
-    }
+    apply_children(cluster, ctx, &ns, &step, auth).await?;
+    node_step(cluster, ctx, &ns, &step, &creds).await?;
     publish_all(ctx, &oref, &step.events).await?;
 
     let now = Time(Timestamp::now());
@@ -493,56 +308,73 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
     Ok(Action::requeue(step.requeue))
 }
 
-async fn patch_status(
+/// Server-side applies every child object of `cluster` for `step`, the
+/// StatefulSet last (after the NetworkPolicy, so new pods start fenced).
+async fn apply_children(
+    cluster: &TinyKVCluster,
     ctx: &Context,
     ns: &str,
-    name: &str,
-    status: &TinyKVClusterStatus,
+    step: &Plan,
+    auth: AuthMode,
 ) -> Result<()> {
-    let api: Api<TinyKVCluster> = Api::namespaced(ctx.client.clone(), ns);
-    let body = serde_json::json!({
-        "apiVersion": TinyKVCluster::api_version(&()),
-        "kind": TinyKVCluster::kind(&()),
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&body))
-        .await?;
-    Ok(())
-}
-
-/// Publishes every event a plan or the TLS step asked for, in order.
-async fn publish_all(
-    ctx: &Context,
-    oref: &k8s_openapi::api::core::v1::ObjectReference,
-    events: &[crate::plan::PlannedEvent],
-) -> Result<()> {
-    for ev in events {
-        publish(ctx, oref, ev.warning, ev.reason, ev.action, ev.note.clone()).await?;
+    // Built before any write: an invalid spec.networkPolicy changes nothing.
+    let network_policy = build_network_policy(cluster)?;
+    let svc_api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    apply(&svc_api, &build_headless_service(cluster)?).await?;
+    apply(&svc_api, &build_client_service(cluster)?).await?;
+    let pdb_api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), ns);
+    apply(&pdb_api, &build_pdb(cluster)?).await?;
+    // Before the StatefulSet, so new pods start fenced.
+    let np_api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    match network_policy {
+        Some(np) => apply(&np_api, &np).await?,
+        None => remove_network_policy(cluster, &np_api).await?,
     }
-    Ok(())
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    apply(
+        &sts_api,
+        &build_statefulset_with_auth(cluster, step.replicas, step.partition, auth)?,
+    )
+    .await
 }
 
-async fn publish(
+/// The node-side part of `step`: a decommission, or deleting the data
+/// claim of a node that left (kept, with an event, when not ours).
+async fn node_step(
+    cluster: &TinyKVCluster,
     ctx: &Context,
-    oref: &k8s_openapi::api::core::v1::ObjectReference,
-    warning: bool,
-    reason: &str,
-    action: &str,
-    note: String,
+    ns: &str,
+    step: &Plan,
+    creds: &NodeCreds,
 ) -> Result<()> {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    ctx.recorder.publish(&event, oref).await?;
+    if let Some(node) = &step.decommission {
+        let addr = ctx.pod_address(cluster, ns, node);
+        let node_id = (ctx.node_id)(node);
+        info!(%node, %node_id, %addr, "decommissioning node");
+        let progress = ctx
+            .node_admin
+            .decommission(&addr, &node_id, creds)
+            .await
+            .inspect_err(|_| {
+                ctx.metrics.node_call_failed();
+            })?;
+        info!(%node, state = %progress.state, "decommission accepted");
+    }
+    if let Some(ordinal) = step.delete_pvc {
+        let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        if delete_data_claim(cluster, &pvc_api, ordinal).await? == ClaimOutcome::NotOurs {
+            let pvc = builders::pvc_name(&cluster.name_any(), ordinal);
+            publish(
+                ctx,
+                &cluster.object_ref(&()),
+                true,
+                REASON_CLAIM_KEPT,
+                "ScaleDown",
+                format!("kept PersistentVolumeClaim {pvc}: it lacks this cluster's labels"),
+            )
+            .await?;
+        }
+    }
     Ok(())
 }
 

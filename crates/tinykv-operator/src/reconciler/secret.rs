@@ -2,10 +2,12 @@
 //! mount (created once when the spec names none) and the signer of the
 //! operator's own admin calls.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, PostParams};
 use tinykv_auth::{generate_secret, Secrets, Signer};
+use tracing::info;
 
+use super::events::publish;
 use super::Context;
 use crate::builders::{
     build_cluster_secret, cluster_secret_ref, operator_creates_secret, FIELD_MANAGER,
@@ -71,4 +73,49 @@ pub fn signer_from_secret(cluster: &TinyKVCluster, ns: &str, secret: &Secret) ->
     let text = std::str::from_utf8(&bytes.0).map_err(|_| unusable("not UTF-8 text".into()))?;
     let secrets = Secrets::parse(text).map_err(unusable)?;
     Ok(Signer::new(OPERATOR_CALLER, secrets))
+}
+
+/// The signer of the operator's admin calls, from the cluster's Secret
+/// (created first when needed). Announces a creation, and an unusable
+/// Secret, as events.
+pub(super) async fn signer(
+    cluster: &TinyKVCluster,
+    ctx: &Context,
+    ns: &str,
+    oref: &ObjectReference,
+) -> Result<Signer> {
+    match ensure_cluster_secret(cluster, ctx, ns)
+        .await
+        .and_then(|(secret, created)| Ok((signer_from_secret(cluster, ns, &secret)?, created)))
+    {
+        Ok((signer, created)) => {
+            if created {
+                let secret = cluster_secret_ref(cluster).name;
+                info!(%secret, "created the cluster secret");
+                publish(
+                    ctx,
+                    oref,
+                    false,
+                    REASON_SECRET_CREATED,
+                    "Create",
+                    format!("created Secret {secret} holding the cluster secret"),
+                )
+                .await?;
+            }
+            Ok(signer)
+        }
+        Err(e @ Error::ClusterSecret(_)) => {
+            publish(
+                ctx,
+                oref,
+                true,
+                REASON_SECRET_UNUSABLE,
+                "Reconcile",
+                e.to_string(),
+            )
+            .await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
