@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod metrics;
 pub mod ports;
 pub mod replicas;
+pub mod wait;
 
 /// A client generated from the legacy C++ TinyKV proto.
 pub mod legacy {
