@@ -1,6 +1,7 @@
 //! The shared test-cluster helper: real `tinykv-node` processes on
 //! ephemeral 127.0.0.1 ports, with start/kill/restart/pause and clients.
 
+pub mod bench;
 pub mod cluster;
 pub mod metrics;
 pub mod ports;
