@@ -6,15 +6,21 @@ use super::{write_block_file, Cluster, NodeProc};
 use crate::ports::free_port;
 
 impl Cluster {
-    /// Adds a node that is given every member in `--peers`, and starts it.
-    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
-        let port = free_port();
+    /// Every member's `--peers` entry and one for the new node `i` on `port`.
+    fn peers_and(&self, i: usize, port: u16) -> Vec<String> {
         let mut peers: Vec<String> = self
             .nodes
             .iter()
             .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
             .collect();
-        peers.push(format!("node{}=127.0.0.1:{port}", self.nodes.len() + 1));
+        peers.push(format!("node{}=127.0.0.1:{port}", i + 1));
+        peers
+    }
+
+    /// Adds a node that is given every member in `--peers`, and starts it.
+    pub async fn add_node(&mut self, extra: &[&str]) -> usize {
+        let port = free_port();
+        let peers = self.peers_and(self.nodes.len(), port);
         self.add_node_with(port, peers, extra).await
     }
 
@@ -51,12 +57,7 @@ impl Cluster {
     /// without waiting for it to serve.
     pub fn add_node_unwaited(&mut self, extra: &[&str]) -> usize {
         let port = free_port();
-        let mut peers: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
-            .collect();
-        peers.push(format!("node{}=127.0.0.1:{port}", self.nodes.len() + 1));
+        let peers = self.peers_and(self.nodes.len(), port);
         self.add_node_unwaited_with(port, peers, extra)
     }
 
@@ -87,12 +88,7 @@ impl Cluster {
         let port = free_port();
         let file = self.dir.path().join(format!("{id}.secret"));
         std::fs::write(&file, secret).unwrap_or_else(|e| panic!("writing {id}'s secret: {e}"));
-        let mut peers: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
-            .collect();
-        peers.push(format!("{id}=127.0.0.1:{port}"));
+        let peers = self.peers_and(i, port);
         self.nodes.push(NodeProc {
             data_dir: self.dir.path().join(&id),
             block_file: self.dir.path().join(format!("{id}.blocked")),
