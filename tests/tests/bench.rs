@@ -7,18 +7,17 @@
 //! loop hold its target. The rate is modest (a debug build, 2 shared
 //! cores) and no latency is asserted.
 
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
+use tinykv_tests::bench::run_bench;
 use tinykv_tests::{binary, Cluster};
 
 /// Target operations per second.
 const RATE: f64 = 2_000.0;
 /// Measured seconds.
 const SECS: f64 = 4.0;
-/// How long the benchmark may take.
-const BENCH_DEADLINE: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
@@ -30,7 +29,7 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
         dir.path().join("bench.svg"),
         dir.path().join("bench.hlog"),
     );
-    let out = run_bench(&addrs, &json, &plot, &hlog).await;
+    let out = open_loop(&addrs, &json, &plot, &hlog).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -86,41 +85,21 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
 }
 
 /// Runs `tinykv-bench` open loop against `addrs`, polling it to the end.
-async fn run_bench(addrs: &[String], json: &Path, plot: &Path, hlog: &Path) -> Output {
-    let mut bench = Command::new(binary("tinykv-bench"))
-        .arg("--endpoints")
-        .arg(addrs.join(","))
-        // Enough workers that the schedule never waits for a free one
-        // unless the cluster stalls (each has one operation in flight).
-        .args(["--workers", "64", "--keyspace", "1000", "--workload", "a"])
-        .args([
-            "--rate",
-            &RATE.to_string(),
-            "--duration",
-            &format!("{SECS}s"),
-        ])
-        .args(["--warmup", "500ms", "--interval", "1s", "--no-progress"])
-        .args(["--max-error-rate", "0.01"])
-        .arg("--json")
-        .arg(json)
-        .arg("--plot")
-        .arg(plot)
-        .arg("--hdr-log")
-        .arg(hlog)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tinykv-bench");
-    let deadline = Instant::now() + BENCH_DEADLINE;
-    while bench.try_wait().expect("poll tinykv-bench").is_none() {
-        if Instant::now() > deadline {
-            let _ = bench.kill();
-            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+async fn open_loop(addrs: &[String], json: &Path, plot: &Path, hlog: &Path) -> Output {
+    let mut args: Vec<OsString> = ["--endpoints".into(), addrs.join(",").into()].into();
+    // Enough workers that the schedule never waits for a free one unless
+    // the cluster stalls (each has one operation in flight).
+    let flags = ["--workers", "64", "--keyspace", "1000", "--workload", "a"];
+    args.extend(flags.map(OsString::from));
+    let (rate, secs) = (RATE.to_string(), format!("{SECS}s"));
+    args.extend(["--rate", &rate, "--duration", &secs].map(OsString::from));
+    let flags = ["--warmup", "500ms", "--interval", "1s", "--no-progress"];
+    args.extend(flags.map(OsString::from));
+    args.extend(["--max-error-rate", "0.01"].map(OsString::from));
+    for (flag, path) in [("--json", json), ("--plot", plot), ("--hdr-log", hlog)] {
+        args.extend([flag.into(), path.as_os_str().to_owned()]);
     }
-    bench.wait_with_output().expect("tinykv-bench output")
+    run_bench(&binary("tinykv-bench"), args).await
 }
 
 /// The intervals cover the run and add up to its successful operations.

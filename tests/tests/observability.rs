@@ -121,3 +121,63 @@ async fn a_requests_log_lines_share_its_span_at_debug() {
         "the put's end line in {span} does not name its consistency:\n{log}"
     );
 }
+
+/// `tinykv_peer_call_duration_seconds_count` of member `member` and call
+/// `call` in the metrics text `m` (0 when absent).
+fn peer_calls(m: &str, member: &str, call: &str) -> f64 {
+    let name =
+        format!("tinykv_peer_call_duration_seconds_count{{call=\"{call}\",member=\"{member}\"}}");
+    sample(m, &name).unwrap_or(0.0)
+}
+
+/// Every outgoing node-to-node call is timed by member and call: after
+/// writes at ALL through node1, each other member has replica-stream and
+/// heartbeat observations there. A leaving node's bytes still to stream
+/// show while its link to a new owner is cut (its streaming retries), and
+/// are 0 once it has left.
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_calls_and_bytes_still_to_stream_are_measured() {
+    let c = Cluster::start(4).await;
+    let client = c.client_for(0);
+    for i in 0..40 {
+        client
+            .put(format!("pc-{i}"), "v".repeat(100), Consistency::All)
+            .await
+            .expect("put at ALL");
+    }
+    let m = c.metrics(0).await;
+    for member in ["node2", "node3", "node4"] {
+        for call in ["ExchangeStream", "Heartbeat"] {
+            let n = peer_calls(&m, member, call);
+            assert!(n > 0.0, "no {call} calls to {member} timed:\n{m}");
+        }
+    }
+    assert_eq!(peer_calls(&m, "node1", "Heartbeat"), 0.0, "none to itself");
+
+    // With RF 3 on the 3 nodes left, node1 replicates every key node4
+    // holds: cut from node1, node4 cannot finish streaming.
+    assert_eq!(c.metric(3, "tinykv_stream_pending_bytes").await, 0.0);
+    c.block(3, &["node1"]);
+    c.client_for(3)
+        .decommission("node4")
+        .await
+        .expect("decommission accepted");
+    wait_until(
+        "node4 to report bytes still to stream",
+        Duration::from_secs(30),
+        || async { c.metric(3, "tinykv_stream_pending_bytes").await > 0.0 },
+    )
+    .await;
+    let pending = c.metric(3, "tinykv_stream_pending_bytes").await;
+    // 30 of the 40 keys on average, each over 100 bytes of value.
+    assert!(pending >= 1000.0, "{pending} bytes pending");
+    c.block(3, &[]);
+    wait_until(
+        "node4 to finish streaming",
+        Duration::from_secs(60),
+        || async { c.metric(3, "tinykv_stream_pending_bytes").await == 0.0 },
+    )
+    .await;
+    // Nothing was lost to a joiner: no cleanup to do anywhere.
+    assert_eq!(c.metric(0, "tinykv_cleanup_pending_bytes").await, 0.0);
+}

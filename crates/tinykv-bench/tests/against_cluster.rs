@@ -5,13 +5,10 @@
 
 mod schema;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use tinykv_tests::bench::run_bench;
 use tinykv_tests::Cluster;
-
-/// How long the benchmark may take.
-const BENCH_DEADLINE: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn short_benchmark_against_a_local_cluster() {
@@ -19,32 +16,16 @@ async fn short_benchmark_against_a_local_cluster() {
     let addrs: Vec<String> = (0..3).map(|i| cluster.addr(i)).collect();
     let dir = tempfile::tempdir().expect("temporary directory");
     let json = dir.path().join("bench.json");
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_tinykv-bench"))
-        .arg("--endpoints")
-        .arg(addrs.join(","))
-        .args(["--workers", "4", "--ops", "400", "--keyspace", "100"])
-        .args(["--workload", "a", "--consistency", "quorum", "--load"])
-        .args(["--warmup", "200ms", "--timeout", "5s", "--no-progress"])
-        .args(["--max-error-rate", "0"])
-        .arg("--json")
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tinykv-bench");
-    let deadline = Instant::now() + BENCH_DEADLINE;
-    let status = loop {
-        if let Some(status) = bench.try_wait().expect("poll tinykv-bench") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = bench.kill();
-            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = bench.wait_with_output().expect("tinykv-bench output");
+    let endpoints = addrs.join(",");
+    let mut args = vec!["--endpoints", endpoints.as_str()];
+    args.extend(["--workers", "4", "--ops", "400", "--keyspace", "100"]);
+    args.extend(["--workload", "a", "--consistency", "quorum", "--load"]);
+    args.extend(["--warmup", "200ms", "--timeout", "5s", "--no-progress"]);
+    args.extend(["--max-error-rate", "0", "--json"]);
+    let mut args: Vec<&std::ffi::OsStr> = args.into_iter().map(std::ffi::OsStr::new).collect();
+    args.push(json.as_os_str());
+    let out = run_bench(Path::new(env!("CARGO_BIN_EXE_tinykv-bench")), args).await;
+    let status = out.status;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -97,26 +78,16 @@ async fn short_benchmark_against_a_local_cluster() {
 async fn bench_json(addrs: &[String], args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("temporary directory");
     let json = dir.path().join("bench.json");
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_tinykv-bench"))
-        .arg("--endpoints")
-        .arg(addrs.join(","))
-        .args(args)
-        .args(["--no-progress", "--max-error-rate", "0", "--json"])
-        .arg(&json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tinykv-bench");
-    let deadline = Instant::now() + BENCH_DEADLINE;
-    while bench.try_wait().expect("poll tinykv-bench").is_none() {
-        if Instant::now() > deadline {
-            let _ = bench.kill();
-            panic!("tinykv-bench did not finish within {BENCH_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let out = bench.wait_with_output().expect("tinykv-bench output");
+    let endpoints = addrs.join(",");
+    let flags = ["--no-progress", "--max-error-rate", "0", "--json"];
+    let mut all: Vec<&std::ffi::OsStr> = ["--endpoints", endpoints.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(flags)
+        .map(std::ffi::OsStr::new)
+        .collect();
+    all.push(json.as_os_str());
+    let out = run_bench(Path::new(env!("CARGO_BIN_EXE_tinykv-bench")), all).await;
     assert!(
         out.status.success(),
         "tinykv-bench {args:?} failed:\n{}\n{}",

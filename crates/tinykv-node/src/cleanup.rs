@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::detector::{Detector, Health};
 use crate::error::ReplicaError;
 use crate::membership::{MemberState, Membership};
-use crate::metrics::Metrics;
-use crate::pages::Pages;
+use crate::metrics::{Backlog, Metrics};
+use crate::pages::{page_size, Pages};
 use crate::ring::{Ring, TokenRange};
 use crate::storage::{ScanLimit, StorageError, Store, WriteOp};
 use crate::transfer::{Transfer, PAGE};
@@ -34,13 +34,11 @@ mod marker;
 mod plan;
 use marker::Marker;
 pub use marker::CLEANUP_MARKER;
-use plan::Pacer;
+use plan::{summary, Pacer};
 
 /// How long an automatic round waits after one that could not finish
 /// (a replica down, membership changing) before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
-/// Reasons shown in a round's message, at most (the rest are counted).
-const REASONS_SHOWN: usize = 3;
 
 /// Why cleaning one range stopped.
 #[derive(Debug, thiserror::Error)]
@@ -324,12 +322,19 @@ impl Cleanup {
         let mut report = RoundReport::default();
         let mut reasons = Vec::new();
         let mut pacer = Pacer::new(self.parts.pages_per_second, Instant::now());
+        let mut backlog = match self.measure(&ranges).await {
+            Ok(total) => Backlog::start(&self.parts.metrics.cleanup_pending_bytes, total),
+            Err(e) => {
+                reasons.push(e.to_string());
+                return self.finish(report, &reasons, epoch);
+            }
+        };
         for r in &ranges {
             if !Arc::ptr_eq(&ring, &self.parts.membership.read_ring()) {
                 reasons.push("the ring changed during the round".to_string());
                 break;
             }
-            match self.clean_range(r, &mut pacer).await {
+            match self.clean_range(r, &mut pacer, &mut backlog).await {
                 Ok((removed, kept)) => {
                     report.keys_removed += removed;
                     report.ranges_cleaned += u64::from(removed > 0);
@@ -348,12 +353,29 @@ impl Cleanup {
             }
             self.state().ranges_done += 1;
         }
+        if reasons.is_empty() {
+            backlog.finish();
+        }
+        self.finish(report, &reasons, epoch)
+    }
+
+    /// A round's report, complete when nothing stopped it.
+    fn finish(&self, mut report: RoundReport, reasons: &[String], epoch: u64) -> RoundReport {
         report.complete = reasons.is_empty();
-        report.message = summary(&report, &reasons);
+        report.message = summary(&report, reasons);
         if report.complete {
             self.clear_pending(epoch);
         }
         report
+    }
+
+    /// Bytes of this node's versions in `ranges`: what a round has to remove.
+    async fn measure(&self, ranges: &[TokenRange]) -> Result<u64, CleanupError> {
+        let mut total = 0;
+        for r in ranges {
+            total += Pages::bytes_in(&self.parts.store, r.start, r.end).await?;
+        }
+        Ok(total)
     }
 
     /// Cleans one range page by page: each page goes to every replica of
@@ -364,6 +386,7 @@ impl Cleanup {
         &self,
         r: &TokenRange,
         pacer: &mut Pacer,
+        backlog: &mut Backlog,
     ) -> Result<(u64, u64), CleanupError> {
         let mut pages = Pages::new(r.start, r.end, ScanLimit::count(PAGE));
         let (mut removed, mut kept) = (0, 0);
@@ -383,6 +406,7 @@ impl Cleanup {
                 self.push_to_replicas(r, &fresh).await?;
             }
             let len = page.len() as u64;
+            let bytes = page_size(&page);
             let ops = page
                 .into_iter()
                 .map(|(key, record)| WriteOp::Purge { key, record })
@@ -392,6 +416,7 @@ impl Cleanup {
             removed += n;
             kept += len - n;
             self.parts.metrics.cleanup_keys_removed.inc_by(n);
+            backlog.done(bytes);
             self.pause(pacer.after_page(Instant::now())).await?;
         }
         Ok((removed, kept))
@@ -467,21 +492,4 @@ impl Cleanup {
         self.parts.metrics.cleanup_pending.set(0);
         tracing::info!(id = %self.id, "cleanup complete: no copies of lost ranges left");
     }
-}
-
-/// A round's message: what it removed, or the first reasons it is
-/// incomplete (and how many more).
-fn summary(report: &RoundReport, reasons: &[String]) -> String {
-    let done = format!(
-        "{} keys removed from {} ranges",
-        report.keys_removed, report.ranges_cleaned
-    );
-    if reasons.is_empty() {
-        return done;
-    }
-    let mut shown = reasons[..reasons.len().min(REASONS_SHOWN)].join("; ");
-    if reasons.len() > REASONS_SHOWN {
-        shown.push_str(&format!("; and {} more", reasons.len() - REASONS_SHOWN));
-    }
-    format!("incomplete ({done}): {shown}")
 }

@@ -22,8 +22,8 @@ use crate::detector::{Detector, Health};
 use crate::dialer::Dialer;
 use crate::gossip::Gossip;
 use crate::membership::{MemberState, Membership};
-use crate::metrics::Metrics;
-use crate::pages::Pages;
+use crate::metrics::{Backlog, Metrics};
+use crate::pages::{page_size, Pages};
 use crate::ring::{key_token, Ring};
 use crate::storage::{ScanLimit, StorageError, Store};
 use crate::transfer::Transfer;
@@ -400,8 +400,11 @@ impl Lifecycle {
             self.parts.membership.vnodes(),
             self.parts.membership.replication_factor(),
         );
+        let total = Pages::bytes_in(&self.parts.store, 0, 0).await?;
+        let mut backlog = Backlog::start(&self.parts.metrics.stream_pending_bytes, total);
         let mut pages = Pages::new(0, 0, ScanLimit::count(STREAM_PAGE));
         while let Some(page) = pages.next(&self.parts.store).await? {
+            let page_bytes = page_size(&page);
             let mut by_dest: HashMap<String, Vec<(Bytes, Record)>> = HashMap::new();
             for (k, r) in &page {
                 for dest in ring
@@ -424,7 +427,9 @@ impl Lifecycle {
             }
             self.update(|p| p.keys_streamed += page.len() as u64);
             self.parts.metrics.repair_keys.inc_by(page.len() as u64);
+            backlog.done(page_bytes);
         }
+        backlog.finish();
         Ok(())
     }
 

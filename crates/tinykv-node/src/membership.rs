@@ -244,6 +244,20 @@ impl Membership {
         self.get(id).map(|m| m.addr)
     }
 
+    /// The id of the member at `addr`, if one is there.
+    pub fn id_at(&self, addr: &str) -> Option<String> {
+        let find = |t: &Table| {
+            t.members
+                .values()
+                .find(|m| m.addr == addr)
+                .map(|m| m.id.clone())
+        };
+        match self.table.read() {
+            Ok(t) => find(&t),
+            Err(p) => find(&p.into_inner()),
+        }
+    }
+
     /// Merges gossiped rows: a row replaces ours when its version is higher
     /// (or equal with a later lifecycle state, which makes merge commutative).
     /// Returns true when the table changed.

@@ -7,6 +7,9 @@ use prometheus::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod backlog;
+pub use backlog::Backlog;
+
 /// Every metric a node exports.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +67,12 @@ pub struct Metrics {
     /// Peer and admin calls refused before they acted, by service and
     /// reason (no credentials, bad ones, not from loopback).
     pub auth_refused: IntCounterVec,
+    /// Outgoing node-to-node calls by member and call (gRPC method).
+    pub peer_call_duration: HistogramVec,
+    /// Bytes this node still has to stream out while it leaves.
+    pub stream_pending_bytes: IntGauge,
+    /// Bytes of copies of lost ranges cleanup still has to remove.
+    pub cleanup_pending_bytes: IntGauge,
 }
 
 fn counter_vec(
@@ -75,6 +84,29 @@ fn counter_vec(
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     reg.register(Box::new(c.clone()))?;
     Ok(c)
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+    let g = IntGauge::new(name, help)?;
+    reg.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Buckets of node-to-node call latency: a fraction of a millisecond on
+/// one host to seconds for a page of a range transfer.
+const PEER_CALL_BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+
+fn peer_call_histogram(reg: &Registry) -> Result<HistogramVec, prometheus::Error> {
+    let opts = HistogramOpts::new(
+        "peer_call_duration_seconds",
+        "Outgoing node-to-node call latency by member and call",
+    )
+    .buckets(PEER_CALL_BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, &["member", "call"])?;
+    reg.register(Box::new(h.clone()))?;
+    Ok(h)
 }
 
 fn counter(reg: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
@@ -218,6 +250,17 @@ impl Metrics {
                 "Peer and admin calls refused before acting",
                 &["service", "reason"],
             )?,
+            peer_call_duration: peer_call_histogram(&registry)?,
+            stream_pending_bytes: gauge(
+                &registry,
+                "stream_pending_bytes",
+                "Bytes still to stream out while leaving",
+            )?,
+            cleanup_pending_bytes: gauge(
+                &registry,
+                "cleanup_pending_bytes",
+                "Bytes of lost ranges' copies still to remove",
+            )?,
             storage_flushes: counter(
                 &registry,
                 "storage_flushes_total",
@@ -350,6 +393,9 @@ mod tests {
         m.auth_refused
             .with_label_values(&["tinykv.Admin", "missing"])
             .inc();
+        m.peer_call_duration
+            .with_label_values(&["n2", "Heartbeat"])
+            .observe(0.001);
         let exported = families(&m.render());
         let doc = include_str!("../../../docs/metrics.md");
         let documented: std::collections::BTreeSet<String> = doc

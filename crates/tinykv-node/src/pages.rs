@@ -4,8 +4,14 @@
 
 use bytes::Bytes;
 
-use crate::storage::{ScanLimit, StorageError, Store};
+use crate::storage::{page_bytes, ScanLimit, StorageError, Store};
 use crate::version::Record;
+
+/// Bytes of a page's versions (keys and versions, as [`page_bytes`]
+/// counts them).
+pub(crate) fn page_size(page: &[(Bytes, Record)]) -> u64 {
+    page.iter().map(|(k, r)| page_bytes(k, r) as u64).sum()
+}
 
 /// The pages of the local versions in `(lo, hi]`, in scan order, each
 /// bounded by a [`ScanLimit`] and read off the async workers.
@@ -51,6 +57,17 @@ impl Pages {
             _ => self.done = true,
         }
         Ok(Some(page))
+    }
+
+    /// Bytes of every local version in `(lo, hi]` (keys and versions, as
+    /// [`page_bytes`] counts them), read page by page.
+    pub(crate) async fn bytes_in(store: &Store, lo: u64, hi: u64) -> Result<u64, StorageError> {
+        let mut pages = Pages::new(lo, hi, ScanLimit::count(4096));
+        let mut total = 0;
+        while let Some(p) = pages.next(store).await? {
+            total += page_size(&p);
+        }
+        Ok(total)
     }
 
     /// Every local version in `(lo, hi]`, page by page.

@@ -53,7 +53,7 @@ struct ReadItem {
 
 /// A client of another node's peer service: every call carries this node's
 /// cluster name.
-pub type PeerConn = PeerClient<InterceptedService<Signed<Channel>, Stamp>>;
+pub type PeerConn = PeerClient<InterceptedService<Timed<Signed<Channel>>, Stamp>>;
 
 /// The sender's stream to its peer (unary batch calls for a peer without it).
 type Link = StreamLink<pb::ReplicaExchange, pb::ReplicaExchangeResult>;
@@ -82,6 +82,8 @@ pub struct Peers {
     signer: Option<Signer>,
     /// Plaintext or TLS.
     dialer: Arc<Dialer>,
+    /// Times every call, when metrics are on.
+    timer: Option<CallTimer>,
 }
 
 impl Peers {
@@ -96,7 +98,15 @@ impl Peers {
             stamp: Stamp::new(cluster),
             signer: None,
             dialer: Dialer::new(None),
+            timer: None,
         }
+    }
+
+    /// The same pool, timing every call with `timer`
+    /// (`tinykv_peer_call_duration_seconds`).
+    pub fn with_timer(mut self, timer: CallTimer) -> Self {
+        self.timer = Some(timer);
+        self
     }
 
     /// The same pool, dialling with `dialer` (TLS when it says so).
@@ -128,7 +138,8 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        let channel = Signed::new(endpoint.connect_lazy(), self.signer.clone());
+        let signed = Signed::new(endpoint.connect_lazy(), self.signer.clone());
+        let channel = Timed::new(signed, addr, self.timer.clone());
         let client = PeerClient::with_interceptor(channel, self.stamp.clone())
             .max_decoding_message_size(self.max_message)
             .max_encoding_message_size(self.max_message);
@@ -140,12 +151,12 @@ impl Peers {
             return Ok(p.clone());
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_exchanges(
-            client.clone(),
-            self.self_id.clone(),
-            rx,
-            self.max_message,
-        ));
+        let sender = Sender {
+            client: client.clone(),
+            from: self.self_id.clone(),
+            timing: self.timer.clone().map(|t| (t, addr.to_string())),
+        };
+        tokio::spawn(send_exchanges(sender, rx, self.max_message));
         let peer = Peer {
             client,
             queue: tx,
@@ -298,12 +309,7 @@ impl Item {
 /// The sender loop: take what is queued, drop what nobody waits for any
 /// more, and send the rest as one message on the peer's exchange stream,
 /// one at a time (the queue fills meanwhile, so batches grow with load).
-async fn send_exchanges(
-    client: PeerConn,
-    from: String,
-    mut rx: mpsc::UnboundedReceiver<Item>,
-    max_message: usize,
-) {
+async fn send_exchanges(sender: Sender, mut rx: mpsc::UnboundedReceiver<Item>, max_message: usize) {
     let mut link = Link::Unopened;
     let mut carry = None;
     loop {
@@ -315,12 +321,22 @@ async fn send_exchanges(
         if batch.is_empty() {
             continue;
         }
-        exchange(&client, &mut link, &from, batch).await;
+        exchange(&sender, &mut link, batch).await;
     }
 }
 
+/// What a peer's sender task sends with.
+struct Sender {
+    client: PeerConn,
+    /// This node's id.
+    from: String,
+    /// The call timer and the peer's address, when metrics are on.
+    timing: Option<(CallTimer, String)>,
+}
+
 /// Sends one batch of writes and reads and hands each its result.
-async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Item>) {
+async fn exchange(sender: &Sender, link: &mut Link, batch: Vec<Item>) {
+    let (client, from) = (&sender.client, sender.from.as_str());
     let deadline = batch
         .iter()
         .map(Item::deadline)
@@ -356,6 +372,7 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
     // stream opened before this call gets one retry on a fresh stream; a
     // stream opened by this call that fails is a real failure.
     let reused = matches!(link, Link::Open { .. });
+    let started = std::time::Instant::now();
     let mut call = link.call(message(), deadline, open).await;
     if reused && Instant::now() < deadline {
         if let StreamCall::Failed(s) = &call {
@@ -363,6 +380,12 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
                 tracing::debug!(error = %s, "peer stream failed on reuse; retrying on a new one");
                 call = link.call(message(), deadline, open).await;
             }
+        }
+    }
+    // A peer without the stream gets unary calls, which the channel times.
+    if let Some((timer, addr)) = &sender.timing {
+        if !matches!(call, StreamCall::Unsupported(_)) {
+            timer.observe(addr, timing::EXCHANGE_CALL, started.elapsed());
         }
     }
     let answer = match call {
@@ -404,7 +427,11 @@ async fn exchange(client: &PeerConn, link: &mut Link, from: &str, batch: Vec<Ite
     }
 }
 
+pub mod timing;
 mod unary;
+
+pub use timing::CallTimer;
+use timing::Timed;
 
 #[cfg(test)]
 mod tests;

@@ -4,62 +4,24 @@
 
 use super::*;
 use crate::builders::test_support::without_secret;
-use crate::builders::{build_statefulset_with_auth, AuthMode, AUTH_PERMISSIVE_ENV};
-
-/// `sts` as the API server returns it (generation 2, observed).
-fn observed_json(mut sts: StatefulSet, ready: i32, updated: i32) -> Value {
-    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    sts.metadata.generation = Some(2);
-    sts.status = Some(StatefulSetStatus {
-        replicas,
-        ready_replicas: Some(ready),
-        updated_replicas: Some(updated),
-        observed_generation: Some(2),
-        ..StatefulSetStatus::default()
-    });
-    serde_json::to_value(sts).expect("json")
-}
+use crate::builders::{build_statefulset_with_auth, AuthMode};
 
 fn permissive(c: &TinyKVCluster, partition: i32) -> StatefulSet {
     build_statefulset_with_auth(c, 3, partition, AuthMode::Permissive).expect("sts")
 }
 
-fn hash_of(sts: &StatefulSet) -> String {
-    sts.metadata.annotations.as_ref().expect("annotations")[TEMPLATE_HASH_ANNOTATION].clone()
-}
-
-/// The node container's variables in an applied StatefulSet.
-fn env_in(v: &Value) -> Vec<(String, Option<String>)> {
-    v["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .expect("env")
-        .iter()
-        .map(|e| {
-            let value = e["value"].as_str().map(str::to_string);
-            (e["name"].as_str().expect("name").to_string(), value)
-        })
-        .collect()
-}
-
-fn has(env: &[(String, Option<String>)], name: &str) -> bool {
-    env.iter().any(|(n, _)| n == name)
-}
-
-/// Checks an applied StatefulSet: its partition, the secret mounted and
-/// named, and whether it runs permissive.
+/// Checks an applied StatefulSet: the hand-written one of a default
+/// cluster at `partition`, with `TINYKV_AUTH_PERMISSIVE=true` when
+/// `permissive`.
 fn sts_is(partition: i32, permissive: bool) -> Box<dyn FnOnce(&Value) + Send> {
-    Box::new(move |v: &Value| {
-        assert_eq!(
-            v["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
-            partition
-        );
-        let env = env_in(v);
-        assert!(has(&env, "TINYKV_CLUSTER_SECRET_FILE"), "{env:?}");
-        let wanted = (AUTH_PERMISSIVE_ENV.to_string(), Some("true".to_string()));
-        assert_eq!(env.contains(&wanted), permissive, "{env:?}");
-        let vols = v["spec"]["template"]["spec"]["volumes"].to_string();
-        assert!(vols.contains("demo-cluster-secret"), "{vols}");
-    })
+    let mut want = expected::statefulset(3, partition);
+    if permissive {
+        let env = want["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array_mut()
+            .expect("env");
+        env.push(serde_json::json!({"name": "TINYKV_AUTH_PERMISSIVE", "value": "true"}));
+    }
+    expected::sts_is(want)
 }
 
 #[tokio::test]
@@ -85,10 +47,11 @@ async fn pods_without_a_secret_roll_onto_it_permissively_first() {
     reconcile(Arc::new(c.clone()), ctx)
         .await
         .expect("reconcile");
-    let status = status_of(&verifier.done().await);
-    let op = status.operation.expect("an upgrade");
+    let applied = verifier.done().await;
+    let op = status_of(&applied).operation.expect("an upgrade");
     assert_eq!(op.type_, OperationType::Upgrade);
-    assert_eq!(op.template_hash, Some(hash_of(&permissive(&c, 0))));
+    // The rollout is of the template applied.
+    assert_eq!(op.template_hash, Some(applied_hash(&applied)));
     // The operator signs: old nodes ignore the proof, new ones check it.
     assert_eq!(nodes.proofs(), vec![signed_with_secret()]);
 }
@@ -150,9 +113,13 @@ async fn once_rolled_out_the_permissive_variable_is_dropped_in_a_second_rollout(
     reconcile(Arc::new(c.clone()), ctx)
         .await
         .expect("reconcile");
-    c.status = Some(status_of(&verifier.done().await));
+    let applied = verifier.done().await;
+    c.status = Some(status_of(&applied));
     let op = c.status.as_ref().and_then(|s| s.operation.clone());
-    assert_eq!(op.and_then(|o| o.template_hash), Some(template_hash(&c)));
+    assert_eq!(
+        op.and_then(|o| o.template_hash),
+        Some(applied_hash(&applied))
+    );
 
     // Pass 2: the enforced template rolls on like any upgrade, no event
     // about authentication again.

@@ -10,11 +10,7 @@ use tinykv_auth::tls::{cert_names, pem_certs};
 fn tls_cluster(replicas: i32, desired: i32) -> TinyKVCluster {
     let mut c = settled_cluster(replicas, desired);
     c.spec.tls.enabled = true;
-    let hash = template_hash(&c);
-    if let Some(s) = c.status.as_mut() {
-        s.rolled_out_template_hash = Some(hash);
-    }
-    c
+    settle(c)
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -33,23 +29,49 @@ fn data_keys(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Checks an applied StatefulSet: TLS variables, the certificates mounted,
-/// the probe through the CLI.
+/// The hand-written StatefulSet of a TLS cluster with `replicas` pods:
+/// each node's certificate, key and the CA from the nodes' Secret (never
+/// the CA's key), and probes through the CLI, since kubelet's gRPC probe
+/// speaks plaintext only.
+fn tls_statefulset(replicas: i32) -> Value {
+    let mut want = expected::statefulset(replicas, 0);
+    let pod = &mut want["spec"]["template"]["spec"];
+    pod["volumes"].as_array_mut().expect("volumes").push(
+        serde_json::json!({"name": "tls", "secret": {
+            "secretName": "demo-tls-nodes", "defaultMode": 0o440, "optional": false,
+        }}),
+    );
+    let node = &mut pod["containers"][0];
+    let env = node["env"].as_array_mut().expect("env");
+    for (name, value) in [
+        ("TINYKV_TLS_CERT", "/etc/tinykv/tls/$(POD_NAME).crt"),
+        ("TINYKV_TLS_KEY", "/etc/tinykv/tls/$(POD_NAME).key"),
+        ("TINYKV_TLS_CA", "/etc/tinykv/tls/ca.crt"),
+    ] {
+        env.push(serde_json::json!({"name": name, "value": value}));
+    }
+    node["volumeMounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(serde_json::json!({"name": "tls", "mountPath": "/etc/tinykv/tls", "readOnly": true}));
+    let health = [
+        "tinykv_client",
+        "--timeout",
+        "2s",
+        "127.0.0.1:50051",
+        "health",
+    ];
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let p = node[probe].as_object_mut().expect("probe");
+        p.remove("grpc");
+        p.insert("exec".into(), serde_json::json!({"command": health}));
+    }
+    want
+}
+
+/// Checks an applied StatefulSet is [`tls_statefulset`].
 fn sts_has_tls(replicas: i32) -> Box<dyn FnOnce(&Value) + Send> {
-    Box::new(move |v: &Value| {
-        assert_eq!(v["spec"]["replicas"], replicas);
-        let pod = &v["spec"]["template"]["spec"];
-        let env = pod["containers"][0]["env"].to_string();
-        assert!(env.contains("/etc/tinykv/tls/$(POD_NAME).crt"), "{env}");
-        let vols = pod["volumes"].to_string();
-        assert!(vols.contains("demo-tls-nodes"), "{vols}");
-        assert!(
-            !vols.contains("demo-tls-ca"),
-            "the CA key stays out: {vols}"
-        );
-        let probe = &pod["containers"][0]["readinessProbe"];
-        assert_eq!(probe["exec"]["command"][0], "tinykv_client", "{probe}");
-    })
+    expected::sts_is(tls_statefulset(replicas))
 }
 
 #[tokio::test]
@@ -166,10 +188,28 @@ async fn the_token_of_the_token_secret_goes_with_the_operator_calls() {
         name: "apps".into(),
         key: "tokens".into(),
     });
-    let hash = template_hash(&c);
-    if let Some(s) = c.status.as_mut() {
-        s.rolled_out_template_hash = Some(hash);
-    }
+    let c = settle(c);
+    // The nodes check client tokens from the Secret `apps`, mounted.
+    let mut with_tokens = tls_statefulset(3);
+    let pod = &mut with_tokens["spec"]["template"]["spec"];
+    pod["volumes"].as_array_mut().expect("volumes").push(
+        serde_json::json!({"name": "client-tokens", "secret": {
+            "secretName": "apps", "items": [{"key": "tokens", "path": "tokens"}],
+            "defaultMode": 0o440, "optional": false,
+        }}),
+    );
+    let node = &mut pod["containers"][0];
+    node["env"].as_array_mut().expect("env").extend([
+        serde_json::json!({"name": "TINYKV_CLIENT_AUTH", "value": "token"}),
+        serde_json::json!({"name": "TINYKV_CLIENT_TOKEN_FILE",
+                           "value": "/etc/tinykv/client-tokens/tokens"}),
+    ]);
+    node["volumeMounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(serde_json::json!(
+            {"name": "client-tokens", "mountPath": "/etc/tinykv/client-tokens", "readOnly": true}
+        ));
     let (ca, three) = existing_certs(&c, 3);
     let token = "first-token-0123456789";
     let tokens = format!("{token}\nsecond-token-0123456789\n");
@@ -183,10 +223,7 @@ async fn the_token_of_the_token_secret_goes_with_the_operator_calls() {
                 Some(secret_json("apps", "tokens", &tokens)),
             ),
         ],
-        children(Box::new(|v| {
-            let env = v["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
-            assert!(env.contains("TINYKV_CLIENT_TOKEN_FILE"), "{env}");
-        })),
+        children(expected::sts_is(with_tokens)),
         vec![status_apply()],
     ]));
     script_nodes(&nodes, 3, |_| "normal");

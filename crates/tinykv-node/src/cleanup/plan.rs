@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::RoundReport;
 use crate::ring::{Ring, TokenRange};
 
 /// The ranges of `ring` that `id` does not replicate: any version this node
@@ -103,6 +104,26 @@ impl Pacer {
         let due = Duration::from_secs_f64(self.pages as f64 / f64::from(self.per_second));
         (self.started + due).saturating_duration_since(now)
     }
+}
+
+/// Reasons shown in a round's message, at most (the rest are counted).
+const REASONS_SHOWN: usize = 3;
+
+/// A round's message: what it removed, or the first reasons it is
+/// incomplete (and how many more).
+pub(super) fn summary(report: &RoundReport, reasons: &[String]) -> String {
+    let done = format!(
+        "{} keys removed from {} ranges",
+        report.keys_removed, report.ranges_cleaned
+    );
+    if reasons.is_empty() {
+        return done;
+    }
+    let mut shown = reasons[..reasons.len().min(REASONS_SHOWN)].join("; ");
+    if reasons.len() > REASONS_SHOWN {
+        shown.push_str(&format!("; and {} more", reasons.len() - REASONS_SHOWN));
+    }
+    format!("incomplete ({done}): {shown}")
 }
 
 #[cfg(test)]

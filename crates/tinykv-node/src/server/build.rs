@@ -25,7 +25,7 @@ use crate::lifecycle::{Lifecycle, LifecycleParts};
 use crate::membership::{Member, MemberState, Membership};
 use crate::metrics::Metrics;
 use crate::node::Node;
-use crate::peers::Peers;
+use crate::peers::{CallTimer, Peers};
 use crate::placement::Placement;
 use crate::replicas::NodeReplicas;
 use crate::status::{Facts, NodeStatus};
@@ -220,7 +220,11 @@ impl Core {
                 config.peer_message_limit(),
             )
             .with_signer(signer.clone())
-            .with_dialer(dialer.clone()),
+            .with_dialer(dialer.clone())
+            .with_timer(CallTimer::new(metrics.peer_call_duration.clone(), {
+                let membership = membership.clone();
+                Arc::new(move |addr: &str| membership.id_at(addr))
+            })),
         );
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::from_env()));
         let transfer = Transfer::new(&id, directory.clone(), config.message_limit());

@@ -198,6 +198,8 @@ mod combine;
 #[cfg(test)]
 mod disk_tests;
 pub mod fjall_engine;
+#[cfg(test)]
+mod hooked;
 pub mod memory;
 mod pending;
 mod plan;

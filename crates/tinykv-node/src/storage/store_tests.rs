@@ -6,13 +6,13 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 
+use super::hooked::{Hooked, Hooks};
 use super::tests::{put, val};
 use super::*;
 
-/// Wraps an engine, counts `apply` calls and can hold the first one until
-/// released, so a test can queue requests behind it deterministically.
-struct Gated {
-    inner: RedbEngine,
+/// Counts `apply` calls and can hold the first one until released, so a
+/// test can queue requests behind it deterministically.
+struct Gate {
     applies: AtomicUsize,
     /// (first apply entered, released)
     gate: Mutex<(bool, bool)>,
@@ -21,23 +21,25 @@ struct Gated {
     flushed: tokio::sync::Notify,
 }
 
+/// A redb engine behind a [`Gate`].
+type Gated = Hooked<RedbEngine, Gate>;
+
 impl Gated {
     fn new(dir: &std::path::Path, hold_first_apply: bool) -> Arc<Self> {
-        Arc::new(Gated {
+        Arc::new(Hooked {
             inner: RedbEngine::open(dir).unwrap(),
-            applies: AtomicUsize::new(usize::from(!hold_first_apply)),
-            gate: Mutex::new((false, false)),
-            cv: Condvar::new(),
-            flushed: tokio::sync::Notify::new(),
+            hooks: Gate {
+                applies: AtomicUsize::new(usize::from(!hold_first_apply)),
+                gate: Mutex::new((false, false)),
+                cv: Condvar::new(),
+                flushed: tokio::sync::Notify::new(),
+            },
         })
     }
 }
 
-impl Engine for Gated {
-    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        self.inner.get(key)
-    }
-    fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
+impl Hooks for Gate {
+    fn before_apply(&self) {
         if self.applies.fetch_add(1, Ordering::SeqCst) == 0 {
             let mut g = self.gate.lock().unwrap();
             g.0 = true;
@@ -46,29 +48,10 @@ impl Engine for Gated {
                 g = self.cv.wait(g).unwrap();
             }
         }
-        self.inner.apply(ops, durable)
     }
-    fn flush(&self) -> Result<(), StorageError> {
+    fn before_flush(&self) -> Result<(), StorageError> {
         self.flushed.notify_one();
-        self.inner.flush()
-    }
-    fn scan(
-        &self,
-        s: u64,
-        e: u64,
-        a: Option<&[u8]>,
-        l: ScanLimit,
-    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
-        self.inner.scan(s, e, a, l)
-    }
-    fn key_count(&self) -> Result<u64, StorageError> {
-        self.inner.key_count()
-    }
-    fn hints(&self, t: &str, l: usize) -> Result<Vec<Hint>, StorageError> {
-        self.inner.hints(t, l)
-    }
-    fn hint_stats(&self) -> Result<HintStats, StorageError> {
-        self.inner.hint_stats()
+        Ok(())
     }
 }
 

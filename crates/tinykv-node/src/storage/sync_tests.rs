@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::hooked::{Hooked, Hooks};
 use super::tests::{put, val};
 use super::*;
 
-/// A memory engine that counts flushes, records the keys each `apply`
-/// made durable, and can be told to fail every flush.
+/// What [`Counting`] records: flushes, the applies that were durable and
+/// the keys they wrote; it can be told to fail every flush.
 #[derive(Default)]
-struct Counting {
-    inner: MemoryEngine,
+struct Counts {
     flushes: AtomicUsize,
     durable_applies: AtomicUsize,
     plain_applies: AtomicUsize,
@@ -26,19 +26,19 @@ struct Counting {
     fail_flush: bool,
 }
 
-impl Counting {
+/// A memory engine that counts flushes, records the keys each `apply`
+/// made durable, and can be told to fail every flush.
+type Counting = Hooked<MemoryEngine, Counts>;
+
+impl Counts {
     fn durable(&self, key: &str) -> bool {
         let keys = self.durable_keys.lock().unwrap();
         keys.contains(key.as_bytes())
     }
 }
 
-impl Engine for Counting {
-    fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        self.inner.get(key)
-    }
-    fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
-        let r = self.inner.apply(ops, durable)?;
+impl Hooks for Counts {
+    fn after_apply(&self, ops: &[WriteOp], durable: bool) {
         if durable {
             self.durable_applies.fetch_add(1, Ordering::SeqCst);
             let mut keys = self.durable_keys.lock().unwrap();
@@ -49,32 +49,13 @@ impl Engine for Counting {
         } else {
             self.plain_applies.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(r)
     }
-    fn flush(&self) -> Result<(), StorageError> {
+    fn before_flush(&self) -> Result<(), StorageError> {
         if self.fail_flush {
             return Err(StorageError::Engine("injected fsync failure".into()));
         }
         self.flushes.fetch_add(1, Ordering::SeqCst);
-        self.inner.flush()
-    }
-    fn scan(
-        &self,
-        s: u64,
-        e: u64,
-        a: Option<&[u8]>,
-        l: ScanLimit,
-    ) -> Result<Vec<(Bytes, Record)>, StorageError> {
-        self.inner.scan(s, e, a, l)
-    }
-    fn key_count(&self) -> Result<u64, StorageError> {
-        self.inner.key_count()
-    }
-    fn hints(&self, t: &str, l: usize) -> Result<Vec<Hint>, StorageError> {
-        self.inner.hints(t, l)
-    }
-    fn hint_stats(&self) -> Result<HintStats, StorageError> {
-        self.inner.hint_stats()
+        Ok(())
     }
 }
 
@@ -124,9 +105,12 @@ async fn periodic_writes_are_flushed_once_at_close_and_not_before() {
 /// returns it), not a line in the log after which the node exits 0.
 #[tokio::test]
 async fn a_failed_final_flush_is_the_error_of_close() {
-    let engine = Arc::new(Counting {
-        fail_flush: true,
-        ..Counting::default()
+    let engine = Arc::new(Hooked {
+        inner: MemoryEngine::default(),
+        hooks: Counts {
+            fail_flush: true,
+            ..Counts::default()
+        },
     });
     let store = Store::start(engine.clone(), LONG);
     store
