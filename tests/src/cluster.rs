@@ -35,6 +35,9 @@ pub struct ClusterOptions {
     /// A client token every test client sends (nodes started with
     /// `--client-auth token` read it from `client.tokens`).
     pub token: Option<String>,
+    /// Serve the Redis protocol too: every node gets `--redis-listen` on a
+    /// port of its own ([`Cluster::redis_addr`]).
+    pub redis: bool,
 }
 
 impl Default for ClusterOptions {
@@ -48,6 +51,7 @@ impl Default for ClusterOptions {
             secret: None,
             tls: false,
             token: None,
+            redis: false,
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct NodeProc {
     pub id: String,
     /// gRPC port on 127.0.0.1.
     pub port: u16,
+    /// RESP port on 127.0.0.1, when the cluster serves the Redis protocol.
+    pub redis_port: Option<u16>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// File of peer ids this node must not talk to (fault injection).
@@ -180,6 +186,7 @@ impl Cluster {
             .map(|i| NodeProc {
                 id: format!("node{}", i + 1),
                 port: free_port(),
+                redis_port: opts.redis.then(free_port),
                 data_dir: dir.path().join(format!("node{}", i + 1)),
                 block_file: dir.path().join(format!("node{}.blocked", i + 1)),
                 peers: String::new(),
@@ -275,6 +282,7 @@ impl Cluster {
             block_file: self.dir.path().join(format!("{id}.blocked")),
             id,
             port,
+            redis_port: self.opts.redis.then(free_port),
             peers: peers.join(","),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log_filter: "info".into(),
@@ -370,6 +378,11 @@ impl Cluster {
                     .flat_map(|f| [std::ffi::OsStr::new("--cluster-secret-file"), f.as_os_str()]),
             )
             .args(&tls_args)
+            .args(
+                node.redis_port
+                    .iter()
+                    .flat_map(|p| ["--redis-listen".to_string(), format!("127.0.0.1:{p}")]),
+            )
             // Metrics on the gRPC port only (the default).
             .env("TINYKV_METRICS_LISTEN", "")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)
@@ -432,6 +445,15 @@ impl Cluster {
         format!("127.0.0.1:{}", self.nodes[i].port)
     }
 
+    /// `127.0.0.1:port` of node `i`'s RESP door (the cluster must be
+    /// started with `redis`).
+    pub fn redis_addr(&self, i: usize) -> String {
+        let port = self.nodes[i]
+            .redis_port
+            .unwrap_or_else(|| panic!("the cluster was started without `redis`"));
+        format!("127.0.0.1:{port}")
+    }
+
     /// Index of the node with id `id`.
     pub fn index_of(&self, id: &str) -> usize {
         self.nodes
@@ -475,6 +497,7 @@ impl Cluster {
             block_file: self.dir.path().join(format!("{id}.blocked")),
             id,
             port,
+            redis_port: self.opts.redis.then(free_port),
             peers: peers.join(","),
             extra: Vec::new(),
             log_filter: "info".into(),
