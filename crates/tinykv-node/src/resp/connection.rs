@@ -51,7 +51,13 @@ pub async fn serve(
             let quit = Pipeline::new(&shared, &mut session)
                 .run(requests, &mut out)
                 .await;
-            write(&mut stream, &mut out, shared.idle_timeout).await?;
+            tokio::select! {
+                biased;
+                w = write(&mut stream, &mut out, shared.idle_timeout) => w?,
+                // A client that does not take its answers does not hold up
+                // the node's shutdown.
+                () = shutdown.cancelled() => return Ok(()),
+            }
             if quit {
                 return Ok(());
             }
