@@ -76,7 +76,7 @@ ENV TINYKV_DATA_DIR=/var/lib/tinykv \
 VOLUME ["/var/lib/tinykv"]
 WORKDIR /var/lib/tinykv
 USER 10001:10001
-EXPOSE 50051 9090
+EXPOSE 50051 9090 6379
 # grpc.health.v1.Health/Check on the port of TINYKV_LISTEN (or at
 # TINYKV_HEALTH_ADDR when set): exit 0 only when SERVING.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \

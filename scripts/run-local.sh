@@ -53,7 +53,8 @@ for i in $(seq 1 "$n"); do
     tls=(--tls-cert "$certs/node$i.pem" --tls-key "$certs/node$i.key" --tls-ca "$certs/ca.pem")
   fi
   "$bin/tinykv-node" "${tls[@]}" --worker-threads "${TINYKV_WORKER_THREADS:-1}" --cluster-name "${TINYKV_CLUSTER_NAME:-local}" --node-id "node$i" --listen "127.0.0.1:$((50050 + i))" --peers "$peers" \
-    --data-dir "$dir/node$i" --cluster-secret-file "$secret" --metrics-listen "127.0.0.1:$((9090 + i))" >"$dir/node$i.log" 2>&1 &
+    --data-dir "$dir/node$i" --cluster-secret-file "$secret" --metrics-listen "127.0.0.1:$((9090 + i))" \
+    --redis-listen "127.0.0.1:$((6379 + i))" >"$dir/node$i.log" 2>&1 &
   pids+=($!)
 done
 # The CLI (and the health checks below) dial TLS when TINYKV_TLS_CA is set.
@@ -67,8 +68,11 @@ for i in $(seq 1 "$n"); do
   done
 done
 cat <<TXT
-TinyKV: $n nodes up on 127.0.0.1:50051-$((50050 + n)) (logs and data in $dir, metrics on :9091-$((9090 + n))/metrics).
+TinyKV: $n nodes up on 127.0.0.1:50051-$((50050 + n)) (logs and data in $dir, metrics on :9091-$((9090 + n))/metrics),
+the Redis protocol on 127.0.0.1:6380-$((6379 + n)).
 Try, in another terminal:
+  redis-cli -p 6380 set my_key my_data
+  redis-cli -p 6382 get my_key
   $bin/tinykv_client 127.0.0.1:50051 put my_key my_data 3
   $bin/tinykv_client 127.0.0.1:50053 get my_key 2
   $bin/tinykv_client 127.0.0.1:50051 status

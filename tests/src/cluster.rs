@@ -46,6 +46,9 @@ pub struct ClusterOptions {
     /// A client token every test client sends (nodes started with
     /// `--client-auth token` read it from `client.tokens`).
     pub token: Option<String>,
+    /// Serve the Redis protocol too: every node gets `--redis-listen` on a
+    /// port of its own ([`Cluster::redis_addr`]).
+    pub redis: bool,
 }
 
 impl Default for ClusterOptions {
@@ -59,6 +62,7 @@ impl Default for ClusterOptions {
             secret: None,
             tls: false,
             token: None,
+            redis: false,
         }
     }
 }
@@ -69,6 +73,8 @@ pub struct NodeProc {
     pub id: String,
     /// gRPC port on 127.0.0.1.
     pub port: u16,
+    /// RESP port on 127.0.0.1, when the cluster serves the Redis protocol.
+    pub redis_port: Option<u16>,
     /// Data directory.
     pub data_dir: PathBuf,
     /// File of peer ids this node must not talk to (fault injection).
@@ -135,6 +141,7 @@ impl Cluster {
             .map(|i| NodeProc {
                 id: format!("node{}", i + 1),
                 port: free_port(),
+                redis_port: opts.redis.then(free_port),
                 data_dir: dir.path().join(format!("node{}", i + 1)),
                 block_file: dir.path().join(format!("node{}.blocked", i + 1)),
                 peers: String::new(),
@@ -171,6 +178,15 @@ impl Cluster {
     /// `127.0.0.1:port` of node `i`.
     pub fn addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.nodes[i].port)
+    }
+
+    /// `127.0.0.1:port` of node `i`'s RESP door (the cluster must be
+    /// started with `redis`).
+    pub fn redis_addr(&self, i: usize) -> String {
+        let port = self.nodes[i]
+            .redis_port
+            .unwrap_or_else(|| panic!("the cluster was started without `redis`"));
+        format!("127.0.0.1:{port}")
     }
 
     /// Index of the node with id `id`.

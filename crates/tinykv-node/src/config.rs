@@ -249,6 +249,19 @@ pub struct Config {
     /// `off` serves it nowhere.
     #[arg(long, env = "TINYKV_METRICS_LISTEN", default_value = "")]
     pub metrics_listen: String,
+    /// Also serve the Redis protocol (RESP2, RESP3 after `HELLO 3`) on this
+    /// address (`127.0.0.1:6380`): redis-cli, redis-benchmark and Redis
+    /// client libraries read and write keys through the same coordinator
+    /// as gRPC. Off when empty.
+    #[arg(long, env = "TINYKV_REDIS_LISTEN", default_value = "")]
+    pub redis_listen: String,
+    /// Most RESP connections served at once; more are answered
+    /// `-ERR max number of clients reached` and closed.
+    #[arg(long, env = "TINYKV_REDIS_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub redis_max_connections: usize,
+    /// A RESP connection that sends nothing for this long is closed.
+    #[arg(long, env = "TINYKV_REDIS_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub redis_idle_timeout: Duration,
     /// Async runtime worker threads (default: one per CPU). Several nodes on
     /// one small machine (a local cluster) run best with 1 each.
     #[arg(long, env = "TINYKV_WORKER_THREADS")]
@@ -411,6 +424,9 @@ impl Config {
             )),
             ClientAuth::Cert if given == 0 => Err(NodeError::Config(
                 "--client-auth cert needs TLS (--tls-cert, --tls-key, --tls-ca)".into(),
+            )),
+            ClientAuth::Cert if !self.redis_listen.is_empty() => Err(NodeError::Config(
+                "--redis-listen cannot be used with --client-auth cert: the RESP door serves no TLS, so no client certificate can be shown (use --client-auth token, which AUTH checks)".into(),
             )),
             _ => Ok(()),
         }

@@ -249,6 +249,26 @@ impl ClientCheck {
         Arc::new(ClientCheck { gate, refused })
     }
 
+    /// Checks a token given in-band (the RESP door's `AUTH`) as a bearer
+    /// token is checked, counting a refusal under `service`.
+    pub fn check_token(&self, service: &str, token: &[u8]) -> Result<(), String> {
+        let (reason, message) = match &self.gate {
+            ClientGate::Token(keys) => {
+                let header = [&b"Bearer "[..], token].concat();
+                match check_bearer(keys, Some(&header)) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => (reason_of(&e), e.to_string()),
+                }
+            }
+            ClientGate::Cert => (
+                "no_certificate",
+                "this node requires a client certificate, which a token cannot replace".to_string(),
+            ),
+        };
+        self.refused.with_label_values(&[service, reason]).inc();
+        Err(message)
+    }
+
     /// Wraps `svc` so every call to it is checked first.
     pub fn wrap<S>(self: &Arc<Self>, svc: S) -> Guarded<S, ClientCheck> {
         Guarded {

@@ -32,6 +32,7 @@ pub mod peers;
 pub mod placement;
 pub mod quorum;
 pub mod replicas;
+pub mod resp;
 pub mod ring;
 pub mod server;
 pub mod service;

@@ -146,6 +146,12 @@ pub async fn run(
                 NodeError::Transport(format!("binding metrics address {addr}: {e}"))
             })?),
         };
+    let redis_listener = match config.redis_listen.as_str() {
+        "" | "off" => None,
+        addr => Some(TcpListener::bind(addr).await.map_err(|e| {
+            NodeError::Transport(format!("binding --redis-listen address {addr}: {e}"))
+        })?),
+    };
     let node = build(&config, local, keys.as_ref(), shutdown.clone())?;
     let security = Security::new(&config, local, keys.as_ref(), &node.metrics)?;
     tracing::info!(id = %node.id, addr = %node.addr, listen = %local, sync = %sync_description(&config), guard = %security.describe(&config), "node starting");
@@ -185,13 +191,33 @@ pub async fn run(
         })
     });
 
-    let result = serve_grpc(&node, &config, listener, health, &security, &shutdown).await;
+    let (client, admin, peer) = services(&node, &config, &shutdown);
+    let resp_task = redis_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(addr = %addr, "RESP (Redis protocol) listening");
+        }
+        let parts = crate::resp::RespParts {
+            client: client.clone(),
+            check: security.client.clone(),
+            max_connections: config.redis_max_connections,
+            idle_timeout: config.redis_idle_timeout,
+        };
+        tokio::spawn(crate::resp::run(l, parts, shutdown.clone()))
+    });
+    let services = (client, admin, peer);
+    let result = serve_grpc(
+        services, &node, &config, listener, health, &security, &shutdown,
+    )
+    .await;
 
     shutdown.cancel();
     for l in loops {
         let _ = l.await;
     }
     if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    if let Some(t) = resp_task {
         let _ = t.await;
     }
     // A failed final flush means acknowledged writes may not be durable:
@@ -235,6 +261,7 @@ fn reflection() -> Result<
 /// Serves the client, admin, peer and health services on `listener` until
 /// `shutdown` is cancelled; in-flight requests finish first.
 async fn serve_grpc(
+    (client, admin, peer): (ClientService, AdminService, PeerService),
     node: &Node,
     config: &Config,
     listener: TcpListener,
@@ -245,7 +272,6 @@ async fn serve_grpc(
     let guard = &security.guard;
     let max = config.message_limit();
     let peer_max = config.peer_message_limit();
-    let (client, admin, peer) = services(node, config, shutdown);
     let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
     let token = shutdown.clone();
     let health_on_stop = health.clone();

@@ -74,6 +74,11 @@ impl Cluster {
                     .flat_map(|f| [std::ffi::OsStr::new("--cluster-secret-file"), f.as_os_str()]),
             )
             .args(&tls_args)
+            .args(
+                node.redis_port
+                    .iter()
+                    .flat_map(|p| ["--redis-listen".to_string(), format!("127.0.0.1:{p}")]),
+            )
             // Metrics on the gRPC port only (the default).
             .env("TINYKV_METRICS_LISTEN", "")
             .env("TINYKV_FAULT_BLOCK_FILE", &node.block_file)

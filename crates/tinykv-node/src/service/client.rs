@@ -65,6 +65,21 @@ impl ClientService {
         }
     }
 
+    /// The limits and defaults requests are judged by.
+    pub(crate) fn rules(&self) -> Rules {
+        self.parts.rules
+    }
+
+    /// What `Status` answers: members, ring, local keys, hints.
+    pub(crate) fn status_report(&self) -> pb::StatusResponse {
+        self.parts.status.report()
+    }
+
+    /// Whether the node serves: not shutting down, storage not failed.
+    pub(crate) fn is_ready(&self) -> bool {
+        !self.parts.shutdown.is_cancelled() && self.parts.store.engine().failure().is_none()
+    }
+
     fn record<T>(&self, op: &str, level: &str, started: StdInstant, result: &Result<T, Status>) {
         let m = &self.parts.metrics;
         m.requests.with_label_values(&[op, level]).inc();
@@ -358,8 +373,7 @@ impl TinyKv for ClientService {
         _req: Request<pb::PingRequest>,
     ) -> Result<Response<pb::PingResponse>, Status> {
         Ok(Response::new(pb::PingResponse {
-            is_ready: !self.parts.shutdown.is_cancelled()
-                && self.parts.store.engine().failure().is_none(),
+            is_ready: self.is_ready(),
             node_id: self.parts.id.clone(),
         }))
     }

@@ -21,13 +21,32 @@ impl ClientService {
         ops: Vec<pb::Operation>,
         header: Option<Duration>,
     ) -> Result<pb::BatchResponse, Status> {
-        use pb::operation_result::Result as R;
         if ops.len() > MAX_BATCH_OPS {
             return Err(Status::invalid_argument(format!(
                 "batch has {} operations; the limit is {MAX_BATCH_OPS}",
                 ops.len()
             )));
         }
+        let mut results: Vec<pb::OperationResult> = self
+            .run_ops(ops, header)
+            .await
+            .into_iter()
+            .map(|r| pb::OperationResult { result: Some(r) })
+            .collect();
+        fit_answer(&mut results, self.parts.rules.message_limit);
+        Ok(pb::BatchResponse { results })
+    }
+
+    /// Runs operations as a batch does (checks, writes coordinated
+    /// together and reads together, both at once) and gives each its
+    /// result, in order, without the batch's answer-size cut: the RESP
+    /// door runs a connection's pipelined commands through here.
+    pub(crate) async fn run_ops(
+        &self,
+        ops: Vec<pb::Operation>,
+        header: Option<Duration>,
+    ) -> Vec<pb::operation_result::Result> {
+        use pb::operation_result::Result as R;
         let Sorted {
             mut results,
             writes,
@@ -70,16 +89,12 @@ impl ClientService {
             let answer = self.finish_get(&meta, read);
             results[i] = Some(answer.map(R::Get).unwrap_or_else(|s| error_result(&s)));
         }
-        let mut results: Vec<pb::OperationResult> = results
+        results
             .into_iter()
-            .map(|r| pb::OperationResult {
-                result: Some(
-                    r.unwrap_or_else(|| error_result(&Status::internal("operation got no result"))),
-                ),
+            .map(|r| {
+                r.unwrap_or_else(|| error_result(&Status::internal("operation got no result")))
             })
-            .collect();
-        fit_answer(&mut results, self.parts.rules.message_limit);
-        Ok(pb::BatchResponse { results })
+            .collect()
     }
 }
 

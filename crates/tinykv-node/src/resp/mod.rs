@@ -1,0 +1,146 @@
+//! The RESP front door (`--redis-listen`): Redis clients and tools
+//! (`redis-cli`, `redis-benchmark`, client libraries) read and write
+//! TinyKV keys over the Redis protocol, RESP2 or (after `HELLO 3`) RESP3.
+//!
+//! Every read and write goes through the client service's batch path,
+//! so through the same checks, limits, error texts, metrics and
+//! coordinator as gRPC: a connection's pipelined commands are coordinated
+//! as one batch (see `pipeline.rs`). Layout, as in mini-redis: `run`
+//! accepts connections, `connection.rs` reads requests (`frame.rs`) and
+//! writes answers (`reply.rs`), `cmd/` parses each command.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::guard::ClientCheck;
+use crate::service::client::ClientService;
+
+mod cmd;
+mod connection;
+mod error;
+mod frame;
+mod pipeline;
+mod reply;
+mod session;
+
+pub use error::RespError;
+
+/// What the RESP door uses of the node.
+pub struct RespParts {
+    /// The client service: every read and write goes through it.
+    pub client: ClientService,
+    /// The token check of `--client-auth token` (`AUTH`), if on.
+    pub check: Option<Arc<ClientCheck>>,
+    /// Most connections served at once; more are answered with an error
+    /// and closed.
+    pub max_connections: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub client: ClientService,
+    pub check: Option<Arc<ClientCheck>>,
+    pub limits: frame::Limits,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub started: Instant,
+    pub port: u16,
+    /// Connections open now.
+    pub connected: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Commands run since start.
+    pub commands: AtomicU64,
+}
+
+/// Serves the RESP door on `listener` until `shutdown`: then stops
+/// accepting, lets every connection finish the batch it is running, and
+/// returns once all are closed.
+pub async fn run(listener: TcpListener, parts: RespParts, shutdown: CancellationToken) {
+    let rules = parts.client.rules();
+    let shared = Arc::new(Shared {
+        limits: frame::Limits {
+            // A value a little over the limit still parses, and gets the
+            // value limit's error, as over gRPC.
+            max_bulk: rules.message_limit,
+            max_frame: rules.message_limit,
+        },
+        client: parts.client,
+        check: parts.check,
+        idle_timeout: parts.idle_timeout,
+        max_connections: parts.max_connections,
+        started: Instant::now(),
+        port: listener.local_addr().map(|a| a.port()).unwrap_or(0),
+        connected: AtomicUsize::new(0),
+        accepted: AtomicU64::new(0),
+        commands: AtomicU64::new(0),
+    });
+    let permits = Arc::new(Semaphore::new(parts.max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors, say: wait a little instead of spinning.
+                tracing::warn!(error = %e, "RESP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tasks.spawn(refuse(stream));
+            continue;
+        };
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            connection_task(stream, addr, shared, shutdown).await;
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Serves one accepted connection, counted in `INFO clients`.
+async fn connection_task(
+    stream: TcpStream,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let session = session::Session::new(id, shared.check.is_some());
+    let span = tracing::debug_span!("resp_connection", id, peer = %addr);
+    let result = connection::serve(stream, session, shared.clone(), shutdown)
+        .instrument(span)
+        .await;
+    shared.connected.fetch_sub(1, Ordering::Relaxed);
+    if let Err(e) = result {
+        tracing::debug!(id, peer = %addr, error = %e, "RESP connection closed");
+    }
+}
+
+/// Answers a connection over the limit and closes it, as Redis does.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(b"-ERR max number of clients reached\r\n"),
+    )
+    .await;
+}
