@@ -3,6 +3,8 @@
 //! limits, unknown commands, AUTH, and keys crossing between RESP, gRPC
 //! and the legacy proto. `resp_tools.rs` drives redis-cli and redis-benchmark.
 
+use std::time::Duration;
+
 use redis::aio::MultiplexedConnection;
 use redis::{cmd, RedisError, Value};
 use tinykv_client::Consistency;
@@ -106,21 +108,7 @@ async fn every_command_through_the_redis_crate() {
     assert!(err(&mut a, &[b"SET", b"k", b"v", b"BOGUS"])
         .await
         .contains("syntax error"));
-    for ttl in [
-        &[&b"SET"[..], b"k", b"v", b"EX", b"10"][..],
-        &[b"SET", b"k", b"v", b"PX", b"10"],
-        &[b"SET", b"k", b"v", b"EXAT", b"10"],
-        &[b"SET", b"k", b"v", b"PXAT", b"10"],
-        &[b"SET", b"k", b"v", b"KEEPTTL"],
-        &[b"EXPIRE", b"k3", b"10"],
-        &[b"PEXPIRE", b"k3", b"10"],
-        &[b"TTL", b"k3"],
-        &[b"PTTL", b"k3"],
-        &[b"PERSIST", b"k3"],
-    ] {
-        let e = err(&mut a, ttl).await;
-        assert!(e.contains("per-key TTL"), "{ttl:?}: {e}");
-    }
+    ttl_commands(&c, &mut a, &mut b).await;
 
     let info: String = ok(&mut a, &[b"INFO"]).await;
     for want in [
@@ -263,6 +251,75 @@ async fn pipelines_keep_order_and_see_their_own_writes() {
             .expect("get");
         assert_eq!(v.map(|v| v.val), Some(format!("v{last}").into()), "p{k}");
     }
+}
+
+/// `SET EX/PX/EXAT/PXAT/KEEPTTL`, `EXPIRE`, `PEXPIRE`, `TTL`, `PTTL` and
+/// `PERSIST`, seen from two nodes' RESP doors and over gRPC.
+async fn ttl_commands(c: &Cluster, a: &mut MultiplexedConnection, b: &mut MultiplexedConnection) {
+    let secs = |v: i64, hi: i64| assert!((hi - 5..=hi).contains(&v), "TTL {v}, wanted about {hi}");
+    assert_eq!(
+        ok::<String>(a, &[b"SET", b"t", b"v1", b"EX", b"100"]).await,
+        "OK"
+    );
+    secs(ok::<i64>(b, &[b"TTL", b"t"]).await, 100);
+    let ms: i64 = ok(b, &[b"PTTL", b"t"]).await;
+    assert!((95_000..=100_000).contains(&ms), "PTTL {ms}");
+    assert_eq!(ok::<i64>(b, &[b"TTL", b"nope"]).await, -2);
+    assert_eq!(ok::<i64>(b, &[b"TTL", b"k3"]).await, -1, "no expiry");
+    // PERSIST removes the expiry once; EXPIRE sets a new one.
+    assert_eq!(ok::<i64>(a, &[b"PERSIST", b"t"]).await, 1);
+    assert_eq!(ok::<i64>(b, &[b"TTL", b"t"]).await, -1);
+    assert_eq!(ok::<i64>(a, &[b"PERSIST", b"t"]).await, 0);
+    assert_eq!(ok::<i64>(a, &[b"PERSIST", b"nope"]).await, 0);
+    assert_eq!(ok::<i64>(a, &[b"EXPIRE", b"t", b"50"]).await, 1);
+    secs(ok::<i64>(b, &[b"TTL", b"t"]).await, 50);
+    assert_eq!(ok::<i64>(a, &[b"EXPIRE", b"nope", b"50"]).await, 0);
+    // KEEPTTL keeps it; a plain SET replaces the version and its expiry.
+    assert_eq!(
+        ok::<String>(a, &[b"SET", b"t", b"v2", b"KEEPTTL"]).await,
+        "OK"
+    );
+    secs(ok::<i64>(b, &[b"TTL", b"t"]).await, 50);
+    assert_eq!(
+        ok::<Option<String>>(b, &[b"GET", b"t"]).await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(ok::<String>(a, &[b"SET", b"t", b"v3"]).await, "OK");
+    assert_eq!(ok::<i64>(b, &[b"TTL", b"t"]).await, -1);
+    // A time to live of 0 deletes, as in Redis; so does a past EXAT.
+    assert_eq!(ok::<i64>(a, &[b"EXPIRE", b"t", b"0"]).await, 1);
+    assert_eq!(ok::<Option<String>>(b, &[b"GET", b"t"]).await, None);
+    assert_eq!(
+        ok::<String>(a, &[b"SET", b"old", b"v", b"EXAT", b"1"]).await,
+        "OK"
+    );
+    assert_eq!(ok::<Option<String>>(b, &[b"GET", b"old"]).await, None);
+    assert!(err(a, &[b"EXPIRE", b"k3", b"10", b"NX"])
+        .await
+        .contains("not supported"));
+    assert!(err(a, &[b"SET", b"k", b"v", b"EX", b"0"])
+        .await
+        .contains("invalid expire"));
+    // A value set with PX is gone after it, through RESP and over gRPC.
+    assert_eq!(
+        ok::<String>(a, &[b"SET", b"short", b"v", b"PX", b"400"]).await,
+        "OK"
+    );
+    assert_eq!(ok::<i64>(b, &[b"PEXPIRE", b"k3", b"400"]).await, 1);
+    let grpc = c.client_for(2);
+    tinykv_tests::wait_until(
+        "PX and PEXPIRE keys expire",
+        Duration::from_secs(10),
+        || {
+            let (mut b, grpc) = (b.clone(), grpc.clone());
+            async move {
+                let gone: Vec<Option<String>> = ok(&mut b, &[b"MGET", b"short", b"k3"]).await;
+                let over_grpc = grpc.get("short", Consistency::Quorum).await.expect("get");
+                gone == vec![None, None] && over_grpc.is_none()
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

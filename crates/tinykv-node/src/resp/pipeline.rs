@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tinykv_proto::tinykv as pb;
 use tracing::Instrument;
 
-use super::cmd::{self, Command, ReadShape};
+use super::cmd::{self, Command, ExpireArg, PutTtl, ReadShape};
 use super::reply::Reply;
 use super::session::Session;
 use super::Shared;
@@ -109,7 +109,20 @@ impl<'a> Pipeline<'a> {
                 return true;
             }
             Command::Read(shape, keys) => self.queue_reads(shape, keys).await,
-            Command::Write(pairs) => self.queue_writes(pairs).await,
+            Command::Write(pairs) => self.queue_writes(pairs, None).await,
+            Command::WriteExpiring(key, val, ttl) => {
+                self.queue_writes(vec![(key, val)], Some(ttl)).await
+            }
+            Command::WriteKeepTtl(key, val) => {
+                self.flush().await;
+                let reply = self.set_keep_ttl(key, val).await;
+                self.slots.push((proto, Some(reply)));
+            }
+            Command::Expire(key, arg) => {
+                self.flush().await;
+                let reply = self.expire(key, arg).await;
+                self.slots.push((proto, Some(reply)));
+            }
             Command::Del(keys) => {
                 self.flush().await;
                 let reply = self.delete(keys).await;
@@ -132,7 +145,7 @@ impl<'a> Pipeline<'a> {
         self.queue(Shape::Read(shape), first, count);
     }
 
-    async fn queue_writes(&mut self, pairs: Vec<(Bytes, Bytes)>) {
+    async fn queue_writes(&mut self, pairs: Vec<(Bytes, Bytes)>, ttl: Option<PutTtl>) {
         if pairs.iter().any(|(k, _)| self.read_keys.contains(k)) {
             self.flush().await;
         }
@@ -140,7 +153,8 @@ impl<'a> Pipeline<'a> {
         let count = pairs.len();
         for (key, val) in pairs {
             self.written_keys.insert(key.clone());
-            self.ops.push(put_op(key, val, self.session.consistency));
+            self.ops
+                .push(put_op(key, val, self.session.consistency, ttl));
         }
         self.queue(Shape::Write, first, count);
     }
@@ -194,6 +208,66 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// One read of `key`, on its own: the value's answer, `None` when absent.
+async fn read_one(
+    shared: &Shared,
+    key: Bytes,
+    level: pb::Consistency,
+) -> Result<Option<pb::GetResponse>, Reply> {
+    let mut results = shared.client.run_ops(vec![get_op(key, level)], None).await;
+    match results.pop() {
+        Some(Outcome::Get(g)) if g.status == pb::ReadStatus::Found as i32 => Ok(Some(g)),
+        Some(Outcome::Get(_)) => Ok(None),
+        Some(Outcome::Error(e)) => Err(error_reply(&e)),
+        _ => Err(Reply::err("read got no answer")),
+    }
+}
+
+impl Pipeline<'_> {
+    /// `SET key value KEEPTTL`: the value with the key's current expiry.
+    async fn set_keep_ttl(&mut self, key: Bytes, val: Bytes) -> Reply {
+        let level = self.session.consistency;
+        let ttl = match read_one(self.shared, key.clone(), level).await {
+            Err(e) => return e,
+            Ok(Some(g)) if g.expires_at_us != 0 => Some(PutTtl::AtUs(g.expires_at_us)),
+            Ok(_) => None,
+        };
+        let put = put_op(key, val, level, ttl);
+        write_reply(&self.shared.client.run_ops(vec![put], None).await)
+    }
+
+    /// `EXPIRE`/`PEXPIRE`/`PERSIST`: 1 when the key's expiry changed, 0
+    /// when there is no such key (or, for `PERSIST`, it had no expiry). A
+    /// time to live of 0 or less deletes the key, as in Redis.
+    async fn expire(&mut self, key: Bytes, arg: ExpireArg) -> Reply {
+        let level = self.session.consistency;
+        let (ttl_ms, persist) = match arg {
+            ExpireArg::Ms(ms) if ms <= 0 => return self.delete(vec![key]).await,
+            ExpireArg::Ms(ms) => (ms.unsigned_abs(), false),
+            ExpireArg::Persist => (0, true),
+        };
+        if persist {
+            match read_one(self.shared, key.clone(), level).await {
+                Err(e) => return e,
+                Ok(Some(g)) if g.expires_at_us != 0 => {}
+                Ok(_) => return Reply::Int(0),
+            }
+        }
+        let req = pb::ExpireRequest {
+            key,
+            ttl_ms,
+            persist,
+            consistency: level as i32,
+            ..Default::default()
+        };
+        match self.shared.client.run_expire(req).await {
+            Ok(r) if r.status == pb::ReadStatus::Found as i32 => Reply::Int(1),
+            Ok(_) => Reply::Int(0),
+            Err(status) => Reply::err(status.message()),
+        }
+    }
+}
+
 fn get_op(key: Bytes, level: pb::Consistency) -> pb::Operation {
     pb::Operation {
         op: Some(pb::operation::Op::Get(pb::GetRequest {
@@ -204,12 +278,19 @@ fn get_op(key: Bytes, level: pb::Consistency) -> pb::Operation {
     }
 }
 
-fn put_op(key: Bytes, val: Bytes, level: pb::Consistency) -> pb::Operation {
+fn put_op(key: Bytes, val: Bytes, level: pb::Consistency, ttl: Option<PutTtl>) -> pb::Operation {
+    let (ttl_ms, expires_at_us) = match ttl {
+        None => (0, 0),
+        Some(PutTtl::AfterMs(ms)) => (ms, 0),
+        Some(PutTtl::AtUs(us)) => (0, us),
+    };
     pb::Operation {
         op: Some(pb::operation::Op::Put(pb::PutRequest {
             key,
             val,
             consistency: level as i32,
+            ttl_ms,
+            expires_at_us,
             ..Default::default()
         })),
     }
@@ -263,6 +344,16 @@ fn read_reply(shape: ReadShape, outcomes: &[Outcome]) -> Reply {
             .collect::<Result<Vec<_>, _>>()
             .map(Reply::Array),
         ReadShape::Exists => count_found(outcomes).map(Reply::Int),
+        ReadShape::Ttl { millis } => match outcomes.first() {
+            Some(Outcome::Get(g)) => Ok(cmd::ttl_answer(
+                g.status == pb::ReadStatus::Found as i32,
+                g.expires_at_us,
+                g.ttl_remaining_us,
+                millis,
+            )),
+            Some(Outcome::Error(e)) => Err(error_reply(e)),
+            _ => Err(Reply::err("read got no answer")),
+        },
     };
     answer.unwrap_or_else(|e| e)
 }

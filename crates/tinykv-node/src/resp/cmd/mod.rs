@@ -18,6 +18,8 @@ mod set;
 pub(crate) mod table;
 mod ttl;
 
+pub use ttl::{ttl_answer, ExpireArg, PutTtl};
+
 /// Most keys one command may name (`MGET`, `MSET` pairs, `DEL`,
 /// `EXISTS`): a gRPC batch's limit.
 pub const MAX_KEYS: usize = crate::service::client::MAX_BATCH_OPS;
@@ -31,6 +33,11 @@ pub enum ReadShape {
     MGet,
     /// How many were found.
     Exists,
+    /// The time to live (`TTL`, or `PTTL` with `millis`).
+    Ttl {
+        /// Milliseconds instead of seconds.
+        millis: bool,
+    },
 }
 
 /// What a command asks for.
@@ -42,6 +49,12 @@ pub enum Command {
     Read(ReadShape, Vec<Bytes>),
     /// Writes of these values (`OK` once all are acknowledged).
     Write(Vec<(Bytes, Bytes)>),
+    /// `SET` of a value that expires.
+    WriteExpiring(Bytes, Bytes, PutTtl),
+    /// `SET ... KEEPTTL`: the value keeps the key's current expiry.
+    WriteKeepTtl(Bytes, Bytes),
+    /// `EXPIRE`, `PEXPIRE` or `PERSIST` of a key.
+    Expire(Bytes, ExpireArg),
     /// `DEL` of these keys.
     Del(Vec<Bytes>),
     /// `QUIT`: answer `OK` and close.
@@ -74,7 +87,11 @@ pub fn parse(args: Vec<Bytes>, session: &mut Session, shared: &Shared) -> Comman
         "del" => keys::del(args),
         "set" => set::set(args),
         "mset" => keys::mset(args),
-        "expire" | "pexpire" | "ttl" | "pttl" | "persist" => ttl::unavailable(&name).into(),
+        "expire" => ttl::expire(args, false),
+        "pexpire" => ttl::expire(args, true),
+        "persist" => ttl::persist(args),
+        "ttl" => ttl::ttl(args, false),
+        "pttl" => ttl::ttl(args, true),
         "ping" => conn::ping(args).into(),
         "echo" => Reply::Bulk(args[1].clone()).into(),
         "select" => conn::select(&args[1]).into(),

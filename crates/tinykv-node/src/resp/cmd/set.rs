@@ -1,19 +1,21 @@
 //! `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ts|KEEPTTL]`.
 //!
 //! A write is last-writer-wins: it cannot depend on what is stored, so
-//! `NX`, `XX` and `GET` are answered with an error saying so.
+//! `NX`, `XX` and `GET` are answered with an error saying so. `KEEPTTL`
+//! reads the key's expiry first and writes the value with it (not atomic:
+//! an `EXPIRE` between the two is overwritten, as any concurrent write is).
 
 use bytes::Bytes;
 
-use super::{integer, ttl, Command};
+use super::{ttl, Command, PutTtl};
 use crate::resp::reply::Reply;
 
 /// `SET`.
 pub fn set(args: Vec<Bytes>) -> Command {
-    // Every option this build knows ends the command with an error, so
-    // the first one decides.
-    if let Some(option) = args.get(3) {
-        let i = 3;
+    let mut expiry: Option<PutTtl> = None;
+    let mut keep = false;
+    let mut i = 3;
+    while let Some(option) = args.get(i) {
         let option = String::from_utf8_lossy(option).to_ascii_uppercase();
         match option.as_str() {
             "NX" | "XX" | "GET" => {
@@ -22,22 +24,29 @@ pub fn set(args: Vec<Bytes>) -> Command {
                 ))
                 .into()
             }
-            "EX" | "PX" | "EXAT" | "PXAT" => {
+            "EX" | "PX" | "EXAT" | "PXAT" if expiry.is_none() && !keep => {
                 let Some(n) = args.get(i + 1) else {
                     return Reply::err("syntax error").into();
                 };
-                match integer(n) {
-                    Ok(n) if n > 0 => {}
-                    Ok(_) => return Reply::err("invalid expire time in 'set' command").into(),
+                match ttl::set_option(&option, n) {
+                    Ok(t) => expiry = Some(t),
                     Err(e) => return e.into(),
                 }
-                return ttl::unavailable(&format!("SET {option}")).into();
+                i += 2;
             }
-            "KEEPTTL" => return ttl::unavailable("SET KEEPTTL").into(),
+            "KEEPTTL" if expiry.is_none() && !keep => {
+                keep = true;
+                i += 1;
+            }
             _ => return Reply::err("syntax error").into(),
         }
     }
-    Command::Write(vec![(args[1].clone(), args[2].clone())])
+    let (key, val) = (args[1].clone(), args[2].clone());
+    match (expiry, keep) {
+        (Some(t), _) => Command::WriteExpiring(key, val, t),
+        (None, true) => Command::WriteKeepTtl(key, val),
+        (None, false) => Command::Write(vec![(key, val)]),
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +91,30 @@ mod tests {
         );
         assert!(error_of(set_of(&["set", "k", "v", "EX", "x"])).contains("not an integer"));
         assert!(error_of(set_of(&["set", "k", "v", "PX", "0"])).contains("invalid expire"));
+        assert_eq!(
+            error_of(set_of(&["set", "k", "v", "EX", "1", "PX", "5"])),
+            "ERR syntax error"
+        );
+        assert_eq!(
+            error_of(set_of(&["set", "k", "v", "KEEPTTL", "EX", "5"])),
+            "ERR syntax error"
+        );
+    }
+
+    #[test]
+    fn expiry_options_make_expiring_writes() {
+        let (k, v) = (Bytes::from("k"), Bytes::from("v"));
+        assert_eq!(
+            set_of(&["set", "k", "v", "ex", "10"]),
+            Command::WriteExpiring(k.clone(), v.clone(), PutTtl::AfterMs(10_000))
+        );
+        assert_eq!(
+            set_of(&["set", "k", "v", "PXAT", "1700000000000"]),
+            Command::WriteExpiring(k.clone(), v.clone(), PutTtl::AtUs(1_700_000_000_000_000))
+        );
+        assert_eq!(
+            set_of(&["set", "k", "v", "keepttl"]),
+            Command::WriteKeepTtl(k, v)
+        );
     }
 }

@@ -123,7 +123,7 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "fast"],
         ONE_KEY,
         "generic",
-        "Sets a key's time to live in seconds (needs per-key TTL).",
+        "Sets a key's time to live in seconds.",
     ),
     spec(
         "pexpire",
@@ -131,7 +131,7 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "fast"],
         ONE_KEY,
         "generic",
-        "Sets a key's time to live in milliseconds (needs per-key TTL).",
+        "Sets a key's time to live in milliseconds.",
     ),
     spec(
         "ttl",
@@ -139,7 +139,7 @@ pub static COMMANDS: &[Spec] = &[
         &["readonly", "fast"],
         ONE_KEY,
         "generic",
-        "Returns a key's time to live in seconds (needs per-key TTL).",
+        "Returns a key's time to live in seconds.",
     ),
     spec(
         "pttl",
@@ -147,7 +147,7 @@ pub static COMMANDS: &[Spec] = &[
         &["readonly", "fast"],
         ONE_KEY,
         "generic",
-        "Returns a key's time to live in milliseconds (needs per-key TTL).",
+        "Returns a key's time to live in milliseconds.",
     ),
     spec(
         "persist",
@@ -155,7 +155,7 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "fast"],
         ONE_KEY,
         "generic",
-        "Removes a key's time to live (needs per-key TTL).",
+        "Removes a key's time to live.",
     ),
     spec(
         "info",

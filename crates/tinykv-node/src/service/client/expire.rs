@@ -27,6 +27,17 @@ pub(super) fn expiry(ttl_ms: u64, expires_at_us: u64, persist: bool) -> Result<E
 }
 
 impl ClientService {
+    /// `Expire` for the other front door (RESP), with the request's own
+    /// deadline (`timeout_ms`, else the node's request timeout).
+    pub(crate) async fn run_expire(
+        &self,
+        r: pb::ExpireRequest,
+    ) -> Result<pb::ExpireResponse, Status> {
+        let deadline =
+            crate::service::deadline_at(&self.parts.rules, None, r.timeout_ms, Instant::now());
+        self.expire_op(r, deadline).await
+    }
+
     /// An expiry change, as `Expire` runs it.
     pub(super) async fn expire_op(
         &self,
