@@ -32,6 +32,7 @@ use crate::config::Config;
 use crate::error::NodeError;
 use crate::node::Node;
 use crate::service::admin::AdminService;
+use crate::service::backup::BackupParts;
 use crate::service::client::{ClientParts, ClientService};
 use crate::service::peer::{PeerParts, PeerService};
 use crate::service::Rules;
@@ -91,6 +92,12 @@ fn services(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> (ClientService, AdminService, PeerService) {
+    let rules = Rules {
+        request_timeout: config.request_timeout,
+        default_consistency: config.default_consistency,
+        max_value_bytes: config.max_value_bytes,
+        message_limit: config.message_limit(),
+    };
     let client = ClientService::new(ClientParts {
         id: node.id.clone(),
         coordinator: node.coordinator.clone(),
@@ -99,12 +106,7 @@ fn services(
         store: node.store.clone(),
         status: node.status.clone(),
         metrics: node.metrics.clone(),
-        rules: Rules {
-            request_timeout: config.request_timeout,
-            default_consistency: config.default_consistency,
-            max_value_bytes: config.max_value_bytes,
-            message_limit: config.message_limit(),
-        },
+        rules,
         shutdown: shutdown.clone(),
     });
     let admin = AdminService::new(
@@ -113,6 +115,12 @@ fn services(
         node.antientropy.clone(),
         node.cleanup.clone(),
         node.lifecycle.clone(),
+        BackupParts {
+            store: node.store.clone(),
+            coordinator: node.coordinator.clone(),
+            clock: node.clock.clone(),
+            rules,
+        },
     );
     let peer = PeerService::new(PeerParts {
         store: node.store.clone(),

@@ -7,6 +7,7 @@ use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
+use super::backup::BackupParts;
 use super::check_key;
 use crate::antientropy::{AntiEntropy, RepairError, RepairReport};
 use crate::cleanup::{Cleanup, CleanupProgress};
@@ -21,17 +22,20 @@ pub struct AdminService {
     antientropy: Arc<AntiEntropy>,
     cleanup: Arc<Cleanup>,
     lifecycle: Arc<Lifecycle>,
+    backup: BackupParts,
 }
 
 impl AdminService {
     /// A service reading `store`, placing keys with `membership`, and
-    /// running repair and cleanup rounds and lifecycle operations.
+    /// running repair and cleanup rounds and lifecycle operations, and
+    /// backup's range reads and restore's writes with `backup`.
     pub fn new(
         store: Store,
         membership: Arc<Membership>,
         antientropy: Arc<AntiEntropy>,
         cleanup: Arc<Cleanup>,
         lifecycle: Arc<Lifecycle>,
+        backup: BackupParts,
     ) -> Self {
         AdminService {
             store,
@@ -39,6 +43,7 @@ impl AdminService {
             antientropy,
             cleanup,
             lifecycle,
+            backup,
         }
     }
 }
@@ -213,5 +218,22 @@ impl Admin for AdminService {
             .await
             .map(|r| Response::new(r.into()))
             .map_err(lifecycle_status)
+    }
+
+    async fn scan_range(
+        &self,
+        req: Request<pb::ScanRangeRequest>,
+    ) -> Result<Response<pb::ScanRangeResponse>, Status> {
+        self.backup
+            .scan_range(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn write_versions(
+        &self,
+        req: Request<pb::WriteVersionsRequest>,
+    ) -> Result<Response<pb::WriteVersionsResponse>, Status> {
+        self.backup.write_versions(req).await.map(Response::new)
     }
 }

@@ -2,6 +2,7 @@
 //! operator-facing `tinykv.Admin`, and the node-to-node `tinykv.internal.Peer`.
 
 pub mod admin;
+pub mod backup;
 pub mod client;
 pub mod peer;
 mod request_span;
