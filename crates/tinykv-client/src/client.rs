@@ -26,6 +26,7 @@ use crate::routing::{fetch_routing, Routing, RoutingPolicy};
 use crate::{ClientError, Consistency};
 
 mod admin;
+mod backup;
 mod cleanup;
 mod ttl;
 pub use ttl::{Expiry, KeyTtl};

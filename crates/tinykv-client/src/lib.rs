@@ -5,6 +5,7 @@
 //! endpoints given. Every call carries a deadline. Concurrent calls are
 //! coalesced into batch RPCs under load (see [`ClientOptions::coalesce`]).
 
+pub mod backup;
 mod batch;
 mod client;
 mod consistency;

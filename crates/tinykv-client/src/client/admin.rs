@@ -18,7 +18,7 @@ impl Client {
     /// Runs `call` on the first endpoint that can be reached, in the order
     /// the endpoints were given; the first answer (or a node's own error)
     /// is the result.
-    async fn on_first_reachable<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    pub(super) async fn on_first_reachable<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

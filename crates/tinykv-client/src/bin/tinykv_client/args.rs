@@ -127,6 +127,40 @@ pub enum Command {
     },
     /// Drop a dead node for good and re-replicate its ranges.
     Removenode { node_id: String },
+    /// Back up the whole cluster into a directory: every token range read
+    /// from a quorum of its replicas (one with --fast), tombstones and
+    /// expiries included, in checksummed files and a manifest
+    /// (docs/backup.md).
+    Backup {
+        /// The directory (created if missing; must not hold a backup).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Incremental: only versions with a timestamp above TS
+        /// (microseconds since the epoch, e.g. a manifest's started_at_us).
+        #[arg(long, value_name = "TS", default_value_t = 0)]
+        since: u64,
+        /// Read each range from one replica instead of a quorum.
+        #[arg(long)]
+        fast: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+    },
+    /// Restore a backup by key through the normal write path (a cluster
+    /// of any size), keeping the original timestamps so newer data wins;
+    /// every file's checksum is checked first.
+    Restore {
+        /// The backup directory.
+        #[arg(long = "in")]
+        input: std::path::PathBuf,
+        /// Write with new timestamps: the backup's versions win over
+        /// anything the cluster holds.
+        #[arg(long)]
+        overwrite: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+    },
     /// Print a new random cluster secret (`tinykv_client secret >
     /// cluster.secret`); the address is ignored and may be `-`.
     Secret,

@@ -6,6 +6,7 @@
 //! 3 unavailable or deadline exceeded, 4 any other failure.
 
 mod args;
+mod backup;
 mod print;
 mod setup;
 mod ttl;
@@ -91,9 +92,10 @@ fn deadline(cli: &Cli) -> std::time::Duration {
         .timeout
         .saturating_mul(u32::try_from(addrs).unwrap_or(u32::MAX));
     let wait = match &cli.command {
-        Command::Decommission { wait_timeout, .. } | Command::Cleanup { wait_timeout } => {
-            *wait_timeout
-        }
+        Command::Decommission { wait_timeout, .. }
+        | Command::Cleanup { wait_timeout }
+        | Command::Backup { wait_timeout, .. }
+        | Command::Restore { wait_timeout, .. } => *wait_timeout,
         _ => std::time::Duration::ZERO,
     };
     per_call
@@ -164,10 +166,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         .addr
         .clone()
         .ok_or_else(|| Failure(2, "the node address <ADDR> is missing".into()))?;
-    let client = setup::connect(&addr, opts).await?;
+    let client = setup::connect(&addr, opts.clone()).await?;
     let json = cli.output == Output::Json;
     let levels = (cli.w, cli.r, cli.consistency);
     match cli.command {
+        Command::Backup {
+            out, since, fast, ..
+        } => backup::backup(&client, opts, out, since, fast, json).await?,
+        Command::Restore {
+            input, overwrite, ..
+        } => {
+            let level = level(None, levels.0, levels.2);
+            backup::restore(&client, input, overwrite, level, json).await?
+        }
         Command::Put { key, val, rf, ttl } => {
             let expiry = ttl.map_or(Expiry::Never, Expiry::After);
             let out = client
@@ -308,6 +319,7 @@ async fn admin(client: &Client, command: Command, json: bool) -> Result<(), Fail
         Command::Secret | Command::Certs { .. } | Command::Completions { .. } => {}
         Command::Put { .. } | Command::Get { .. } | Command::Delete { .. } => {}
         Command::Expire { .. } | Command::Persist { .. } | Command::Ttl { .. } => {}
+        Command::Backup { .. } | Command::Restore { .. } => {}
     }
     Ok(())
 }
