@@ -85,6 +85,34 @@ async fn admin_codes(ch: Signed<Channel>) -> Vec<(&'static str, Code)> {
                     .map(|_| tonic::Response::new(())),
             ),
         ),
+        (
+            "ScanRange",
+            code(
+                a.scan_range(kv::ScanRangeRequest {
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| tonic::Response::new(())),
+            ),
+        ),
+        (
+            "WriteVersions",
+            code(
+                a.write_versions(kv::WriteVersionsRequest {
+                    versions: vec![kv::KeyVersion {
+                        key: b"planted".to_vec().into(),
+                        value: b"planted".to_vec().into(),
+                        timestamp: 1,
+                        writer: "intruder".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .map(|_| tonic::Response::new(())),
+            ),
+        ),
     ]
 }
 

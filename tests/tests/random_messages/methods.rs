@@ -178,6 +178,45 @@ pub static METHODS: &[Method] = &[
         |r, _| kv::KeyOwnersRequest { key: key(r).into() }.encode_to_vec(),
     ),
     m(
+        "ScanRange",
+        "/tinykv.Admin/ScanRange",
+        Unary,
+        Admin,
+        |r, _| {
+            kv::ScanRangeRequest {
+                start: r.random(),
+                end: r.random(),
+                after_key: key(r).into(),
+                limit: r.random_range(0..5000),
+                since: 0,
+            }
+            .encode_to_vec()
+        },
+    ),
+    m(
+        "WriteVersions",
+        "/tinykv.Admin/WriteVersions",
+        Unary,
+        Admin,
+        |r, _| {
+            let versions = (0..r.random_range(0..8))
+                .map(|_| kv::KeyVersion {
+                    key: key(r).into(),
+                    value: key(r).into(),
+                    timestamp: r.random_range(0..1_000_000),
+                    writer: "fuzz".into(),
+                    tombstone: r.random_bool(0.2),
+                    expires_at_us: 0,
+                })
+                .collect();
+            kv::WriteVersionsRequest {
+                versions,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        },
+    ),
+    m(
         "Write",
         "/tinykv.internal.Peer/Write",
         Unary,

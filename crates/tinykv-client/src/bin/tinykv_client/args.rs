@@ -20,7 +20,8 @@ pub struct Cli {
     #[arg(env = "TINYKV_ADDR", required = true)]
     pub addr: Option<String>,
     /// The cluster's secret file: admin commands (local-get, owners,
-    /// repair, cleanup, decommission, removenode) prove it to nodes that have one.
+    /// repair, cleanup, decommission, removenode, backup, restore) prove it
+    /// to nodes that have one.
     #[arg(long, global = true, env = "TINYKV_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
     /// TLS: the CA that signs the nodes' certificates (the nodes then are
