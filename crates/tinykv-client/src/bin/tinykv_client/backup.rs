@@ -8,6 +8,7 @@ use serde_json::json;
 use tinykv_client::backup::{self, BackupError, BackupOptions, Progress, RestoreOptions};
 use tinykv_client::{Client, ClientOptions, Consistency};
 
+use crate::args::Command;
 use crate::{print, Failure};
 
 impl From<BackupError> for Failure {
@@ -58,8 +59,27 @@ fn track(bar: &ProgressBar) -> impl Fn(Progress) + '_ {
     }
 }
 
+/// `backup` or `restore`; restored versions wait for `writes` acks.
+pub async fn run(
+    client: &Client,
+    opts: ClientOptions,
+    command: Command,
+    writes: Consistency,
+    json: bool,
+) -> Result<(), Failure> {
+    match command {
+        Command::Backup {
+            out, since, fast, ..
+        } => backup(client, opts, out, since, fast, json).await,
+        Command::Restore {
+            input, overwrite, ..
+        } => restore(client, input, overwrite, writes, json).await,
+        _ => Ok(()),
+    }
+}
+
 /// `backup --out DIR [--since TS] [--fast]`.
-pub async fn backup(
+async fn backup(
     client: &Client,
     opts: ClientOptions,
     out: PathBuf,
@@ -98,7 +118,7 @@ pub async fn backup(
 }
 
 /// `restore --in DIR [--overwrite]`.
-pub async fn restore(
+async fn restore(
     client: &Client,
     dir: PathBuf,
     overwrite: bool,

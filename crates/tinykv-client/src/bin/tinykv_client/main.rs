@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 use tinykv_client::auth::generate_secret;
-use tinykv_client::{Client, ClientError, ClientOptions, Consistency, Expiry, RoutingPolicy};
+use tinykv_client::{Client, ClientError, Consistency, Expiry};
 
 use args::{Cli, Command, Output};
 
@@ -152,32 +152,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if offline(&cli.command)? {
         return Ok(());
     }
-    // One operation per process: plain RPCs, as the original client sent.
-    let opts = ClientOptions {
-        timeout: cli.timeout,
-        coalesce: false,
-        routing: RoutingPolicy::RoundRobin,
-        admin_signer: setup::admin_signer(cli.cluster_secret_file.as_deref())?,
-        tls: setup::client_tls(&cli)?,
-        token: setup::token(cli.token_file.as_deref())?,
-        ..ClientOptions::default()
-    };
-    let addr = cli
-        .addr
-        .clone()
-        .ok_or_else(|| Failure(2, "the node address <ADDR> is missing".into()))?;
+    let opts = setup::options(&cli)?;
+    let addr = setup::addr(&cli)?;
     let client = setup::connect(&addr, opts.clone()).await?;
     let json = cli.output == Output::Json;
     let levels = (cli.w, cli.r, cli.consistency);
     match cli.command {
-        Command::Backup {
-            out, since, fast, ..
-        } => backup::backup(&client, opts, out, since, fast, json).await?,
-        Command::Restore {
-            input, overwrite, ..
-        } => {
-            let level = level(None, levels.0, levels.2);
-            backup::restore(&client, input, overwrite, level, json).await?
+        command @ (Command::Backup { .. } | Command::Restore { .. }) => {
+            let writes = level(None, levels.0, levels.2);
+            backup::run(&client, opts, command, writes, json).await?
         }
         Command::Put { key, val, rf, ttl } => {
             let expiry = ttl.map_or(Expiry::Never, Expiry::After);

@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read};
 use bytes::Bytes;
 use tinykv_client::auth::tls::ClientTls;
 use tinykv_client::auth::{load_token, write_bundle, Bundle, Secrets, Signer};
-use tinykv_client::{Client, ClientOptions};
+use tinykv_client::{Client, ClientOptions, RoutingPolicy};
 
 use crate::args::Cli;
 use crate::Failure;
@@ -14,6 +14,27 @@ use crate::Failure;
 /// The largest value read from stdin (the node's own limit is lower; a
 /// larger one is refused here rather than read into memory).
 const MAX_STDIN_VALUE: u64 = 64 << 20;
+
+/// The client's options from the flags: one operation per process, plain
+/// RPCs, as the original client sent.
+pub fn options(cli: &Cli) -> Result<ClientOptions, Failure> {
+    Ok(ClientOptions {
+        timeout: cli.timeout,
+        coalesce: false,
+        routing: RoutingPolicy::RoundRobin,
+        admin_signer: admin_signer(cli.cluster_secret_file.as_deref())?,
+        tls: client_tls(cli)?,
+        token: token(cli.token_file.as_deref())?,
+        ..ClientOptions::default()
+    })
+}
+
+/// The node address(es) given.
+pub fn addr(cli: &Cli) -> Result<String, Failure> {
+    cli.addr
+        .clone()
+        .ok_or_else(|| Failure(2, "the node address <ADDR> is missing".into()))
+}
 
 /// The signer of admin calls, from `--cluster-secret-file`.
 pub fn admin_signer(path: Option<&std::path::Path>) -> Result<Option<Signer>, Failure> {
