@@ -159,6 +159,23 @@ async fn a_backup_under_load_restores_into_a_fresh_cluster_and_deleted_keys_stay
         .expect("ttl-key restored");
     assert_eq!(restored.timestamp, ttl.timestamp, "original timestamp kept");
     assert!(restored.expires_at_us.is_some(), "expiry kept");
+
+    // Data newer than the backup wins over a restore, unless --overwrite.
+    put(&fresh, "k60", "newer").await;
+    put(&fresh, "k0", "again").await;
+    ok(&fresh, &["restore", "--in", new.to_str().unwrap()]);
+    assert_eq!(get(&fresh, "k60").await, Some("newer".into()));
+    assert_eq!(get(&fresh, "k0").await, Some("again".into()));
+    ok(
+        &fresh,
+        &["restore", "--overwrite", "--in", new.to_str().unwrap()],
+    );
+    assert_eq!(get(&fresh, "k60").await, Some("v60".into()));
+    assert_eq!(
+        get(&fresh, "k0").await,
+        None,
+        "a restored delete overwrites too"
+    );
 }
 
 /// Copies a backup directory (flat: a manifest and data files).
