@@ -14,8 +14,10 @@ use std::process::Output;
 use tinykv_tests::bench::run_bench;
 use tinykv_tests::{binary, Cluster};
 
-/// Target operations per second.
-const RATE: f64 = 2_000.0;
+/// Target operations per second: low enough that 512 workers keep up
+/// with debug-build nodes on a loaded 2-core machine (up to 512 ms per
+/// operation), so the schedule, not the machine, is what is tested.
+const RATE: f64 = 1_000.0;
 /// Measured seconds.
 const SECS: f64 = 4.0;
 
@@ -38,7 +40,7 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
     );
     // The report, for the log of a passing run too (`--nocapture`).
     eprintln!("{stdout}\n{stderr}");
-    assert!(stdout.contains("open loop at 2000 ops/s"), "{stdout}");
+    assert!(stdout.contains("open loop at 1000 ops/s"), "{stdout}");
     assert!(stdout.contains(" corr."), "{stdout}");
     assert!(
         stderr.contains("ops/s  p50"),
@@ -88,8 +90,9 @@ async fn open_loop_holds_its_rate_and_reports_corrected_percentiles() {
 async fn open_loop(addrs: &[String], json: &Path, plot: &Path, hlog: &Path) -> Output {
     let mut args: Vec<OsString> = ["--endpoints".into(), addrs.join(",").into()].into();
     // Enough workers that the schedule never waits for a free one unless
-    // the cluster stalls (each has one operation in flight).
-    let flags = ["--workers", "64", "--keyspace", "1000", "--workload", "a"];
+    // the cluster stalls (each has one operation in flight): 64 were too
+    // few once, when debug nodes on a busy machine answered in 40 ms.
+    let flags = ["--workers", "512", "--keyspace", "1000", "--workload", "a"];
     args.extend(flags.map(OsString::from));
     let (rate, secs) = (RATE.to_string(), format!("{SECS}s"));
     args.extend(["--rate", &rate, "--duration", &secs].map(OsString::from));
