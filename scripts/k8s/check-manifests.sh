@@ -99,7 +99,26 @@ mkdir -p "$work/rendered" "$work/monitoring"
   > "$work/rendered/cluster-overrides.yaml"
 "$BIN/helm" template tokens charts/tinykv-cluster --namespace tinykv \
   --set tls.enabled=true --set tls.clientAuth=token \
-  --set tls.clientTokenSecretRef.name=tokens-secret > "$work/rendered/cluster-tls-token.yaml"
+  --set tls.clientTokenSecretRef.name=tokens-secret --set backup.enabled=true \
+  --set backup.persistence.storageClassName=fast > "$work/rendered/cluster-tls-token.yaml"
+# The backup CronJob with its own claim (plain) and on an existing claim.
+backup_fail() { echo "FAIL backup CronJob: $*"; fail=1; }
+"$BIN/helm" template nightly charts/tinykv-cluster --namespace tinykv --set backup.enabled=true \
+  --set backup.fast=true --set backup.keep=3 > "$work/rendered/cluster-backup.yaml"
+"$BIN/helm" template shelf charts/tinykv-cluster --namespace tinykv --set backup.enabled=true \
+  --set backup.persistence.existingClaim=backups > "$work/rendered/cluster-backup-claim.yaml"
+grep -q 'kind: PersistentVolumeClaim' "$work/rendered/cluster-backup.yaml" || backup_fail "no claim rendered"
+if grep -q 'kind: PersistentVolumeClaim' "$work/rendered/cluster-backup-claim.yaml"; then
+  backup_fail "a claim rendered although existingClaim is set"
+fi
+for flag in '--tls-ca /run/tinykv/tls/ca.crt' '--token-file /run/tinykv/token/token'; do
+  grep -q -- "set -- \"\$@\" $flag\$" "$work/rendered/cluster-tls-token.yaml" \
+    || backup_fail "the TLS token job lacks $flag"
+done
+if "$BIN/helm" template bad charts/tinykv-cluster --set backup.enabled=true --set tls.enabled=true \
+  --set tls.clientAuth=cert >/dev/null 2>&1; then
+  backup_fail "tls.clientAuth=cert rendered; it must be refused"
+fi
 # Monitoring on: PodMonitor, PrometheusRule (kubelet's volume sizes) and
 # the dashboard; ServiceMonitor with its Service and a fixed volume size;
 # the operator's ServiceMonitor. Kept apart from rendered/, whose clusters
