@@ -104,7 +104,11 @@ mkdir -p "$work/rendered" "$work/monitoring"
 # The backup CronJob with its own claim (plain) and on an existing claim.
 backup_fail() { echo "FAIL backup CronJob: $*"; fail=1; }
 "$BIN/helm" template nightly charts/tinykv-cluster --namespace tinykv --set backup.enabled=true \
-  --set backup.fast=true --set backup.keep=3 > "$work/rendered/cluster-backup.yaml"
+  --set backup.fast=true --set backup.keep=3 --set networkPolicy.enabled=true \
+  > "$work/rendered/cluster-backup.yaml"
+grep -q 'app.kubernetes.io/name: tinykv-backup' "$work/rendered/cluster-backup.yaml" \
+  && grep -q 'clientSelectors:' "$work/rendered/cluster-backup.yaml" \
+  || backup_fail "the NetworkPolicy does not admit the backup pods"
 "$BIN/helm" template shelf charts/tinykv-cluster --namespace tinykv --set backup.enabled=true \
   --set backup.persistence.existingClaim=backups > "$work/rendered/cluster-backup-claim.yaml"
 grep -q 'kind: PersistentVolumeClaim' "$work/rendered/cluster-backup.yaml" || backup_fail "no claim rendered"

@@ -53,7 +53,7 @@ impl Leadership {
             .with_field_manager(format!("tinykv-operator-{identity}"))
             .build()
             .await?;
-        let (held, task) = manager.watch().await;
+        let (held, task) = watch_lease(manager);
         Ok(Self {
             held,
             task,
@@ -67,18 +67,22 @@ impl Leadership {
         *self.held.borrow()
     }
 
-    /// Waits until this replica holds the Lease (`true`) or `stop` is set
-    /// (`false`).
-    pub async fn acquire(&mut self, stop: &watch::Receiver<bool>) -> bool {
+    /// Waits until this replica holds the Lease (`Ok(true)`) or `stop` is
+    /// set (`Ok(false)`); an error when the election itself ended (its task
+    /// failed), which must not pass for a clean stop.
+    pub async fn acquire(&mut self, stop: &watch::Receiver<bool>) -> Result<bool> {
         let mut stop = stop.clone();
         tokio::select! {
-            held = self.held.wait_for(|held| *held) => held.is_ok(),
-            _ = stop.wait_for(|s| *s) => false,
+            held = self.held.wait_for(|held| *held) => match held {
+                Ok(_) => Ok(true),
+                Err(_) => Err(crate::Error::LeaseEnded),
+            },
+            _ = stop.wait_for(|s| *s) => Ok(false),
         }
     }
 
     /// Sets `lost` when this replica stops holding the Lease (another took
-    /// it, or renewing failed past its expiry), unless `stop` is set first.
+    /// it, or a call on it failed), unless `stop` is set first.
     pub fn stop_on_loss(&mut self, mut stop: watch::Receiver<bool>, lost: watch::Sender<bool>) {
         let mut held = self.held.clone();
         let mut quit = self.quit.subscribe();
@@ -116,6 +120,47 @@ impl Leadership {
         }
     }
 }
+
+/// Competes for the Lease in the background, as kube-lease-manager's own
+/// `watch()` does, with one difference: when renewing fails (the API server
+/// unreachable, a partition), `watch()` only logs and retries while the
+/// channel still says "leader", so a cut-off replica would go on acting
+/// after its lease ran out and another took it. Here a failure while
+/// holding the Lease reports it lost at once (the process stops and
+/// competes again after a restart). Dropping every receiver releases it.
+fn watch_lease(
+    manager: LeaseManager,
+) -> (
+    watch::Receiver<bool>,
+    JoinHandle<kube_lease_manager::Result<LeaseManager>>,
+) {
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = tx.closed() => {
+                    manager.release().await?;
+                    return Ok(manager);
+                }
+                changed = manager.changed() => match changed {
+                    Ok(held) => {
+                        tx.send_replace(held);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "leader lease: renewing or taking it failed");
+                        tx.send_replace(false);
+                        tokio::time::sleep(RETRY_AFTER_ERROR).await;
+                    }
+                },
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Pause before competing again after a failed call on the Lease.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 #[path = "leader_tests.rs"]

@@ -19,6 +19,9 @@ const DURATION: Duration = Duration::from_secs(3);
 
 type Lease = Arc<Mutex<Option<Value>>>;
 
+/// Set to make the fake API server answer every call with 503.
+type Outage = Arc<std::sync::atomic::AtomicBool>;
+
 fn status(code: u16, reason: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "reason": reason, "code": code, "message": reason});
@@ -84,15 +87,26 @@ async fn answer(lease: &Lease, req: Request<Body>) -> Response<Body> {
 
 /// A client whose API server holds one Lease in memory.
 fn lease_api() -> (Client, Lease) {
+    let (client, lease, _) = lease_api_with_outage();
+    (client, lease)
+}
+
+/// [`lease_api`], and a switch that makes the API server unavailable.
+fn lease_api_with_outage() -> (Client, Lease, Outage) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let lease: Lease = Arc::default();
-    let state = lease.clone();
+    let outage: Outage = Arc::default();
+    let (state, down) = (lease.clone(), outage.clone());
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
+            if down.load(std::sync::atomic::Ordering::SeqCst) {
+                send.send_response(status(503, "ServiceUnavailable"));
+                continue;
+            }
             send.send_response(answer(&state, req).await);
         }
     });
-    (Client::new(service, "ops"), lease)
+    (Client::new(service, "ops"), lease, outage)
 }
 
 fn holder(lease: &Lease) -> Option<String> {
@@ -114,9 +128,8 @@ async fn a_replica_takes_over_the_lease_of_one_that_stopped_renewing() {
     let (_stop_tx, stop) = watch::channel(false);
     let mut a = start(&client, "op-a").await;
     let got = tokio::time::timeout(Duration::from_secs(10), a.acquire(&stop)).await;
-    assert_eq!(
-        got.ok(),
-        Some(true),
+    assert!(
+        matches!(got, Ok(Ok(true))),
         "the first replica takes the free lease"
     );
     assert_eq!(holder(&lease).as_deref(), Some("op-a"));
@@ -130,9 +143,8 @@ async fn a_replica_takes_over_the_lease_of_one_that_stopped_renewing() {
     // The first replica dies without handing the lease back.
     a.task.abort();
     let got = tokio::time::timeout(DURATION * 4, b.acquire(&stop)).await;
-    assert_eq!(
-        got.ok(),
-        Some(true),
+    assert!(
+        matches!(got, Ok(Ok(true))),
         "the second replica takes over after expiry"
     );
     assert_eq!(holder(&lease).as_deref(), Some("op-b"));
@@ -145,7 +157,7 @@ async fn a_released_lease_passes_to_the_other_replica() {
     let (client, lease) = lease_api();
     let (_stop_tx, stop) = watch::channel(false);
     let mut a = start(&client, "op-a").await;
-    assert!(a.acquire(&stop).await);
+    assert!(a.acquire(&stop).await.expect("election runs"));
     let (lost_tx, _lost) = watch::channel(false);
     a.stop_on_loss(stop.clone(), lost_tx);
     let mut b = start(&client, "op-b").await;
@@ -153,7 +165,7 @@ async fn a_released_lease_passes_to_the_other_replica() {
     assert_eq!(holder(&lease), None, "handed back before release returns");
     // The waiting elector looks again when the lease it last saw would end.
     let got = tokio::time::timeout(DURATION * 3, b.acquire(&stop)).await;
-    assert_eq!(got.ok(), Some(true));
+    assert!(matches!(got, Ok(Ok(true))));
     assert_eq!(holder(&lease).as_deref(), Some("op-b"));
 }
 
@@ -162,7 +174,7 @@ async fn a_holder_whose_lease_is_taken_stops() {
     let (client, lease) = lease_api();
     let (_stop_tx, stop) = watch::channel(false);
     let mut a = start(&client, "op-a").await;
-    assert!(a.acquire(&stop).await);
+    assert!(a.acquire(&stop).await.expect("election runs"));
     let (lost_tx, mut lost) = watch::channel(false);
     a.stop_on_loss(stop.clone(), lost_tx);
     // Another holder appears (a forced takeover, or a partition healed).
@@ -179,4 +191,23 @@ async fn a_holder_whose_lease_is_taken_stops() {
         "the old holder must stop acting as leader"
     );
     assert!(!a.is_leader());
+}
+
+#[tokio::test]
+async fn a_holder_cut_off_from_the_api_server_stops() {
+    let (client, _lease, outage) = lease_api_with_outage();
+    let (_stop_tx, stop) = watch::channel(false);
+    let mut a = start(&client, "op-a").await;
+    assert!(a.acquire(&stop).await.expect("election runs"));
+    let (lost_tx, mut lost) = watch::channel(false);
+    a.stop_on_loss(stop.clone(), lost_tx);
+    // It can no longer renew: its first failed renewal (a third of the
+    // lease before it runs out) must stop it, within about a lease.
+    outage.store(true, std::sync::atomic::Ordering::SeqCst);
+    let fired =
+        tokio::time::timeout(DURATION + Duration::from_secs(1), lost.wait_for(|l| *l)).await;
+    assert!(
+        matches!(fired, Ok(Ok(_))),
+        "a replica that cannot renew must stop acting as leader"
+    );
 }

@@ -53,6 +53,10 @@ pub enum Error {
     /// Leader election through the Lease failed.
     #[error("leader election: {0}")]
     Lease(#[from] kube_lease_manager::LeaseManagerError),
+    /// The leader election's background task ended before this replica
+    /// became leader.
+    #[error("leader election ended before this replica became leader")]
+    LeaseEnded,
     /// The API server refused an object the operator built (invalid,
     /// forbidden): the same object will be refused again until the spec
     /// or the operator's permissions change.
@@ -77,7 +81,7 @@ impl Error {
             Error::ClusterSecret(_) => "cluster_secret",
             Error::Tls(_) => "tls",
             Error::ApplyRejected { .. } => "apply_rejected",
-            Error::Lease(_) => "lease",
+            Error::Lease(_) | Error::LeaseEnded => "lease",
         }
     }
 }

@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     let mut leadership = leadership(&args, &client).await?;
     if let Some(lease) = &mut leadership {
         info!(lease = %args.lease_name, "waiting for leadership");
-        if !lease.acquire(&stop_rx).await {
+        if !lease.acquire(&stop_rx).await.context("leader election")? {
             info!("stopped before becoming leader");
             return Ok(());
         }

@@ -237,7 +237,8 @@ fn condition_of(
 /// The status after a pass that changed nothing because the spec was
 /// refused (by the operator's own checks or by the API server, whose
 /// message is `message`): the previous status with `Degraded` set to
-/// `reason` and the phase `Degraded` unless an operation is in progress.
+/// `reason` (its `observedGeneration` the refused one) and the phase
+/// `Degraded` unless an operation is in progress.
 /// The next pass that gets through computes the whole status again.
 pub fn refused_status(
     cluster: &TinyKVCluster,
@@ -261,7 +262,9 @@ pub fn refused_status(
         status.phase = Some(Phase::Degraded);
     }
     status.selector = selector_string(&cluster.name_any());
-    status.observed_generation = generation;
+    // `observedGeneration` stays: nothing of this generation was applied,
+    // and tools that wait for it (kubectl wait, Argo CD, Flux) must not
+    // take the refused spec for rolled out. The condition carries it.
     status
 }
 

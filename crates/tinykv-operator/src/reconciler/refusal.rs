@@ -21,9 +21,10 @@ pub const REASON_APPLY_REJECTED: &str = "ApplyRejected";
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 
 /// HTTP statuses with which the API server refuses an object for what it
-/// is (bad request, forbidden, invalid), as opposed to a conflict, a
-/// throttle or an outage, which a retry may get past.
-const REFUSALS: [u16; 3] = [400, 403, 422];
+/// is (bad request, invalid), as opposed to a conflict, a throttle or an
+/// outage, which a retry may get past. Not 403: that is mostly the
+/// operator's own RBAC, not the user's spec, and stays a Kube error.
+const REFUSALS: [u16; 2] = [400, 422];
 
 /// The error for a failed apply of `kind` `name`: [`Error::ApplyRejected`]
 /// with the API server's message when it refused the object itself.
@@ -60,11 +61,12 @@ pub(super) async fn report(
         .namespace()
         .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let oref = cluster.object_ref(&());
-    publish(ctx, &oref, true, reason, "Reconcile", message.clone()).await?;
+    // The condition first: it is what lasts; an event that cannot be
+    // published must not keep it from being written.
     let now = Time(Timestamp::now());
-    let status = refused_status(cluster, reason, message, &now);
+    let status = refused_status(cluster, reason, message.clone(), &now);
     if cluster.status.as_ref() != Some(&status) {
         patch_status(ctx, &ns, &cluster.name_any(), &status).await?;
     }
-    Ok(())
+    publish(ctx, &oref, true, reason, "Reconcile", message).await
 }
