@@ -51,6 +51,27 @@ pub struct ClusterOptions {
     pub redis: bool,
 }
 
+/// Node flags of a quiet cluster: no hinted handoff, no periodic repair
+/// (only the rounds a test asks for), fast heartbeats.
+pub const QUIET_ARGS: [&str; 6] = [
+    "--hinted-handoff",
+    "false",
+    "--anti-entropy-interval",
+    "0s",
+    "--heartbeat-interval",
+    "200ms",
+];
+
+impl ClusterOptions {
+    /// The default options with these node flags.
+    pub fn with_args(args: &[&str]) -> Self {
+        ClusterOptions {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..ClusterOptions::default()
+        }
+    }
+}
+
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {

@@ -13,5 +13,5 @@ pub mod legacy {
     tonic::include_proto!("tinykv");
 }
 
-pub use cluster::{binary, wait_until, Cluster, ClusterOptions};
+pub use cluster::{binary, wait_until, Cluster, ClusterOptions, QUIET_ARGS};
 pub use replicas::LocalCopy;

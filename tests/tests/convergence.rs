@@ -8,24 +8,12 @@ use std::time::Duration;
 
 use tinykv_client::Consistency;
 use tinykv_proto::tinykv::{tiny_kv_client::TinyKvClient, Consistency as C, PutRequest};
-use tinykv_tests::{wait_until, Cluster, ClusterOptions, LocalCopy};
+use tinykv_tests::{wait_until, Cluster, ClusterOptions, LocalCopy, QUIET_ARGS};
 
 /// Three nodes (every key on all three) with no hints and no periodic
 /// repair.
 async fn quiet_cluster() -> Cluster {
-    let args = [
-        "--hinted-handoff",
-        "false",
-        "--anti-entropy-interval",
-        "0s",
-        "--heartbeat-interval",
-        "200ms",
-    ];
-    let opts = ClusterOptions {
-        args: args.map(String::from).to_vec(),
-        ..ClusterOptions::default()
-    };
-    Cluster::start_with(3, opts).await
+    Cluster::start_with(3, ClusterOptions::with_args(&QUIET_ARGS)).await
 }
 
 /// Cuts node `i` off from the others, both ways.

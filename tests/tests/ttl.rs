@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tinykv_client::{Consistency, Expiry, KeyTtl};
 use tinykv_tests::legacy::tiny_kv_client::TinyKvClient;
 use tinykv_tests::legacy::GetRequest;
-use tinykv_tests::{binary, wait_until, Cluster, ClusterOptions};
+use tinykv_tests::{binary, wait_until, Cluster, ClusterOptions, QUIET_ARGS};
 
 fn now_us() -> u64 {
     let d = SystemTime::now()
@@ -250,21 +250,8 @@ async fn the_cli_puts_with_a_ttl_and_shows_it() {
 /// Three nodes, no hints and no periodic repair (only the rounds the test
 /// asks for), tombstone grace 1 s.
 async fn purge_cluster() -> Cluster {
-    let args = [
-        "--hinted-handoff",
-        "false",
-        "--anti-entropy-interval",
-        "0s",
-        "--heartbeat-interval",
-        "200ms",
-        "--tombstone-grace",
-        "1s",
-    ];
-    let opts = ClusterOptions {
-        args: args.map(String::from).to_vec(),
-        ..ClusterOptions::default()
-    };
-    Cluster::start_with(3, opts).await
+    let args = [&QUIET_ARGS[..], &["--tombstone-grace", "1s"]].concat();
+    Cluster::start_with(3, ClusterOptions::with_args(&args)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
