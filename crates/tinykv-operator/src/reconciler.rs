@@ -52,15 +52,10 @@ pub use controller::run;
 use events::{auth_event, patch_status, publish, publish_all};
 pub use events::{REASON_AUTH_ENFORCING, REASON_AUTH_PERMISSIVE};
 pub use refusal::{REASON_APPLY_REJECTED, REASON_INVALID_SPEC};
-use view::fetch_view;
-// The reconciler tests (`use super::*`) name these.
-#[cfg(test)]
-use crate::crd::TinyKVClusterStatus;
 pub use secret::{signer_from_secret, REASON_SECRET_CREATED, REASON_SECRET_UNUSABLE};
 use tls::ensure_tls;
 pub use tls::{REASON_TLS_CA_CREATED, REASON_TLS_ISSUED, REASON_TLS_PENDING};
-#[cfg(test)]
-use view::view_by_pod_names;
+use view::fetch_view;
 
 /// How soon a cluster waiting for cert-manager's certificates is looked at again.
 const TLS_PENDING_REQUEUE: Duration = Duration::from_secs(10);

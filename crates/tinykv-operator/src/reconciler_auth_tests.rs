@@ -124,17 +124,18 @@ async fn once_rolled_out_the_permissive_variable_is_dropped_in_a_second_rollout(
     // Pass 2: the enforced template rolls on like any upgrade, no event
     // about authentication again.
     let strict = build_statefulset(&c, 3, 2).expect("sts");
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![Expect::Get(
-            paths::STS.into(),
-            Some(observed_json(strict, 3, 1)),
-        )],
-        children(sts_is(1, false)),
-        vec![Expect::Event("UpgradeStep", "Normal"), status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (_, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![Expect::Get(
+                paths::STS.into(),
+                Some(observed_json(strict, 3, 1)),
+            )],
+            children(sts_is(1, false)),
+            vec![Expect::Event("UpgradeStep", "Normal"), status_apply()],
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]

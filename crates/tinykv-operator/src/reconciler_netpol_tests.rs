@@ -33,66 +33,69 @@ fn netpol_json(owner: Option<&str>) -> Value {
 #[tokio::test]
 async fn an_enabled_network_policy_is_applied_before_the_statefulset() {
     let c = with_network_policy(settled_cluster(3, 3));
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
-        children_with(
-            vec![Expect::Apply(
-                paths::NETPOL.into(),
-                Box::new(|v| {
-                    assert_eq!(v["kind"], "NetworkPolicy");
-                    assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-1234");
-                    assert_eq!(v["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
-                    let rules = v["spec"]["ingress"].as_array().expect("rules");
-                    assert_eq!(rules.len(), 3, "own pods, operator, clients: {v}");
-                    assert_eq!(
-                        rules[2]["from"][0]["podSelector"]["matchLabels"]["role"],
-                        "client"
-                    );
-                }),
-            )],
-            sts_replicas_is(3, 0),
-        ),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (_, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+            children_with(
+                vec![Expect::Apply(
+                    paths::NETPOL.into(),
+                    Box::new(|v| {
+                        assert_eq!(v["kind"], "NetworkPolicy");
+                        assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "uid-1234");
+                        assert_eq!(v["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+                        let rules = v["spec"]["ingress"].as_array().expect("rules");
+                        assert_eq!(rules.len(), 3, "own pods, operator, clients: {v}");
+                        assert_eq!(
+                            rules[2]["from"][0]["podSelector"]["matchLabels"]["role"],
+                            "client"
+                        );
+                    }),
+                )],
+                sts_replicas_is(3, 0),
+            ),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_disabled_network_policy_the_operator_made_is_deleted() {
     let c = settled_cluster(3, 3);
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
-        children_with(
-            vec![
-                Expect::Get(paths::NETPOL.into(), Some(netpol_json(Some("uid-1234")))),
-                Expect::Delete(paths::NETPOL.into()),
-            ],
-            sts_replicas_is(3, 0),
-        ),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (_, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+            children_with(
+                vec![
+                    Expect::Get(paths::NETPOL.into(), Some(netpol_json(Some("uid-1234")))),
+                    Expect::Delete(paths::NETPOL.into()),
+                ],
+                sts_replicas_is(3, 0),
+            ),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_network_policy_of_someone_else_is_left_alone() {
     for owner in [None, Some("another-cluster-uid")] {
         let c = settled_cluster(3, 3);
-        let (ctx, nodes, verifier) = test_context(script(vec![
-            vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
-            children_with(
-                vec![Expect::Get(paths::NETPOL.into(), Some(netpol_json(owner)))],
-                sts_replicas_is(3, 0),
-            ),
-            vec![status_apply()],
-        ]));
-        script_nodes(&nodes, 3, |_| "normal");
-        reconcile(Arc::new(c), ctx).await.expect("reconcile");
-        verifier.done().await;
+        let (_, _) = steady_pass(
+            c.clone(),
+            script(vec![
+                vec![Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3)))],
+                children_with(
+                    vec![Expect::Get(paths::NETPOL.into(), Some(netpol_json(owner)))],
+                    sts_replicas_is(3, 0),
+                ),
+                vec![status_apply()],
+            ]),
+        )
+        .await;
     }
 }
 

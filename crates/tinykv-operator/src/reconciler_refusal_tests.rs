@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::builders::test_support::cluster;
+use crate::crd::TinyKVClusterStatus;
 use crate::crd::{Phase, TinyKVClusterSpec};
 use crate::fixtures::{paths, test_context_with, Expect};
 use crate::status::{condition, CONDITION_DEGRADED};

@@ -24,19 +24,20 @@ pub(super) fn check_generated_secret(v: &Value) {
 #[tokio::test]
 async fn a_secret_created_meanwhile_is_read_not_overwritten() {
     let c = settled_cluster(3, 3);
-    let (ctx, nodes, verifier) = test_context(raw(vec![
-        vec![
-            Expect::Get(paths::SECRET.into(), None),
-            Expect::CreateConflict(paths::SECRETS.into()),
-            secret_exists(),
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-        ],
-        children(sts_replicas_is(3, 0)),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (nodes, _) = steady_pass(
+        c.clone(),
+        raw(vec![
+            vec![
+                Expect::Get(paths::SECRET.into(), None),
+                Expect::CreateConflict(paths::SECRETS.into()),
+                secret_exists(),
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+            ],
+            children(sts_replicas_is(3, 0)),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
     assert_eq!(nodes.proofs(), vec![signed_with_secret()]);
 }
 
@@ -44,24 +45,25 @@ async fn a_secret_created_meanwhile_is_read_not_overwritten() {
 async fn a_rotated_secret_signs_with_its_first_line() {
     let c = settled_cluster(3, 3);
     let rotated = "the-new-secret-0123456789\nreconciler-test-secret-0123456789\n";
-    let (ctx, nodes, verifier) = test_context(raw(vec![
-        vec![
-            Expect::Get(
-                paths::SECRET.into(),
-                Some(secret_json(
-                    "demo-cluster-secret",
-                    "cluster.secret",
-                    rotated,
-                )),
-            ),
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-        ],
-        children(sts_replicas_is(3, 0)),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (nodes, _) = steady_pass(
+        c.clone(),
+        raw(vec![
+            vec![
+                Expect::Get(
+                    paths::SECRET.into(),
+                    Some(secret_json(
+                        "demo-cluster-secret",
+                        "cluster.secret",
+                        rotated,
+                    )),
+                ),
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+            ],
+            children(sts_replicas_is(3, 0)),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
     assert_eq!(
         nodes.proofs(),
         vec![Some(fingerprint(&operator_signer(
@@ -86,20 +88,21 @@ async fn a_named_secret_is_used_and_none_is_created() {
     let volume = &mut mounting_mine["spec"]["template"]["spec"]["volumes"][0]["secret"];
     volume["secretName"] = "mine".into();
     volume["items"][0]["key"] = "tinykv".into();
-    let (ctx, nodes, verifier) = test_context(raw(vec![
-        vec![
-            Expect::Get(
-                paths::secret("mine"),
-                Some(secret_json("mine", "tinykv", "a-named-secret-0123456789\n")),
-            ),
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-        ],
-        children(expected::sts_is(mounting_mine)),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (nodes, _) = steady_pass(
+        c.clone(),
+        raw(vec![
+            vec![
+                Expect::Get(
+                    paths::secret("mine"),
+                    Some(secret_json("mine", "tinykv", "a-named-secret-0123456789\n")),
+                ),
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+            ],
+            children(expected::sts_is(mounting_mine)),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
     assert_eq!(
         nodes.proofs(),
         vec![Some(fingerprint(&operator_signer(

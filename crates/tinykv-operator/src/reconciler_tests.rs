@@ -13,9 +13,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
+use super::view::view_by_pod_names;
 use super::*;
 use crate::builders::build_statefulset;
 use crate::builders::test_support::cluster;
+use crate::crd::TinyKVClusterStatus;
 use crate::crd::{Operation, OperationType, Phase, TinyKVClusterSpec};
 use crate::fixtures::{
     fingerprint, operator_signer, paths, test_context, Expect, MockNodeAdmin, NodeCall,
@@ -83,6 +85,16 @@ fn script_nodes(nodes: &MockNodeAdmin, n: i32, state_of: impl Fn(i32) -> &'stati
     for i in 0..n {
         nodes.set_status(&format!("demo-{i}:50051"), Ok(view.clone()));
     }
+}
+
+/// One reconcile pass over `c` against the API calls `script`, every pod
+/// `demo-i:50051` answering Status with three `normal` members; returns
+/// the node mock (its calls) and the bodies the API server received.
+async fn steady_pass(c: TinyKVCluster, script: Vec<Expect>) -> (MockNodeAdmin, Vec<Value>) {
+    let (ctx, nodes, verifier) = test_context(script);
+    script_nodes(&nodes, 3, |_| "normal");
+    reconcile(Arc::new(c), ctx).await.expect("reconcile");
+    (nodes, verifier.done().await)
 }
 
 /// The applied StatefulSet is exactly the hand-written one of a default

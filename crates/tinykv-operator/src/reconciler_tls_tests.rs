@@ -136,28 +136,29 @@ async fn scaling_up_signs_only_the_new_pods_and_the_operator_dials_tls() {
     let c = tls_cluster(3, 5);
     let (ca, three) = existing_certs(&c, 3);
     let kept = three.clone();
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-            Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
-            Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
-            Expect::Apply(
-                paths::secret("demo-tls-nodes"),
-                Box::new(move |v| {
-                    assert_eq!(data_keys(v).len(), 11, "ca.crt and five pairs");
-                    for key in ["demo-0.crt", "demo-0.key", "demo-2.key"] {
-                        assert_eq!(v["data"][key], kept["data"][key], "{key} kept");
-                    }
-                }),
-            ),
-            Expect::Event(REASON_TLS_ISSUED, "Normal"),
-        ],
-        children(sts_has_tls(5)),
-        vec![Expect::Event("ScaleUpStarted", "Normal"), status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (nodes, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+                Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
+                Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
+                Expect::Apply(
+                    paths::secret("demo-tls-nodes"),
+                    Box::new(move |v| {
+                        assert_eq!(data_keys(v).len(), 11, "ca.crt and five pairs");
+                        for key in ["demo-0.crt", "demo-0.key", "demo-2.key"] {
+                            assert_eq!(v["data"][key], kept["data"][key], "{key} kept");
+                        }
+                    }),
+                ),
+                Expect::Event(REASON_TLS_ISSUED, "Normal"),
+            ],
+            children(sts_has_tls(5)),
+            vec![Expect::Event("ScaleUpStarted", "Normal"), status_apply()],
+        ]),
+    )
+    .await;
     assert_eq!(nodes.proofs(), vec![signed_with_secret()]);
     assert_eq!(nodes.shown(), vec![(true, None)], "over TLS, no token");
 }
@@ -166,18 +167,19 @@ async fn scaling_up_signs_only_the_new_pods_and_the_operator_dials_tls() {
 async fn a_steady_tls_cluster_writes_no_certificate() {
     let c = tls_cluster(3, 3);
     let (ca, three) = existing_certs(&c, 3);
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-            Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
-            Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
-        ],
-        children(sts_has_tls(3)),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (_, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+                Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
+                Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
+            ],
+            children(sts_has_tls(3)),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -213,22 +215,23 @@ async fn the_token_of_the_token_secret_goes_with_the_operator_calls() {
     let (ca, three) = existing_certs(&c, 3);
     let token = "first-token-0123456789";
     let tokens = format!("{token}\nsecond-token-0123456789\n");
-    let (ctx, nodes, verifier) = test_context(script(vec![
-        vec![
-            Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
-            Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
-            Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
-            Expect::Get(
-                paths::secret("apps"),
-                Some(secret_json("apps", "tokens", &tokens)),
-            ),
-        ],
-        children(expected::sts_is(with_tokens)),
-        vec![status_apply()],
-    ]));
-    script_nodes(&nodes, 3, |_| "normal");
-    reconcile(Arc::new(c), ctx).await.expect("reconcile");
-    verifier.done().await;
+    let (nodes, _) = steady_pass(
+        c.clone(),
+        script(vec![
+            vec![
+                Expect::Get(paths::STS.into(), Some(sts_json(&c, 3, 3, 3))),
+                Expect::Get(paths::secret("demo-tls-ca"), Some(ca)),
+                Expect::Get(paths::secret("demo-tls-nodes"), Some(three)),
+                Expect::Get(
+                    paths::secret("apps"),
+                    Some(secret_json("apps", "tokens", &tokens)),
+                ),
+            ],
+            children(expected::sts_is(with_tokens)),
+            vec![status_apply()],
+        ]),
+    )
+    .await;
     assert_eq!(nodes.shown(), vec![(true, Some(token.to_string()))]);
 }
 
