@@ -27,6 +27,11 @@ pub enum ExpireArg {
     Persist,
 }
 
+/// Longest time to live accepted, in milliseconds (about 317,000 years):
+/// larger ones would overflow the version's microsecond expiry and read
+/// as "never expires"; Redis refuses those too.
+const MAX_TTL_MS: u64 = 10_000_000_000_000_000;
+
 /// `SET`'s `EX s`, `PX ms`, `EXAT s`, `PXAT ms` with its number.
 pub fn set_option(option: &str, n: &[u8]) -> Result<PutTtl, Reply> {
     let n = integer(n)?;
@@ -35,13 +40,16 @@ pub fn set_option(option: &str, n: &[u8]) -> Result<PutTtl, Reply> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(invalid)?;
-    let ttl = match option {
-        "EX" => n.checked_mul(1_000).map(PutTtl::AfterMs),
-        "PX" => Some(PutTtl::AfterMs(n)),
-        "EXAT" => n.checked_mul(1_000_000).map(PutTtl::AtUs),
-        _ => n.checked_mul(1_000).map(PutTtl::AtUs),
-    };
-    ttl.ok_or_else(invalid)
+    let ms = match option {
+        "EX" | "EXAT" => n.checked_mul(1_000),
+        _ => Some(n),
+    }
+    .filter(|ms| *ms <= MAX_TTL_MS)
+    .ok_or_else(invalid)?;
+    Ok(match option {
+        "EX" | "PX" => PutTtl::AfterMs(ms),
+        _ => PutTtl::AtUs(ms * 1_000),
+    })
 }
 
 /// `EXPIRE key seconds` / `PEXPIRE key ms` (`millis`); the Redis 7
@@ -63,6 +71,7 @@ pub fn expire(args: Vec<Bytes>, millis: bool) -> Command {
     } else {
         n.checked_mul(1_000)
     };
+    let ms = ms.filter(|ms| ms.unsigned_abs() <= MAX_TTL_MS);
     match ms {
         Some(ms) => Command::Expire(args[1].clone(), ExpireArg::Ms(ms)),
         None => Reply::err("invalid expire time in 'expire' command").into(),
@@ -121,6 +130,14 @@ mod tests {
             );
         }
         assert!(set_option("EX", b"99999999999999999").is_err(), "overflow");
+        assert!(
+            set_option("PX", b"99999999999999999").is_err(),
+            "past the bound"
+        );
+        assert!(matches!(
+            expire(args(&["pexpire", "k", "99999999999999999"]), true),
+            Command::Reply(Reply::Error(e)) if e.contains("invalid expire time")
+        ));
         assert!(set_option("EX", b"ten").is_err());
     }
 
