@@ -39,7 +39,7 @@ mod fake;
 mod tests;
 
 /// Why a coordinated request failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RequestError {
     /// Not enough replicas answered.
     #[error(transparent)]
@@ -130,6 +130,11 @@ impl Coordinator {
     }
 }
 
+/// The error of a request that ended without an answer.
+fn unanswered(op: &str) -> RequestError {
+    RequestError::Unavailable(format!("{op} ended without an answer"))
+}
+
 /// Each outcome, or "ended without an answer" for a request left open.
 fn finished<O>(
     outcomes: Vec<Option<Result<O, RequestError>>>,
@@ -137,12 +142,6 @@ fn finished<O>(
 ) -> Vec<Result<O, RequestError>> {
     outcomes
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| {
-                Err(RequestError::Unavailable(format!(
-                    "{op} ended without an answer"
-                )))
-            })
-        })
+        .map(|o| o.unwrap_or_else(|| Err(unanswered(op))))
         .collect()
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{finished, Coordinator, ReadOutcome, RequestError};
+use super::{finished, unanswered, Coordinator, ReadOutcome, RequestError};
 use crate::config::ReadFanout;
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::version::{merge, Record};
@@ -39,17 +39,39 @@ type Pending = Vec<std::vec::IntoIter<String>>;
 impl Coordinator {
     /// Reads every key of `reqs` (a client batch's gets) and returns each
     /// one's outcome, in order, once each has its R answers or has failed.
-    #[tracing::instrument(level = "debug", name = "coordinate_reads", skip_all, fields(reads = reqs.len()))]
     pub async fn coordinate_reads(
         self: &Arc<Self>,
         reqs: Vec<ReadRequest>,
     ) -> Vec<Result<ReadOutcome, RequestError>> {
+        let mut out = Vec::new();
+        out.resize_with(reqs.len(), || None);
+        self.coordinate_reads_each(reqs, |i, o| out[i] = Some(o))
+            .await;
+        finished(out, "read")
+    }
+
+    /// Reads every key of `reqs` as [`Coordinator::coordinate_reads`] does,
+    /// handing each read's outcome to `deliver` as soon as it has one: a
+    /// read whose quorum formed is not held back by a slower one of the
+    /// same batch (the RESP door merges many clients' reads into a batch).
+    #[tracing::instrument(level = "debug", name = "coordinate_reads", skip_all, fields(reads = reqs.len()))]
+    pub async fn coordinate_reads_each(
+        self: &Arc<Self>,
+        reqs: Vec<ReadRequest>,
+        mut deliver: impl FnMut(usize, Result<ReadOutcome, RequestError>),
+    ) {
         let mut q: Quorums<Option<Record>> = Quorums::new(reqs.iter().map(|r| r.r));
-        let (mut pending, mut outcomes) = self.start_reads(&reqs, &mut q);
+        let (mut pending, refused) = self.start_reads(&reqs, &mut q);
+        // Per read, once delivered: whether it succeeded.
+        let mut done: Vec<Option<bool>> = vec![None; reqs.len()];
         let mut open = 0;
-        for (i, outcome) in outcomes.iter_mut().enumerate() {
-            if outcome.is_none() && !self.settle_read(&q.requests[i], outcome) {
-                open += 1;
+        for (i, refusal) in refused.into_iter().enumerate() {
+            match refusal.or_else(|| self.settle_read(&q.requests[i])) {
+                Some(outcome) => {
+                    done[i] = Some(outcome.is_ok());
+                    deliver(i, outcome);
+                }
+                None => open += 1,
             }
         }
         // Armed only while some read has a replica left to ask.
@@ -66,7 +88,7 @@ impl Coordinator {
                     if let Some(error) = &ev.failure {
                         tracing::debug!(replica = %ev.node, %error, "replica read failed");
                         for &i in &ev.requests {
-                            if outcomes[i].is_none() && !q.requests[i].reached() {
+                            if done[i].is_none() && !q.requests[i].reached() {
                                 self.ask_next(&mut q, &reqs, &mut pending, i);
                             }
                         }
@@ -76,8 +98,8 @@ impl Coordinator {
                 _ = &mut speculate, if !speculated => {
                     speculated = true;
                     tracing::debug!("no quorum by the speculative-retry delay: asking one more replica");
-                    for (i, outcome) in outcomes.iter().enumerate() {
-                        if outcome.is_none() {
+                    for (i, d) in done.iter().enumerate() {
+                        if d.is_none() {
                             self.ask_next(&mut q, &reqs, &mut pending, i);
                         }
                     }
@@ -85,14 +107,23 @@ impl Coordinator {
                 }
             };
             for i in asked {
-                if outcomes[i].is_none() && self.settle_read(&q.requests[i], &mut outcomes[i]) {
+                if done[i].is_some() {
+                    continue;
+                }
+                if let Some(outcome) = self.settle_read(&q.requests[i]) {
+                    done[i] = Some(outcome.is_ok());
+                    deliver(i, outcome);
                     open -= 1;
                 }
             }
         }
-        let repair: Vec<bool> = outcomes.iter().map(|o| matches!(o, Some(Ok(_)))).collect();
+        let repair: Vec<bool> = done.iter().map(|d| *d == Some(true)).collect();
         self.spawn_read_repair(reqs, repair, q);
-        finished(outcomes, "read")
+        for (i, d) in done.iter().enumerate() {
+            if d.is_none() {
+                deliver(i, Err(unanswered("read")));
+            }
+        }
     }
 
     /// Checks each read and asks its first replicas (all, or the R needed),
@@ -151,16 +182,18 @@ impl Coordinator {
         q.call(replica, vec![i], reqs[i].deadline, call);
     }
 
-    /// Settles read `outcome` from its answers (see [`Coordinator::settle`]).
+    /// The read's outcome from its answers, once it has one (see
+    /// [`Coordinator::settle`]).
     fn settle_read(
         &self,
         answers: &Answers<Option<Record>>,
-        outcome: &mut Option<Result<ReadOutcome, RequestError>>,
-    ) -> bool {
-        self.settle("read", answers, outcome, |a| ReadOutcome {
+    ) -> Option<Result<ReadOutcome, RequestError>> {
+        let mut outcome = None;
+        self.settle("read", answers, &mut outcome, |a| ReadOutcome {
             winner: merge(a.ok.iter().filter_map(|(_, v)| v.as_ref())).cloned(),
             answered: a.ok.len(),
-        })
+        });
+        outcome
     }
 
     /// Read repair for the reads marked in `repair` (those that reached

@@ -585,3 +585,5 @@ async fn a_read_asks_this_node_first_and_known_down_nodes_last() {
 }
 
 mod ttl;
+
+mod each;

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{finished, Coordinator, RequestError, WriteOutcome};
+use super::{finished, unanswered, Coordinator, RequestError, WriteOutcome};
 use crate::placement::{Fallbacks, Placement};
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::version::Record;
@@ -98,23 +98,53 @@ impl Progress {
         let walk = self.walk.get_or_insert_with(|| placement.fallbacks(key));
         walk.next_healthy(placement, &self.targets)
     }
+
+    /// Hands this write's outcome (write `i` of its batch) to `deliver`.
+    fn deliver(
+        &self,
+        i: usize,
+        deliver: &mut impl FnMut(usize, Result<WriteOutcome, RequestError>),
+    ) {
+        if let Some(outcome) = &self.outcome {
+            deliver(i, outcome.clone());
+        }
+    }
 }
 
 impl Coordinator {
     /// Replicates every version of `reqs` (a client batch's writes) and
     /// returns each one's outcome, in order, once each has its W acks or
     /// has failed.
-    #[tracing::instrument(level = "debug", name = "coordinate_writes", skip_all, fields(writes = reqs.len()))]
     pub async fn coordinate_writes(
         self: &Arc<Self>,
         reqs: Vec<WriteRequest>,
     ) -> Vec<Result<WriteOutcome, RequestError>> {
+        let mut out = Vec::new();
+        out.resize_with(reqs.len(), || None);
+        self.coordinate_writes_each(reqs, |i, o| out[i] = Some(o))
+            .await;
+        finished(out, "write")
+    }
+
+    /// Replicates every version of `reqs` as
+    /// [`Coordinator::coordinate_writes`] does, handing each write's
+    /// outcome to `deliver` as soon as it has one: a write that has its
+    /// acks is not held back by a slower one of the same batch (the RESP
+    /// door merges many clients' writes into a batch).
+    #[tracing::instrument(level = "debug", name = "coordinate_writes", skip_all, fields(writes = reqs.len()))]
+    pub async fn coordinate_writes_each(
+        self: &Arc<Self>,
+        reqs: Vec<WriteRequest>,
+        mut deliver: impl FnMut(usize, Result<WriteOutcome, RequestError>),
+    ) {
         let mut q: Quorums<()> = Quorums::new(reqs.iter().map(|r| r.w));
         let mut hinted = Hinted::default();
         let mut progress = self.start_writes(&reqs, &mut q, &mut hinted);
         let mut open = 0;
         for (i, p) in progress.iter_mut().enumerate() {
-            if p.outcome.is_none() && !self.settle_write(&q.requests[i], p) {
+            if p.outcome.is_some() || self.settle_write(&q.requests[i], p) {
+                p.deliver(i, &mut deliver);
+            } else {
                 open += 1;
             }
         }
@@ -155,6 +185,7 @@ impl Coordinator {
             for &i in &ev.requests {
                 let p = &mut progress[i];
                 if p.outcome.is_none() && self.settle_write(&q.requests[i], p) {
+                    p.deliver(i, &mut deliver);
                     open -= 1;
                 }
             }
@@ -162,7 +193,11 @@ impl Coordinator {
         if q.in_flight() > 0 {
             self.finish_in_background(q, hinted, reqs);
         }
-        finished(progress.into_iter().map(|p| p.outcome).collect(), "write")
+        for (i, p) in progress.iter().enumerate() {
+            if p.outcome.is_none() {
+                deliver(i, Err(unanswered("write")));
+            }
+        }
     }
 
     /// Checks each write, picks its replicas (or fallbacks for those known

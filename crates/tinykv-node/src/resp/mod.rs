@@ -25,6 +25,7 @@ use crate::guard::ClientCheck;
 use crate::service::client::ClientService;
 
 mod cmd;
+mod coalesce;
 mod connection;
 mod error;
 mod frame;
@@ -50,6 +51,8 @@ pub struct RespParts {
 /// What every connection shares.
 pub(crate) struct Shared {
     pub client: ClientService,
+    /// Every read and write of a connection goes through it.
+    pub coalescer: coalesce::Coalescer,
     pub check: Option<Arc<ClientCheck>>,
     pub limits: frame::Limits,
     pub idle_timeout: Duration,
@@ -76,6 +79,7 @@ pub async fn run(listener: TcpListener, parts: RespParts, shutdown: Cancellation
             max_bulk: rules.message_limit,
             max_frame: rules.message_limit,
         },
+        coalescer: coalesce::Coalescer::start(parts.client.clone()),
         client: parts.client,
         check: parts.check,
         idle_timeout: parts.idle_timeout,

@@ -177,7 +177,7 @@ impl<'a> Pipeline<'a> {
             return;
         }
         let ops = std::mem::take(&mut self.ops);
-        let results = self.shared.client.run_ops(ops, None).await;
+        let results = self.shared.coalescer.run(ops).await;
         for p in self.pending.drain(..) {
             let outcomes = results.get(p.first..p.first + p.count).unwrap_or(&[]);
             let reply = match p.shape {
@@ -195,12 +195,12 @@ impl<'a> Pipeline<'a> {
         keys.sort();
         keys.dedup();
         let reads = keys.iter().map(|k| get_op(k.clone(), level)).collect();
-        let found = match count_found(&self.shared.client.run_ops(reads, None).await) {
+        let found = match count_found(&self.shared.coalescer.run(reads).await) {
             Ok(n) => n,
             Err(e) => return e,
         };
         let deletes = keys.into_iter().map(|k| delete_op(k, level)).collect();
-        let written = self.shared.client.run_ops(deletes, None).await;
+        let written = self.shared.coalescer.run(deletes).await;
         match write_reply(&written) {
             Reply::Simple(_) => Reply::Int(found),
             error => error,
@@ -214,7 +214,7 @@ async fn read_one(
     key: Bytes,
     level: pb::Consistency,
 ) -> Result<Option<pb::GetResponse>, Reply> {
-    let mut results = shared.client.run_ops(vec![get_op(key, level)], None).await;
+    let mut results = shared.coalescer.run(vec![get_op(key, level)]).await;
     match results.pop() {
         Some(Outcome::Get(g)) if g.status == pb::ReadStatus::Found as i32 => Ok(Some(g)),
         Some(Outcome::Get(_)) => Ok(None),
@@ -233,7 +233,7 @@ impl Pipeline<'_> {
             Ok(_) => None,
         };
         let put = put_op(key, val, level, ttl);
-        write_reply(&self.shared.client.run_ops(vec![put], None).await)
+        write_reply(&self.shared.coalescer.run(vec![put]).await)
     }
 
     /// `EXPIRE`/`PEXPIRE`/`PERSIST`: 1 when the key's expiry changed, 0

@@ -1,6 +1,7 @@
 //! `Batch` and `BatchStream`: a batch's operations run together, its
 //! writes coordinated as one group and its reads as another.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prost::Message;
@@ -9,7 +10,7 @@ use tokio::time::Instant;
 use tonic::Status;
 
 use super::{ClientService, Meta, MAX_BATCH_OPS};
-use crate::coordinator::{ReadRequest, WriteRequest};
+use crate::coordinator::{ReadRequest, RequestError, WriteOutcome, WriteRequest};
 use crate::service::deadline_at;
 
 impl ClientService {
@@ -39,62 +40,100 @@ impl ClientService {
 
     /// Runs operations as a batch does (checks, writes coordinated
     /// together and reads together, both at once) and gives each its
-    /// result, in order, without the batch's answer-size cut: the RESP
-    /// door runs a connection's pipelined commands through here.
+    /// result, in order, without the batch's answer-size cut.
     pub(crate) async fn run_ops(
         &self,
         ops: Vec<pb::Operation>,
         header: Option<Duration>,
     ) -> Vec<pb::operation_result::Result> {
-        use pb::operation_result::Result as R;
-        let Sorted {
-            mut results,
-            writes,
-            reqs,
-            gets,
-            get_reqs,
-        } = self.sort(ops, header);
-        let coordinate = async {
-            if reqs.is_empty() {
-                Vec::new()
-            } else {
-                self.parts.coordinator.coordinate_writes(reqs).await
-            }
-        };
-        let read = async {
-            if get_reqs.is_empty() {
-                Vec::new()
-            } else {
-                self.parts.coordinator.coordinate_reads(get_reqs).await
-            }
-        };
-        let (outcomes, reads) = tokio::join!(coordinate, read);
-        for ((i, meta), outcome) in writes.into_iter().zip(outcomes) {
-            let answer = self.finish_write(&meta, outcome);
-            results[i] = Some(match answer {
-                Ok((timestamp, acks)) if meta.op == "put" => R::Put(pb::PutResponse {
-                    operation_success: true,
-                    timestamp,
-                    acks,
-                }),
-                Ok((timestamp, acks)) => R::Delete(pb::DeleteResponse {
-                    operation_success: true,
-                    timestamp,
-                    acks,
-                }),
-                Err(s) => error_result(&s),
-            });
-        }
-        for ((i, meta), read) in gets.into_iter().zip(reads) {
-            let answer = self.finish_get(&meta, read);
-            results[i] = Some(answer.map(R::Get).unwrap_or_else(|s| error_result(&s)));
-        }
+        let mut results = Vec::new();
+        results.resize_with(ops.len(), || None);
+        self.run_ops_each(ops, header, |i, r| results[i] = Some(r))
+            .await;
         results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| error_result(&Status::internal("operation got no result")))
             })
             .collect()
+    }
+
+    /// Runs operations as [`ClientService::run_ops`] does, handing each
+    /// one's result (with its index) to `deliver` as soon as it has one:
+    /// the RESP door merges many connections' commands into one batch, and
+    /// a command whose quorum formed is not held back by a slower one.
+    /// Every operation gets exactly one result.
+    pub(crate) async fn run_ops_each(
+        &self,
+        ops: Vec<pb::Operation>,
+        header: Option<Duration>,
+        deliver: impl FnMut(usize, pb::operation_result::Result) + Send,
+    ) {
+        use pb::operation_result::Result as R;
+        let Sorted {
+            results,
+            writes,
+            reqs,
+            gets,
+            get_reqs,
+        } = self.sort(ops, header);
+        // The writes and the reads run at once in this task and both hand
+        // results out: a lock nobody waits on.
+        let deliver = Mutex::new(deliver);
+        let hand = |i: usize, r: R| (deliver.lock().unwrap_or_else(|p| p.into_inner()))(i, r);
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(r) = r {
+                hand(i, r);
+            }
+        }
+        let coordinate = async {
+            if reqs.is_empty() {
+                return;
+            }
+            let coordinator = &self.parts.coordinator;
+            coordinator
+                .coordinate_writes_each(reqs, |j, outcome| {
+                    let (i, meta) = &writes[j];
+                    hand(*i, self.write_result(meta, outcome));
+                })
+                .await;
+        };
+        let read = async {
+            if get_reqs.is_empty() {
+                return;
+            }
+            let coordinator = &self.parts.coordinator;
+            coordinator
+                .coordinate_reads_each(get_reqs, |j, read| {
+                    let (i, meta) = &gets[j];
+                    let answer = self.finish_get(meta, read);
+                    hand(*i, answer.map(R::Get).unwrap_or_else(|s| error_result(&s)));
+                })
+                .await;
+        };
+        tokio::join!(coordinate, read);
+    }
+
+    /// A coordinated write's result as a batch gives it.
+    fn write_result(
+        &self,
+        meta: &Meta,
+        outcome: Result<WriteOutcome, RequestError>,
+    ) -> pb::operation_result::Result {
+        use pb::operation_result::Result as R;
+        match self.finish_write(meta, outcome) {
+            Ok((timestamp, acks)) if meta.op == "put" => R::Put(pb::PutResponse {
+                operation_success: true,
+                timestamp,
+                acks,
+            }),
+            Ok((timestamp, acks)) => R::Delete(pb::DeleteResponse {
+                operation_success: true,
+                timestamp,
+                acks,
+            }),
+            Err(s) => error_result(&s),
+        }
     }
 }
 
