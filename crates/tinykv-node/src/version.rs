@@ -37,6 +37,11 @@ pub struct Record {
     pub expires_at: u64,
 }
 
+/// Longest time to live accepted, in milliseconds (about 317,000 years),
+/// over gRPC and RESP alike: larger ones would overflow the version's
+/// microsecond expiry and read as "never expires"; Redis refuses those too.
+pub const MAX_TTL_MS: u64 = 10_000_000_000_000_000;
+
 /// The expiry a write asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Expiry {

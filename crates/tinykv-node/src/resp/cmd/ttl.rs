@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::{integer, Command, ReadShape};
 use crate::resp::reply::Reply;
+use crate::version::MAX_TTL_MS;
 
 /// The expiry a `SET` gives its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,11 +27,6 @@ pub enum ExpireArg {
     /// Remove the expiry (`PERSIST`).
     Persist,
 }
-
-/// Longest time to live accepted, in milliseconds (about 317,000 years):
-/// larger ones would overflow the version's microsecond expiry and read
-/// as "never expires"; Redis refuses those too.
-const MAX_TTL_MS: u64 = 10_000_000_000_000_000;
 
 /// `SET`'s `EX s`, `PX ms`, `EXAT s`, `PXAT ms` with its number.
 pub fn set_option(option: &str, n: &[u8]) -> Result<PutTtl, Reply> {

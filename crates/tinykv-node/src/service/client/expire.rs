@@ -10,7 +10,7 @@ use tonic::Status;
 use super::ClientService;
 use crate::coordinator::{ExpireOutcome, ExpireRequest};
 use crate::service::check_key;
-use crate::version::Expiry;
+use crate::version::{Expiry, MAX_TTL_MS};
 
 /// The expiry a request asks for: `ttl_ms` from the version's timestamp,
 /// or `expires_at_us` absolute, or (`persist`) none; at most one of them
@@ -18,6 +18,9 @@ use crate::version::Expiry;
 pub(super) fn expiry(ttl_ms: u64, expires_at_us: u64, persist: bool) -> Result<Expiry, Status> {
     match (ttl_ms, expires_at_us, persist) {
         (0, 0, _) => Ok(Expiry::Never),
+        (ttl, 0, false) if ttl > MAX_TTL_MS => Err(Status::invalid_argument(format!(
+            "ttl_ms is {ttl}; the longest time to live is {MAX_TTL_MS} ms (about 317,000 years)"
+        ))),
         (ttl, 0, false) => Ok(Expiry::After(Duration::from_millis(ttl))),
         (0, at, false) => Ok(Expiry::At(at)),
         _ => Err(Status::invalid_argument(
@@ -106,5 +109,17 @@ mod tests {
         assert!(expiry(1, 77, false).is_err());
         assert!(expiry(1, 0, true).is_err());
         assert!(expiry(0, 77, true).is_err());
+    }
+
+    #[test]
+    fn a_time_to_live_past_the_microsecond_range_is_refused_not_made_endless() {
+        assert_eq!(
+            expiry(MAX_TTL_MS, 0, false).ok(),
+            Some(Expiry::After(Duration::from_millis(MAX_TTL_MS)))
+        );
+        let err = expiry(MAX_TTL_MS + 1, 0, false).expect_err("too long");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("longest time to live"), "{err}");
+        assert!(expiry(u64::MAX, 0, false).is_err());
     }
 }
