@@ -103,3 +103,84 @@ async fn redis_cli_and_redis_benchmark_against_five_nodes() {
         .expect("get");
     assert!(v.is_some(), "redis-benchmark's SET key not found over gRPC");
 }
+
+/// redis-cli over TLS to the RESP door of node `i`, with the cluster's CA
+/// and, if given, the client certificate `identity` of its certs
+/// directory: its output (stdout and stderr), and whether it exited 0.
+fn redis_cli_tls(c: &Cluster, i: usize, identity: Option<&str>, args: &[&str]) -> (String, bool) {
+    let certs = c.certs_dir();
+    let mut cmd = tool("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port(c, i), "--tls", "--cacert"])
+        .arg(certs.join("ca.pem"));
+    if let Some(name) = identity {
+        cmd.arg("--cert")
+            .arg(certs.join(format!("{name}.pem")))
+            .arg("--key")
+            .arg(certs.join(format!("{name}.key")));
+    }
+    let out = cmd
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.trim_end().to_string(), out.status.success())
+}
+
+fn tls_resp_cluster(args: &[&str]) -> ClusterOptions {
+    ClusterOptions {
+        redis: true,
+        tls: true,
+        secret: Some("test-cluster-secret-0123456789abcdef".into()),
+        rf: 2,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_tls_on_the_door_speaks_tls_only() {
+    let c = Cluster::start_with(2, tls_resp_cluster(&[])).await;
+    assert_eq!(
+        redis_cli_tls(&c, 0, None, &["set", "k", "over tls"]),
+        ("OK".to_string(), true)
+    );
+    assert_eq!(
+        redis_cli_tls(&c, 1, None, &["get", "k"]),
+        ("over tls".to_string(), true)
+    );
+    // Plaintext gets no answer: the door is not a plaintext hole beside
+    // the TLS gRPC port.
+    let out = tool("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port(&c, 0), "get", "k"])
+        .output()
+        .unwrap_or_else(|e| panic!("redis-cli: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("over tls"),
+        "plaintext read the value: {out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_auth_cert_lets_in_a_certificate_from_the_ca_only() {
+    let c = Cluster::start_with(2, tls_resp_cluster(&["--client-auth", "cert"])).await;
+    assert_eq!(
+        redis_cli_tls(&c, 0, Some("tester"), &["set", "k", "v"]),
+        ("OK".to_string(), true)
+    );
+    assert_eq!(
+        redis_cli_tls(&c, 1, Some("tester"), &["get", "k"]),
+        ("v".to_string(), true)
+    );
+    let (out, _) = redis_cli_tls(&c, 0, None, &["get", "k"]);
+    assert!(
+        out.contains("NOAUTH") && out.contains("client certificate"),
+        "TLS without a certificate: {out}"
+    );
+    let (out, _) = redis_cli_tls(&c, 0, None, &["auth", "some-token"]);
+    assert!(out.contains("client certificate"), "AUTH: {out}");
+}

@@ -425,9 +425,6 @@ impl Config {
             ClientAuth::Cert if given == 0 => Err(NodeError::Config(
                 "--client-auth cert needs TLS (--tls-cert, --tls-key, --tls-ca)".into(),
             )),
-            ClientAuth::Cert if !self.redis_listen.is_empty() => Err(NodeError::Config(
-                "--redis-listen cannot be used with --client-auth cert: the RESP door serves no TLS, so no client certificate can be shown (use --client-auth token, which AUTH checks)".into(),
-            )),
             _ => Ok(()),
         }
     }

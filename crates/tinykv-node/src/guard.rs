@@ -249,6 +249,12 @@ impl ClientCheck {
         Arc::new(ClientCheck { gate, refused })
     }
 
+    /// Whether the gate is a client certificate (`--client-auth cert`),
+    /// which only the TLS handshake can show.
+    pub fn wants_certificate(&self) -> bool {
+        matches!(self.gate, ClientGate::Cert)
+    }
+
     /// Checks a token given in-band (the RESP door's `AUTH`) as a bearer
     /// token is checked, counting a refusal under `service`.
     pub fn check_token(&self, service: &str, token: &[u8]) -> Result<(), String> {

@@ -209,6 +209,7 @@ pub async fn run(
             check: security.client.clone(),
             max_connections: config.redis_max_connections,
             idle_timeout: config.redis_idle_timeout,
+            tls: security.tls.clone(),
         };
         tokio::spawn(crate::resp::run(l, parts, shutdown.clone()))
     });

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::error::RespError;
@@ -15,6 +14,7 @@ use super::pipeline::Pipeline;
 use super::reply::Reply;
 use super::session::Session;
 use super::Shared;
+use crate::server::incoming::Conn;
 
 /// Most requests taken off the buffer for one batch: a gRPC `Batch`'s
 /// limit, so a batch's answers are bounded the same way.
@@ -26,12 +26,11 @@ const READ_DEADLINE: Duration = Duration::from_secs(30);
 /// Serves one connection until the client leaves, breaks the protocol,
 /// stays idle past the deadline, or the node shuts down.
 pub async fn serve(
-    mut stream: TcpStream,
+    mut stream: Conn,
     mut session: Session,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> Result<(), RespError> {
-    let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -91,11 +90,7 @@ pub async fn serve(
 
 /// Writes and clears `out`, within `deadline` (a client that never reads
 /// its answers does not hold the connection forever).
-async fn write(
-    stream: &mut TcpStream,
-    out: &mut BytesMut,
-    deadline: Duration,
-) -> Result<(), RespError> {
+async fn write(stream: &mut Conn, out: &mut BytesMut, deadline: Duration) -> Result<(), RespError> {
     if out.is_empty() {
         return Ok(());
     }

@@ -14,14 +14,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::guard::ClientCheck;
+use crate::server::incoming::{incoming, Conn, ConnInfo, TlsState};
 use crate::service::client::ClientService;
 
 mod cmd;
@@ -46,6 +48,9 @@ pub struct RespParts {
     pub max_connections: usize,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// The node's TLS settings, when TLS is on: the door then serves TLS
+    /// only, with the gRPC port's certificate (re-read on SIGHUP).
+    pub tls: Option<Arc<TlsState>>,
 }
 
 /// What every connection shares.
@@ -69,7 +74,8 @@ pub(crate) struct Shared {
 
 /// Serves the RESP door on `listener` until `shutdown`: then stops
 /// accepting, lets every connection finish the batch it is running, and
-/// returns once all are closed.
+/// returns once all are closed. With TLS on, connections are accepted as
+/// the gRPC port accepts them (handshakes bounded in number and time).
 pub async fn run(listener: TcpListener, parts: RespParts, shutdown: CancellationToken) {
     let rules = parts.client.rules();
     let shared = Arc::new(Shared {
@@ -92,20 +98,21 @@ pub async fn run(listener: TcpListener, parts: RespParts, shutdown: Cancellation
     });
     let permits = Arc::new(Semaphore::new(parts.max_connections.max(1)));
     let mut tasks = JoinSet::new();
+    let conns = incoming(listener, parts.tls, shutdown.clone());
+    tokio::pin!(conns);
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            a = conns.next() => a,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             () = shutdown.cancelled() => break,
         };
-        let (stream, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors, say: wait a little instead of spinning.
+        let stream = match accepted {
+            Some(Ok(conn)) => conn,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "RESP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+            None => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tasks.spawn(refuse(stream));
@@ -113,7 +120,7 @@ pub async fn run(listener: TcpListener, parts: RespParts, shutdown: Cancellation
         };
         let (shared, shutdown) = (shared.clone(), shutdown.clone());
         tasks.spawn(async move {
-            connection_task(stream, addr, shared, shutdown).await;
+            connection_task(stream, shared, shutdown).await;
             drop(permit);
         });
     }
@@ -121,16 +128,13 @@ pub async fn run(listener: TcpListener, parts: RespParts, shutdown: Cancellation
 }
 
 /// Serves one accepted connection, counted in `INFO clients`.
-async fn connection_task(
-    stream: TcpStream,
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) {
+async fn connection_task(stream: Conn, shared: Arc<Shared>, shutdown: CancellationToken) {
     let id = shared.accepted.fetch_add(1, Ordering::Relaxed) + 1;
     shared.connected.fetch_add(1, Ordering::Relaxed);
-    let session = session::Session::new(id, shared.check.is_some());
-    let span = tracing::debug_span!("resp_connection", id, peer = %addr);
+    let info = conn_info(&stream);
+    let addr = display_addr(info.remote);
+    let session = session::Session::new(id, shared.check.as_deref(), &info);
+    let span = tracing::debug_span!("resp_connection", id, peer = %addr, tls = info.tls);
     let result = connection::serve(stream, session, shared.clone(), shutdown)
         .instrument(span)
         .await;
@@ -141,10 +145,22 @@ async fn connection_task(
 }
 
 /// Answers a connection over the limit and closes it, as Redis does.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: Conn) {
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         stream.write_all(b"-ERR max number of clients reached\r\n"),
     )
     .await;
+}
+
+/// What `conn` proved when it was made.
+fn conn_info(conn: &Conn) -> ConnInfo {
+    match conn {
+        Conn::Plain(_, info) | Conn::Tls(_, info) => info.clone(),
+    }
+}
+
+/// The address a connection came from, for logs.
+fn display_addr(remote: Option<SocketAddr>) -> String {
+    remote.map_or_else(|| "unknown".into(), |a| a.to_string())
 }

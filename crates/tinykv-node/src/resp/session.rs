@@ -3,6 +3,9 @@
 use bytes::Bytes;
 use tinykv_proto::tinykv::Consistency;
 
+use crate::guard::ClientCheck;
+use crate::server::incoming::ConnInfo;
+
 /// One connection's state.
 #[derive(Debug)]
 pub struct Session {
@@ -22,13 +25,21 @@ pub struct Session {
 
 impl Session {
     /// A new connection's state: RESP2, the node's default level, and
-    /// authenticated unless `auth_required`.
-    pub fn new(id: u64, auth_required: bool) -> Session {
+    /// authenticated when `check` asks for nothing, or asks for a client
+    /// certificate and the connection showed one (verified against the CA
+    /// in the TLS handshake); otherwise `AUTH` must come first.
+    pub fn new(id: u64, check: Option<&ClientCheck>, conn: &ConnInfo) -> Session {
+        let authed = match check {
+            None => true,
+            Some(c) => {
+                c.wants_certificate() && conn.cert_names.as_ref().is_some_and(|n| !n.is_empty())
+            }
+        };
         Session {
             id,
             name: None,
             proto: 2,
-            authed: !auth_required,
+            authed,
             consistency: Consistency::Default,
         }
     }

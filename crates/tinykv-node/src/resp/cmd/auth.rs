@@ -38,6 +38,8 @@ fn check(token: &[u8], session: &mut Session, shared: &Shared) -> Result<(), Rep
             session.authed = true;
             Ok(())
         }
+        // The gate's own words: no token can stand in for a certificate.
+        Err(message) if gate.wants_certificate() => Err(Reply::err(&message)),
         Err(_) => Err(Reply::Error(WRONGPASS.into())),
     }
 }

@@ -77,6 +77,12 @@ pub fn parse(args: Vec<Bytes>, session: &mut Session, shared: &Shared) -> Comman
         return Reply::err(format!("wrong number of arguments for '{name}' command")).into();
     }
     if !session.authed && !matches!(name.as_str(), "auth" | "hello" | "ping" | "quit") {
+        if shared.check.as_ref().is_some_and(|c| c.wants_certificate()) {
+            return Reply::Error(
+                "NOAUTH this node requires a client certificate signed by its CA, shown in the TLS handshake (redis-cli --tls --cacert ca.pem --cert client.pem --key client.key)".into(),
+            )
+            .into();
+        }
         return Reply::Error("NOAUTH Authentication required.".into()).into();
     }
     tracing::trace!(command = %name, args = args.len() - 1, "RESP command");
