@@ -1,7 +1,8 @@
 //! The node as an operator first meets it: five nodes started with exactly
 //! the README's command on one host all serve (no port of theirs collides:
 //! metrics are on each node's gRPC port), and each answers a Prometheus
-//! scrape there.
+//! scrape there; a data directory of the removed redb engine is refused
+//! with what to do.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -130,4 +131,61 @@ async fn rust_log_warn_silences_info_lines() {
         !text.contains(" INFO "),
         "RUST_LOG=warn still printed INFO lines:\n{text}"
     );
+}
+
+/// Runs `tinykv-node` with `args` on data directory `data`, which must exit
+/// by itself within 30 s; its exit status and everything it printed.
+async fn run_to_exit(data: &std::path::Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let log = data.with_extension("log");
+    let out = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(binary("tinykv-node"))
+        .args([
+            "--node-id",
+            "n1",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn tinykv-node");
+    // Killed (if still running) however the test ends.
+    let mut nodes = Nodes(vec![child]);
+    let mut status = None;
+    wait_until("the node to exit", Duration::from_secs(30), || {
+        status = nodes.0[0].try_wait().expect("wait");
+        let done = status.is_some();
+        async move { done }
+    })
+    .await;
+    let status = status.expect("exited");
+    (status, std::fs::read_to_string(&log).expect("read log"))
+}
+
+/// The redb engine was removed (issue #15): a node refuses to start on a
+/// data directory redb wrote, saying what to do, and leaves it as it was;
+/// `--storage-engine redb` is refused in one line, `fjall` still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redb_data_directory_and_the_redb_flag_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("data.redb"), b"redb database").expect("data.redb");
+    let (status, text) = run_to_exit(&data, &[]).await;
+    assert!(!status.success(), "{status:?}\n{text}");
+    for part in ["data.redb", "tinykv_client backup", "--join"] {
+        assert!(text.contains(part), "{part:?} missing:\n{text}");
+    }
+    assert!(
+        !data.join("fjall").exists(),
+        "a fjall database was made over it"
+    );
+
+    let (status, text) = run_to_exit(&dir.path().join("new"), &["--storage-engine", "redb"]).await;
+    assert!(!status.success(), "{status:?}\n{text}");
+    assert!(text.contains("the redb engine was removed"), "{text}");
 }

@@ -1,4 +1,4 @@
-//! Storage throughput of each disk engine (fjall, redb) through `Store`:
+//! Storage throughput of the disk engine (fjall) through `Store`:
 //! write throughput with `--sync always` vs `--sync periodic` under
 //! concurrent writers, and point reads. A plain harness (no criterion) so it
 //! stays quick: `cargo bench -p tinykv-node --bench storage`.
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tinykv_node::storage::{DiskEngine, Store, SyncPolicy, WriteOp};
+use tinykv_node::storage::{open_disk, EngineTuning, Store, SyncPolicy, WriteOp};
 use tinykv_node::version::Record;
 
 const WRITERS: usize = 32;
@@ -49,21 +49,14 @@ fn main() {
         .build()
         .expect("runtime");
     let total = WRITERS * WRITES_PER_WRITER;
-    for (kind, policy) in [
-        (DiskEngine::Fjall, SyncPolicy::Always),
-        (DiskEngine::Fjall, SyncPolicy::default()),
-        (DiskEngine::Redb, SyncPolicy::Always),
-        (DiskEngine::Redb, SyncPolicy::default()),
-    ] {
+    for policy in [SyncPolicy::Always, SyncPolicy::default()] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let engine = kind
-            .open(dir.path(), &tinykv_node::storage::EngineTuning::default())
-            .expect("open");
+        let engine = open_disk(dir.path(), &EngineTuning::default()).expect("open");
         let store = Store::start(Arc::clone(&engine), policy);
         let took = rt.block_on(write_load(&store));
         rt.block_on(store.close()).expect("close");
         println!(
-            "{kind:?}\tstore write  sync={:<17} {WRITERS} writers x {WRITES_PER_WRITER} puts (100 B): {:>8.0} writes/s ({took:.2?})",
+            "Fjall\tstore write  sync={:<17} {WRITERS} writers x {WRITES_PER_WRITER} puts (100 B): {:>8.0} writes/s ({took:.2?})",
             policy.to_string(),
             total as f64 / took.as_secs_f64()
         );
@@ -81,7 +74,7 @@ fn main() {
         let took = start.elapsed();
         assert_eq!(found, READS);
         println!(
-            "{kind:?}\tengine get   {READS} point reads over {total} keys: {:>8.0} reads/s ({took:.2?})",
+            "Fjall\tengine get   {READS} point reads over {total} keys: {:>8.0} reads/s ({took:.2?})",
             READS as f64 / took.as_secs_f64()
         );
     }

@@ -35,15 +35,27 @@ pub enum SyncMode {
     Periodic,
 }
 
-/// Which storage engine holds the node's data (`--storage-engine`).
+/// Which storage engine holds the node's data (`--storage-engine`). fjall
+/// is the only one since redb was removed (issue #15); both values are
+/// still accepted so existing scripts and manifests keep working.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StorageEngine {
-    /// Whatever the data directory already holds; fjall for a new one.
+    /// The default: fjall.
     Auto,
-    /// fjall, a log-structured merge tree (the default for new directories).
+    /// fjall, a log-structured merge tree.
     Fjall,
-    /// redb, a copy-on-write B-tree (what earlier versions wrote).
-    Redb,
+}
+
+/// Parses `--storage-engine`. `redb` gets a sentence saying the engine was
+/// removed (and where to read what to do) instead of a bare "invalid value".
+fn parse_storage_engine(s: &str) -> Result<StorageEngine, String> {
+    if s.trim().eq_ignore_ascii_case("redb") {
+        return Err(
+            "the redb engine was removed; use auto or fjall (docs/storage.md says how to move a redb node)"
+                .into(),
+        );
+    }
+    StorageEngine::from_str(s, false).map_err(|_| "want auto or fjall".into())
 }
 
 /// The consistency a request gets when it names none.
@@ -152,13 +164,12 @@ pub struct Config {
     /// Virtual nodes per member on the ring.
     #[arg(long, env = "TINYKV_VNODES", default_value_t = DEFAULT_VNODES)]
     pub vnodes: u32,
-    /// Storage engine. `auto` keeps the engine a data directory was created
-    /// with (directories from earlier versions are redb) and picks fjall for
-    /// a new one; naming the other engine than the one on disk is refused.
+    /// Storage engine: `auto` or `fjall`, both fjall, the only engine. A data
+    /// directory written by the removed redb engine is refused at start.
     #[arg(
         long,
         env = "TINYKV_STORAGE_ENGINE",
-        value_enum,
+        value_parser = parse_storage_engine,
         default_value = "auto"
     )]
     pub storage_engine: StorageEngine,
@@ -196,9 +207,9 @@ pub struct Config {
     /// also ask the next replica (speculative retry).
     #[arg(long, env = "TINYKV_READ_SPECULATIVE_RETRY", default_value = "50ms", value_parser = humantime::parse_duration)]
     pub read_speculative_retry: Duration,
-    /// Storage cache in MiB: fjall's block cache (default 16), or redb's
-    /// page cache (default: redb's own). The OS page cache holds the
-    /// tables too; raise it for read-heavy nodes with memory to spare.
+    /// Storage cache in MiB: fjall's block cache (default 16). The OS page
+    /// cache holds the tables too; raise it for read-heavy nodes with
+    /// memory to spare.
     #[arg(long, env = "TINYKV_CACHE_MIB")]
     pub cache_mib: Option<u64>,
     /// Keys whose stored version's LWW stamp (timestamp, writer) fjall keeps
@@ -536,5 +547,19 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("--cache-mib must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn storage_engine_takes_auto_or_fjall_and_says_redb_was_removed() {
+        assert_eq!(parse(&[]).storage_engine, StorageEngine::Auto);
+        let fjall = parse(&["--storage-engine", "fjall"]);
+        assert_eq!(fjall.storage_engine, StorageEngine::Fjall);
+        let err = Config::try_parse_from(["tinykv-node", "--storage-engine", "redb"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        // One line says it all (clap adds only its "--help" hint after it).
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains("the redb engine was removed"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::antientropy::AntiEntropy;
 use crate::cleanup::{Cleanup, CleanupParts};
 use crate::clock::Clock;
-use crate::config::{Config, StorageEngine, SyncMode};
+use crate::config::{Config, SyncMode};
 use crate::coordinator::{self, Coordinator};
 use crate::detector::Detector;
 use crate::dialer::Dialer;
@@ -29,7 +29,7 @@ use crate::peers::{CallTimer, Peers};
 use crate::placement::Placement;
 use crate::replicas::NodeReplicas;
 use crate::status::{Facts, NodeStatus};
-use crate::storage::{DiskEngine, Store, SyncPolicy};
+use crate::storage::{self, Store, SyncPolicy};
 use crate::transfer::Transfer;
 
 /// The address this node tells others to use.
@@ -44,16 +44,13 @@ fn advertise(config: &Config, local: SocketAddr, id: &str) -> String {
     local.to_string()
 }
 
-/// Opens the storage engine `config` names (or finds) in its data directory.
+/// Opens the storage engine (fjall, whatever `--storage-engine` says: both
+/// of its values name it) in the data directory; a directory written by
+/// the removed redb engine is refused.
 fn open_store(config: &Config) -> Result<Store, NodeError> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let kind = match config.storage_engine {
-        StorageEngine::Auto => DiskEngine::detect(&config.data_dir).unwrap_or(DiskEngine::Fjall),
-        StorageEngine::Fjall => DiskEngine::Fjall,
-        StorageEngine::Redb => DiskEngine::Redb,
-    };
-    let engine = kind.open(&config.data_dir, &config.engine_tuning())?;
-    tracing::info!(engine = ?kind, dir = %config.data_dir.display(), "storage opened");
+    let engine = storage::open_disk(&config.data_dir, &config.engine_tuning())?;
+    tracing::info!(engine = "fjall", dir = %config.data_dir.display(), "storage opened");
     let policy = match config.sync {
         SyncMode::Always => SyncPolicy::Always,
         SyncMode::Periodic => SyncPolicy::Periodic(config.sync_period),

@@ -1,5 +1,5 @@
-//! On-disk key and value encodings shared by the disk engines, so redb and
-//! fjall lay data out the same way and agree on hint sizes and ordering.
+//! On-disk key and value encodings of the disk engine (fjall), also the
+//! layout of the memory engine, so both agree on hint sizes and ordering.
 //!
 //! - data keys: `token (8 bytes BE) ++ key`, so a token range is one
 //!   contiguous, ordered range of the keyspace;

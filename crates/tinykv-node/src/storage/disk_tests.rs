@@ -1,5 +1,5 @@
-//! Durability of the disk engines: what survives a close and reopen, what
-//! survives the process being killed, and which engine opens a directory.
+//! Durability of the disk engine: what survives a close and reopen, what
+//! survives the process being killed, and which data directories it opens.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,11 +29,6 @@ fn survives_reopen(open: fn(&Path) -> Arc<dyn Engine>) {
     let hs = e.hints("n2", 10).unwrap();
     assert_eq!(hs.len(), 2);
     assert!(hs[0].id < hs[1].id);
-}
-
-#[test]
-fn redb_survives_reopen() {
-    survives_reopen(|p| Arc::new(RedbEngine::open(p).unwrap()));
 }
 
 #[test]
@@ -94,35 +89,40 @@ fn fjall_keeps_unsynced_batches_when_the_process_dies() {
     assert_eq!(e.hint_stats().unwrap().count, 1);
 }
 
+/// A data directory of the removed redb engine (its `data.redb`, no
+/// fjall folder: what earlier versions opened with redb) is refused with
+/// what to do, and left as it was: no fjall database is made beside it,
+/// which would have made the next start open an empty node over it.
 #[test]
-fn a_directory_opens_with_the_engine_that_wrote_it() {
+fn a_redb_data_directory_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(DiskEngine::detect(dir.path()), None);
-    {
-        let e = DiskEngine::Redb
-            .open(dir.path(), &EngineTuning::default())
-            .unwrap();
-        e.apply(&[put("old", val("1", 1, "n1"))], true).unwrap();
-    }
-    assert_eq!(DiskEngine::detect(dir.path()), Some(DiskEngine::Redb));
-    let err = DiskEngine::Fjall
-        .open(dir.path(), &EngineTuning::default())
+    std::fs::write(dir.path().join(REDB_FILE), b"redb database").unwrap();
+    let err = open_disk(dir.path(), &EngineTuning::default())
         .err()
         .unwrap();
-    assert!(err.to_string().contains("Redb data"), "{err}");
-    let e = DiskEngine::Redb
-        .open(dir.path(), &EngineTuning::default())
-        .unwrap();
-    assert_eq!(e.get(b"old").unwrap(), Some(val("1", 1, "n1")));
-
-    let fresh = tempfile::tempdir().unwrap();
-    drop(
-        DiskEngine::Fjall
-            .open(fresh.path(), &EngineTuning::default())
-            .unwrap(),
+    assert!(matches!(err, StorageError::RedbData { .. }), "{err}");
+    let msg = err.to_string();
+    for part in ["redb", "tinykv_client backup", "--join"] {
+        assert!(msg.contains(part), "{part:?} missing: {msg}");
+    }
+    assert!(!dir.path().join(fjall_engine::DIR).exists());
+    assert_eq!(
+        std::fs::read(dir.path().join(REDB_FILE)).unwrap(),
+        b"redb database"
     );
-    assert_eq!(DiskEngine::detect(fresh.path()), Some(DiskEngine::Fjall));
-    assert!(DiskEngine::Redb
-        .open(fresh.path(), &EngineTuning::default())
-        .is_err());
+}
+
+/// A new directory and a fjall one open (a fjall folder wins over a
+/// leftover `data.redb`, as it did when both engines existed).
+#[test]
+fn a_new_or_fjall_directory_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = open_disk(dir.path(), &EngineTuning::default()).unwrap();
+        e.apply(&[put("k", val("1", 1, "n1"))], true).unwrap();
+    }
+    assert!(dir.path().join(fjall_engine::DIR).is_dir());
+    std::fs::write(dir.path().join(REDB_FILE), b"leftover").unwrap();
+    let e = open_disk(dir.path(), &EngineTuning::default()).unwrap();
+    assert_eq!(e.get(b"k").unwrap(), Some(val("1", 1, "n1")));
 }

@@ -4,10 +4,11 @@
 //! A batch is appended to fjall's journal (one `write` to the OS per batch,
 //! an `fsync` when the batch must be durable) and inserted into an
 //! in-memory table; background threads flush memtables into sorted tables
-//! and compact them. Compared with redb's copy-on-write B-tree, which
-//! rewrites whole pages on every commit, a small write costs a journal
-//! append instead of several page writes: ~40x less written to disk for
-//! 100-byte values, and several times less CPU (docs/benchmarks.md).
+//! and compact them. Compared with a copy-on-write B-tree (redb, the
+//! engine before it, rewrote whole pages on every commit), a small write
+//! costs a journal append instead of several page writes: ~40x less
+//! written to disk for 100-byte values, and several times less CPU
+//! (docs/benchmarks.md).
 //!
 //! Keyspaces (all keys compare bytewise, layout in [`super::codec`]):
 //! - `data`:  data key -> `Record::encode()`;

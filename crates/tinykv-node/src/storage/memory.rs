@@ -1,4 +1,4 @@
-//! An in-memory engine with the same contract as the disk engines, for unit
+//! An in-memory engine with the same contract as the disk engine, for unit
 //! tests of the layers above storage (fast, no temp dirs, no fsync).
 //!
 //! It is **only for tests**: nothing survives the process, and `durable` /
@@ -22,7 +22,7 @@ use super::{token_segments, Engine, Hint, HintStats, ScanLimit, StorageError, Wr
 use crate::ring::key_token;
 use crate::version::Record;
 
-/// The engine's state, laid out like the disk engines' (`codec`): data keys
+/// The engine's state, laid out like the disk engine's (`codec`): data keys
 /// to versions, hint keys to encoded hints, and the counters beside them.
 #[derive(Default)]
 struct State {
@@ -71,7 +71,7 @@ impl Engine for MemoryEngine {
         Ok(self.read()?.data.get(&data_key(key)).cloned())
     }
 
-    /// Works the batch out with the disk engines' planner (`plan.rs`), then
+    /// Works the batch out with the disk engine's planner (`plan.rs`), then
     /// writes the plan: all of it, or nothing when planning fails.
     fn apply(&self, ops: &[WriteOp], _durable: bool) -> Result<Vec<bool>, StorageError> {
         let mut st = self

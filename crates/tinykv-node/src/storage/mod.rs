@@ -1,6 +1,6 @@
-//! Local storage: a small engine trait, its engines (fjall by default,
-//! redb, and an in-memory one for tests), and the write path, [`Store`],
-//! that every write goes through.
+//! Local storage: a small engine trait, its engines (fjall on disk, and an
+//! in-memory one for tests), and the write path, [`Store`], that every
+//! write goes through.
 //!
 //! Keys are kept in ring-token order (`(key_token(key), key)`), so a token
 //! range can be scanned directly for anti-entropy and streaming.
@@ -36,6 +36,20 @@ pub enum StorageError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// The data directory holds a database of the redb engine, which was
+    /// removed (issue #15): started on it, the node would look empty and
+    /// hide that data, so it refuses to start and says how to move on.
+    #[error(
+        "{dir} holds a redb database (data.redb) from an earlier TinyKV; this version \
+         stores data with fjall only and cannot read it. Either restore the data with \
+         `tinykv_client restore` from a `tinykv_client backup` taken with the older build, \
+         or move {dir} away and start the node on an empty data directory with `--join` \
+         so it streams its ranges from the other replicas"
+    )]
+    RedbData {
+        /// The data directory.
+        dir: String,
     },
 }
 
@@ -203,7 +217,6 @@ mod hooked;
 pub mod memory;
 mod pending;
 mod plan;
-pub mod redb_engine;
 mod scan;
 mod stamps;
 #[cfg(test)]
@@ -218,17 +231,15 @@ pub mod writer;
 
 pub use fjall_engine::FjallEngine;
 pub use memory::MemoryEngine;
-pub use redb_engine::RedbEngine;
 pub use scan::{page_bytes, ScanLimit, SCAN_PAGE_BYTES};
 pub use writer::{Store, StoreStats, SyncPolicy};
 
-/// Memory the disk engines may use, from the node's flags; the defaults
+/// Memory the disk engine may use, from the node's flags; the defaults
 /// suit five nodes sharing a laptop (a fjall node peaks at ~100 MiB RSS
 /// under a write benchmark, docs/benchmarks.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineTuning {
-    /// Block cache (fjall) or page cache (redb) in bytes; `None`: the
-    /// engine's default (fjall 16 MiB here, redb its own 1 GiB ceiling).
+    /// fjall's block cache in bytes; `None`: the default, 16 MiB.
     pub cache_bytes: Option<u64>,
     /// Keys whose stored LWW stamp fjall keeps in memory so a write can
     /// skip the read before it (about 70 bytes each); 0 turns it off.
@@ -244,51 +255,24 @@ impl Default for EngineTuning {
     }
 }
 
-/// The disk engines a node can store its data in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DiskEngine {
-    /// fjall (LSM tree), in `DIR/fjall/`: the default for new data directories.
-    Fjall,
-    /// redb (copy-on-write B-tree), in `DIR/data.redb`: what nodes before the
-    /// fjall engine wrote; still opened, so an upgraded node keeps its data.
-    Redb,
-}
+/// The file of the removed redb engine in a data directory written by a
+/// TinyKV from before fjall was the only engine.
+pub const REDB_FILE: &str = "data.redb";
 
-impl DiskEngine {
-    /// The engine whose files are already in `dir`, if any.
-    pub fn detect(dir: &std::path::Path) -> Option<DiskEngine> {
-        if dir.join(fjall_engine::DIR).exists() {
-            Some(DiskEngine::Fjall)
-        } else if dir.join(redb_engine::FILE).exists() {
-            Some(DiskEngine::Redb)
-        } else {
-            None
-        }
+/// Opens the node's disk engine, fjall, in `dir`. Refuses a directory that
+/// holds a redb database and no fjall one (the test earlier versions used
+/// to pick redb for it): opening it would look like an empty node and hide
+/// that data, while anti-entropy refilled it from the replicas.
+pub fn open_disk(
+    dir: &std::path::Path,
+    tuning: &EngineTuning,
+) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
+    if !dir.join(fjall_engine::DIR).exists() && dir.join(REDB_FILE).exists() {
+        return Err(StorageError::RedbData {
+            dir: dir.display().to_string(),
+        });
     }
-
-    /// Opens `dir` with this engine. Refuses a directory that holds the other
-    /// engine's data: opening it would look like an empty node and hide that
-    /// data (anti-entropy would then refill it from the replicas, while the
-    /// old files sat there unused).
-    pub fn open(
-        self,
-        dir: &std::path::Path,
-        tuning: &EngineTuning,
-    ) -> Result<std::sync::Arc<dyn Engine>, StorageError> {
-        match Self::detect(dir) {
-            Some(found) if found != self => {
-                return Err(StorageError::Engine(format!(
-                    "{} holds {found:?} data; start with that engine (or `auto`), not {self:?}",
-                    dir.display()
-                )))
-            }
-            _ => {}
-        }
-        Ok(match self {
-            DiskEngine::Fjall => std::sync::Arc::new(FjallEngine::open_tuned(dir, tuning)?),
-            DiskEngine::Redb => std::sync::Arc::new(RedbEngine::open_tuned(dir, tuning)?),
-        })
-    }
+    Ok(std::sync::Arc::new(FjallEngine::open_tuned(dir, tuning)?))
 }
 
 /// One contiguous token interval `[lo, hi]` (both inclusive) of a scan.
@@ -304,7 +288,7 @@ pub(crate) struct ScanSegment {
 }
 
 impl ScanSegment {
-    /// The data-key range of this segment for the disk engines (their keys
+    /// The data-key range of this segment for the disk engine (its keys
     /// start with the token, see `codec`): from `lo`, or strictly after the
     /// resume key `resume` (a data key); up to and including every key of
     /// token `hi`.

@@ -21,13 +21,13 @@ struct Gate {
     flushed: tokio::sync::Notify,
 }
 
-/// A redb engine behind a [`Gate`].
-type Gated = Hooked<RedbEngine, Gate>;
+/// A fjall engine behind a [`Gate`].
+type Gated = Hooked<FjallEngine, Gate>;
 
 impl Gated {
     fn new(dir: &std::path::Path, hold_first_apply: bool) -> Arc<Self> {
         Arc::new(Hooked {
-            inner: RedbEngine::open(dir).unwrap(),
+            inner: FjallEngine::open(dir).unwrap(),
             hooks: Gate {
                 applies: AtomicUsize::new(usize::from(!hold_first_apply)),
                 gate: Mutex::new((false, false)),
@@ -111,7 +111,7 @@ async fn store_group_commits_queued_writers() {
 async fn store_many_concurrent_writers_then_reopen() {
     for policy in [SyncPolicy::Always, SyncPolicy::default()] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::start(Arc::new(RedbEngine::open(dir.path()).unwrap()), policy);
+        let store = Store::start(Arc::new(FjallEngine::open(dir.path()).unwrap()), policy);
         let mut tasks = Vec::new();
         for w in 0..16 {
             let s = store.clone();
@@ -132,7 +132,7 @@ async fn store_many_concurrent_writers_then_reopen() {
         assert_eq!(store.engine().key_count().unwrap(), 320);
         store.close().await.unwrap();
         drop(store);
-        let e = RedbEngine::open(dir.path()).unwrap();
+        let e = FjallEngine::open(dir.path()).unwrap();
         assert_eq!(e.key_count().unwrap(), 320, "{policy}");
         assert!(e.get(b"w15-19").unwrap().is_some());
     }
@@ -163,7 +163,7 @@ async fn store_write_after_close_is_closed() {
 #[test]
 fn dropping_every_store_handle_stops_the_writer() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(RedbEngine::open(dir.path()).unwrap());
+    let engine = Arc::new(FjallEngine::open(dir.path()).unwrap());
     let store = Store::start(
         engine.clone(),
         SyncPolicy::Periodic(std::time::Duration::from_secs(3600)),
@@ -177,7 +177,7 @@ fn dropping_every_store_handle_stops_the_writer() {
     // The thread held the other reference; dropping the store joined it.
     let engine = Arc::try_unwrap(engine).expect("writer thread still holds the engine");
     drop(engine);
-    let e = RedbEngine::open(dir.path()).unwrap();
+    let e = FjallEngine::open(dir.path()).unwrap();
     assert!(e.get(b"a").unwrap().is_some());
 }
 

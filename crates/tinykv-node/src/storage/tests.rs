@@ -1,5 +1,5 @@
 //! Contract tests: every engine must pass the same functions (see
-//! `engine_contract!`). Durability of the disk engines is in `disk_tests`,
+//! `engine_contract!`). Durability of the disk engine is in `disk_tests`,
 //! the write path above them in `store_tests`.
 
 use bytes::Bytes;
@@ -614,11 +614,6 @@ fn tuning(cache_bytes: Option<u64>, stamp_keys: usize) -> EngineTuning {
 }
 
 engine_contract!(
-    redb_engine,
-    || on_disk(RedbEngine::open),
-    random_ops_match_the_memory_engine
-);
-engine_contract!(
     fjall_engine,
     || on_disk(FjallEngine::open),
     random_ops_match_the_memory_engine
@@ -633,11 +628,6 @@ engine_contract!(
 engine_contract!(
     fjall_engine_with_tiny_stamps,
     || on_disk(|p| { FjallEngine::open_tuned(p, &tuning(None, 4)) }),
-    random_ops_match_the_memory_engine
-);
-engine_contract!(
-    redb_engine_with_small_cache,
-    || on_disk(|p| { RedbEngine::open_tuned(p, &tuning(Some(1 << 20), 0)) }),
     random_ops_match_the_memory_engine
 );
 

@@ -42,13 +42,12 @@ fn records_and_hints_written_before_ttl_still_decode() {
     assert_eq!(decode_record(b"k", &e.encode()).ok(), Some(e));
 }
 
-/// The memory engine and both disk engines, each in its own directory.
+/// The memory engine and the disk engine, each in its own directory.
 fn engines() -> Vec<(tempfile::TempDir, Arc<dyn Engine>)> {
-    let (redb, fjall) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let r: Arc<dyn Engine> = Arc::new(RedbEngine::open(redb.path()).unwrap());
+    let fjall = tempfile::tempdir().unwrap();
     let f: Arc<dyn Engine> = Arc::new(FjallEngine::open(fjall.path()).unwrap());
     let m: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
-    vec![(tempfile::tempdir().unwrap(), m), (redb, r), (fjall, f)]
+    vec![(tempfile::tempdir().unwrap(), m), (fjall, f)]
 }
 
 /// The expiry is part of the version: kept as written, and at an equal
@@ -158,12 +157,5 @@ fn the_expiry_survives_a_reopen() {
         e.apply(&[put("k", r.clone())], true).unwrap();
     }
     let e = FjallEngine::open(dir.path()).unwrap();
-    assert_eq!(e.get(b"k").unwrap(), Some(r.clone()));
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let e = RedbEngine::open(dir.path()).unwrap();
-        e.apply(&[put("k", r.clone())], true).unwrap();
-    }
-    let e = RedbEngine::open(dir.path()).unwrap();
     assert_eq!(e.get(b"k").unwrap(), Some(r));
 }

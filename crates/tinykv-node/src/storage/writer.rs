@@ -10,9 +10,9 @@
 //! one window of acknowledged writes on this node, like Cassandra's
 //! `commitlog_sync: periodic`. With fjall the fsync runs beside the writes
 //! (it only syncs journal bytes already handed to the OS); with an engine
-//! whose flush excludes writes (redb's durable commit), and whenever the
-//! engine is throttling writes, writes queue for the thread instead, so an
-//! async worker never blocks on a disk.
+//! whose flush excludes writes (the trait's cautious default), and whenever
+//! the engine is throttling writes, writes queue for the thread instead, so
+//! an async worker never blocks on a disk.
 //!
 //! With [`SyncPolicy::Always`] every write is queued to that thread, which
 //! turns whatever is queued into a single engine batch and one fsync: under
@@ -359,6 +359,7 @@ pub(super) fn dup(e: &StorageError) -> StorageError {
             len: *len,
             max: *max,
         },
+        StorageError::RedbData { dir } => StorageError::RedbData { dir: dir.clone() },
     }
 }
 
