@@ -584,4 +584,5 @@ async fn a_read_asks_this_node_first_and_known_down_nodes_last() {
     assert_eq!(asked, vec![ME.to_string(), others[1].clone()]);
 }
 
+mod pending;
 mod ttl;
