@@ -185,7 +185,7 @@ fn heartbeat(hb: pb::HeartbeatRequest) {
     for key in [&b"a"[..], b"key-1", hb.from.as_bytes()] {
         let prefs = a.read_ring().preference_list(key).len();
         assert_eq!(prefs, rf.min(read.len()));
-        let targets = a.write_targets(key);
+        let targets = a.write_targets(key).nodes;
         let mut dedup = targets.clone();
         dedup.sort();
         dedup.dedup();

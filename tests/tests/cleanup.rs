@@ -37,21 +37,6 @@ async fn holds(c: &Cluster, i: usize, key: &str) -> bool {
         .present
 }
 
-async fn wait_state(c: &Cluster, via: usize, node: &str, state: &str) {
-    wait_until(
-        &format!("{node} to be {state} as seen by node{}", via + 1),
-        Duration::from_secs(60),
-        || async {
-            c.client_for(via).status().await.is_ok_and(|s| {
-                s.members
-                    .iter()
-                    .any(|m| m.node_id == node && m.state == state)
-            })
-        },
-    )
-    .await;
-}
-
 /// Decommissions `node` through node1, retrying while it is refused
 /// because a cleanup is still pending, then waits until it has left.
 async fn decommission(c: &Cluster, node: &str) {
@@ -72,7 +57,7 @@ async fn decommission(c: &Cluster, node: &str) {
     )
     .await;
     for via in 0..c.nodes.len() {
-        wait_state(c, via, node, "left").await;
+        c.wait_state(via, node, "left").await;
     }
 }
 
@@ -92,7 +77,7 @@ async fn deleted_keys_stay_deleted_after_a_join_and_a_decommission() {
     load(&c).await;
     let new = c.add_node(&["--join"]).await;
     for via in 0..4 {
-        wait_state(&c, via, "node4", "normal").await;
+        c.wait_state(via, "node4", "normal").await;
     }
     for i in 0..KEYS {
         c.client()
@@ -159,7 +144,7 @@ async fn decommission_waits_for_cleanup_which_removes_exactly_the_unowned_keys()
     load(&c).await;
     c.add_node(&["--join"]).await;
     for via in 0..4 {
-        wait_state(&c, via, "node4", "normal").await;
+        c.wait_state(via, "node4", "normal").await;
     }
     let mut pending = Vec::new();
     for i in 0..3 {

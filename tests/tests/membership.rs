@@ -68,25 +68,6 @@ async fn check_every_key(c: &Cluster, via: usize, exact: &[usize]) {
     }
 }
 
-async fn wait_state(c: &Cluster, via: usize, node: &str, state: &str) {
-    wait_until(
-        &format!("{node} to be {state} as seen by node{}", via + 1),
-        Duration::from_secs(60),
-        || async {
-            c.client_for(via)
-                .status()
-                .await
-                .map(|s| {
-                    s.members
-                        .iter()
-                        .any(|m| m.node_id == node && m.state == state)
-                })
-                .unwrap_or(false)
-        },
-    )
-    .await;
-}
-
 /// A joining node serves no reads of its ranges from its own store before
 /// its streaming is done: held back (it cannot reach node1 and node2, so no
 /// range that both replicate gets a majority of its sources, and join
@@ -131,7 +112,7 @@ async fn a_joining_node_streams_its_ranges_before_serving() {
         c.block(i, &[]);
     }
     for via in 0..5 {
-        wait_state(&c, via, "node5", "normal").await;
+        c.wait_state(via, "node5", "normal").await;
     }
     // The reads above were not vacuous: node5 lacked keys it now owns.
     let mut lacked = 0;
@@ -163,7 +144,7 @@ async fn decommission_moves_every_range_before_leaving() {
     })
     .await;
     for via in [0, 1, 3, 4] {
-        wait_state(&c, via, "node3", "left").await;
+        c.wait_state(via, "node3", "left").await;
     }
     // node3 still runs, but no key lists it as an owner, and nothing was lost.
     for i in 0..KEYS {
@@ -194,7 +175,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
     assert!(r.message.contains("removed"), "{r:?}");
     assert!(!r.message.contains("incomplete"), "{r:?}");
     for via in [0, 2, 3, 4] {
-        wait_state(&c, via, "node2", "removed").await;
+        c.wait_state(via, "node2", "removed").await;
     }
     check_every_key(&c, 0, &[0, 2, 3, 4]).await;
 
@@ -210,7 +191,7 @@ async fn removenode_rereplicates_a_dead_nodes_ranges() {
         },
     )
     .await;
-    wait_state(&c, 1, "node2", "removed").await;
+    c.wait_state(1, "node2", "removed").await;
     c.kill(1);
     let mut node = std::process::Command::new(tinykv_tests::binary("tinykv-node"))
         .args([
@@ -255,7 +236,7 @@ async fn a_node_finds_the_cluster_through_dns_and_joins() {
         .expect("put");
     let new = c.add_node_dns(0, &["--join"]).await;
     for via in 0..4 {
-        wait_state(&c, via, "node4", "normal").await;
+        c.wait_state(via, "node4", "normal").await;
     }
     wait_until(
         "node4 to learn every member",

@@ -5,7 +5,9 @@
 //! known down) is replaced by the next healthy node clockwise, which stores
 //! the version as a hint for the owner and, unless the request is strict,
 //! counts toward W. Every failed replica write also leaves a hint on the
-//! coordinator, so the owner gets the version once it is back. Reads (in
+//! coordinator, so the owner gets the version once it is back. While a
+//! join or leave moves a key's range, its write needs W acks among the
+//! key's current replicas and W among its future ones (`pending.rs`). Reads (in
 //! `reads.rs`) ask all N replicas (or, with `--read-fanout needed`, R of
 //! them, this node first, and the next one when one fails or is slow), merge
 //! the answers by LWW, and repair stale or missing replicas among those that
@@ -26,6 +28,7 @@ use crate::quorum::{Answers, QuorumError};
 use crate::replicas::Replicas;
 use crate::version::Record;
 
+mod pending;
 mod reads;
 mod ttl;
 mod writes;

@@ -130,6 +130,32 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
+/// Where a write of one key goes, and how its acks are counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteTargets {
+    /// The key's replicas in the read ring, then those of the future ring
+    /// not among them: every node the write is sent to.
+    pub nodes: Vec<String>,
+    /// The key's two replica sets while a join or leave moves its range;
+    /// none when they are one set (no ring change, or one that leaves this
+    /// key's replicas alone), and then W acks among `nodes` are W acks in it.
+    pub sets: Option<ReplicaSets>,
+}
+
+/// A key's replicas in the read ring (which reads ask now) and in the
+/// future ring (which reads ask once the join or leave completes). A write
+/// needs its W acks in each: W acks counted over their union could all but
+/// one come from nodes the other set's reads never ask, and a QUORUM read
+/// of that set would then miss an acknowledged write (R + W > N would not
+/// hold in it). A node in both sets counts in both.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSets {
+    /// The read ring's replicas of the key.
+    pub read: Vec<String>,
+    /// The future ring's replicas of the key.
+    pub future: Vec<String>,
+}
+
 struct Table {
     members: BTreeMap<String, Member>,
     read_ring: Arc<Ring>,
@@ -197,8 +223,10 @@ impl Membership {
     }
 
     /// The nodes a write of `key` goes to: its replicas in the read ring,
-    /// then those in the future ring that are not already included.
-    pub fn write_targets(&self, key: &[u8]) -> Vec<String> {
+    /// then those in the future ring that are not already included; and,
+    /// while a join or leave moves the key's range, the two replica sets
+    /// its acks are counted in (see [`WriteTargets`]).
+    pub fn write_targets(&self, key: &[u8]) -> WriteTargets {
         let (read, future) = match self.table.read() {
             Ok(t) => (t.read_ring.clone(), t.future_ring.clone()),
             Err(p) => {
@@ -206,21 +234,31 @@ impl Membership {
                 (t.read_ring.clone(), t.future_ring.clone())
             }
         };
-        let mut out: Vec<String> = read
+        let mut nodes: Vec<String> = read
             .preference_list(key)
             .into_iter()
             .map(String::from)
             .collect();
         if Arc::ptr_eq(&read, &future) {
             // No ring change in progress (the usual case).
-            return out;
+            return WriteTargets { nodes, sets: None };
         }
-        for n in future.preference_list(key) {
-            if !out.iter().any(|o| o == n) {
-                out.push(n.to_string());
+        let future = future.preference_list(key);
+        if future.len() == nodes.len() && future.iter().all(|n| nodes.iter().any(|o| o == n)) {
+            // The key's range is not moving: one replica set.
+            return WriteTargets { nodes, sets: None };
+        }
+        let read = nodes.clone();
+        for n in &future {
+            if !nodes.iter().any(|o| o == n) {
+                nodes.push(n.to_string());
             }
         }
-        out
+        let future = future.into_iter().map(String::from).collect();
+        WriteTargets {
+            nodes,
+            sets: Some(ReplicaSets { read, future }),
+        }
     }
 
     /// Every row, sorted by id.
@@ -384,13 +422,23 @@ mod tests {
             8,
         );
         assert!(t.future_ring().contains_node("j"));
-        assert_eq!(t.write_targets(b"any").len(), 2, "a and j");
+        let mut sets = t
+            .write_targets(b"any")
+            .sets
+            .expect("acks count in two sets");
+        sets.future.sort();
+        assert_eq!(
+            (sets.read, sets.future),
+            (vec!["a".into()], vec!["a".into(), "j".into()])
+        );
+        assert_eq!(t.write_targets(b"any").nodes.len(), 2, "a and j");
         assert!(!t.read_ring().contains_node("j"));
         t.set("j", "j:1", MemberState::Normal, 0);
         assert!(t.read_ring().contains_node("j"));
         // Settled: one ring serves reads and writes.
         assert!(Arc::ptr_eq(&t.read_ring(), &t.future_ring()));
-        assert_eq!(t.write_targets(b"any").len(), 2);
+        assert_eq!(t.write_targets(b"any").nodes.len(), 2);
+        assert_eq!(t.write_targets(b"any").sets, None, "one set again");
         assert!(
             !t.merge([m("j", MemberState::Joining, 1)]),
             "stale row must not win"

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::detector::Detector;
-use crate::membership::Membership;
+use crate::membership::{Membership, WriteTargets};
 use crate::ring::key_token;
 
 /// Placement of keys on the current member table and peer health.
@@ -43,8 +43,9 @@ impl Placement {
     }
 
     /// The nodes a write of `key` goes to: its replicas in the read ring,
-    /// then those of the future ring not among them.
-    pub fn write_targets(&self, key: &[u8]) -> Vec<String> {
+    /// then those of the future ring not among them; and the two replica
+    /// sets its acks count in while its range moves.
+    pub fn write_targets(&self, key: &[u8]) -> WriteTargets {
         self.membership.write_targets(key)
     }
 

@@ -33,6 +33,10 @@ pub struct QuorumError {
     pub required: usize,
     /// Answers received.
     pub got: usize,
+    /// Where the answers were counted, when not simply among the key's
+    /// replicas: a write during a join or leave needs W acks in each of the
+    /// key's current and future replica sets, and this names the one short.
+    pub scope: Option<String>,
     /// Per-node failure reasons, in the order they happened.
     pub failures: Vec<(String, ReplicaError)>,
 }
@@ -44,11 +48,11 @@ impl fmt::Display for QuorumError {
         } else {
             "replies"
         };
-        write!(
-            f,
-            "{} quorum not reached: {} of {} {}",
-            self.op, self.got, self.required, what
-        )?;
+        write!(f, "{} quorum not reached", self.op)?;
+        if let Some(scope) = &self.scope {
+            write!(f, " {scope}")?;
+        }
+        write!(f, ": {} of {} {}", self.got, self.required, what)?;
         if !self.failures.is_empty() {
             let parts: Vec<String> = self
                 .failures
@@ -93,6 +97,7 @@ impl<T> Answers<T> {
             op,
             required: self.required,
             got: self.ok.len(),
+            scope: None,
             failures: self.failed.clone(),
         }
     }

@@ -130,4 +130,21 @@ impl Cluster {
         })
         .await;
     }
+
+    /// Waits (up to 60 s) until node `via`'s member table shows `node` in
+    /// ring state `state` (`joining`, `normal`, `left`, ...).
+    pub async fn wait_state(&self, via: usize, node: &str, state: &str) {
+        wait_until(
+            &format!("{node} to be {state} as seen by node{}", via + 1),
+            Duration::from_secs(60),
+            || async {
+                self.client_for(via).status().await.is_ok_and(|s| {
+                    s.members
+                        .iter()
+                        .any(|m| m.node_id == node && m.state == state)
+                })
+            },
+        )
+        .await;
+    }
 }

@@ -584,6 +584,7 @@ async fn a_read_asks_this_node_first_and_known_down_nodes_last() {
     assert_eq!(asked, vec![ME.to_string(), others[1].clone()]);
 }
 
+mod pending;
 mod ttl;
 
 mod each;

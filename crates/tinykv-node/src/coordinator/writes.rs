@@ -10,7 +10,9 @@
 //! grouped the same way, per fallback and owner.
 //!
 //! The rules are per write, as for a write alone: it waits for its own W
-//! acks by its own deadline; a replica known down is replaced by the next
+//! acks by its own deadline (while a join or leave moves its key's range,
+//! W among the key's current replicas and W among its future ones:
+//! `pending.rs`); a replica known down is replaced by the next
 //! healthy node clockwise, which keeps a hint for the owner and (sloppy
 //! quorum, unless strict) counts toward W; a replica call that fails is
 //! replaced the same way while the write still lacks acks, and leaves a
@@ -28,7 +30,9 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::pending::{short, too_few_replicas};
 use super::{finished, unanswered, Coordinator, RequestError, WriteOutcome};
+use crate::membership::ReplicaSets;
 use crate::placement::{Fallbacks, Placement};
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::version::Record;
@@ -84,6 +88,9 @@ pub struct WriteRequest {
 /// One write's state besides its answers.
 struct Progress {
     targets: Vec<String>,
+    /// The key's current and future replica sets while its range moves
+    /// (then W is needed in each: `pending.rs`); none otherwise.
+    sets: Option<ReplicaSets>,
     /// Owners already replaced by a fallback.
     hinted_for: Vec<String>,
     /// The healthy nodes after the key's replicas, clockwise, computed on
@@ -142,7 +149,7 @@ impl Coordinator {
         let mut progress = self.start_writes(&reqs, &mut q, &mut hinted);
         let mut open = 0;
         for (i, p) in progress.iter_mut().enumerate() {
-            if p.outcome.is_some() || self.settle_write(&q.requests[i], p) {
+            if p.outcome.is_some() || self.settle_write(&q.requests[i], p, &hinted) {
                 p.deliver(i, &mut deliver);
             } else {
                 open += 1;
@@ -165,15 +172,12 @@ impl Coordinator {
                 for &i in &ev.requests {
                     let (req, p) = (&reqs[i], &mut progress[i]);
                     // A replacement only while the write still needs acks
-                    // (the hint above keeps the version for the owner): for
+                    // (it has no outcome: it is settled after every ack;
+                    // the hint above keeps the version for the owner): for
                     // an owner not replaced yet, or the next fallback for
                     // one whose fallback failed.
                     let replace = owner.is_some() || !p.hinted_for.contains(&replica);
-                    if replace
-                        && p.outcome.is_none()
-                        && !q.requests[i].reached()
-                        && self.sloppy(req)
-                    {
+                    if replace && p.outcome.is_none() && self.sloppy(req) {
                         if let Some(fb) = p.fallback(&self.placement, &req.key) {
                             hinted.add(i, req, fb, &replica);
                             p.hinted_for.push(replica.clone());
@@ -184,7 +188,7 @@ impl Coordinator {
             }
             for &i in &ev.requests {
                 let p = &mut progress[i];
-                if p.outcome.is_none() && self.settle_write(&q.requests[i], p) {
+                if p.outcome.is_none() && self.settle_write(&q.requests[i], p, &hinted) {
                     p.deliver(i, &mut deliver);
                     open -= 1;
                 }
@@ -215,19 +219,17 @@ impl Coordinator {
             let targets = self.placement.write_targets(&req.key);
             let mut p = Progress {
                 targets: Vec::new(),
+                sets: None,
                 hinted_for: Vec::new(),
                 walk: None,
                 outcome: None,
             };
-            if req.w > n || req.w > targets.len() {
-                p.outcome = Some(Err(RequestError::Unavailable(format!(
-                    "write needs {} acks but the ring has only {n} replicas for this key",
-                    req.w
-                ))));
+            if let Some(why) = too_few_replicas(req.w, n, &targets) {
+                p.outcome = Some(Err(RequestError::Unavailable(why)));
                 progress.push(p);
                 continue;
             }
-            p.targets = targets;
+            (p.targets, p.sets) = (targets.nodes, targets.sets);
             let sloppy = self.sloppy(req);
             for owner in p.targets.clone() {
                 if sloppy && self.placement.is_down(&owner) {
@@ -285,11 +287,32 @@ impl Coordinator {
         self.settings.hinted_handoff && self.settings.sloppy_quorum && !req.strict
     }
 
-    /// Settles write `p` from its answers (see [`Coordinator::settle`]).
-    fn settle_write(&self, answers: &Answers<()>, p: &mut Progress) -> bool {
-        self.settle("write", answers, &mut p.outcome, |a| WriteOutcome {
-            acks: a.ok.len(),
-        })
+    /// Settles write `p` from its answers (see [`Coordinator::settle`]):
+    /// W acks, or, while its key's range moves, W acks among each of the
+    /// key's current and future replicas, a hinted ack counting as its
+    /// owner's (`hinted` names the owners).
+    fn settle_write(&self, answers: &Answers<()>, p: &mut Progress, hinted: &Hinted) -> bool {
+        let outcome = |a: &Answers<()>| WriteOutcome { acks: a.ok.len() };
+        let Some(sets) = &p.sets else {
+            return self.settle("write", answers, &mut p.outcome, outcome);
+        };
+        let acked: Vec<&str> = answers
+            .ok
+            .iter()
+            .map(|(node, ())| hinted.owner(node).unwrap_or(node))
+            .collect();
+        match short(sets, answers.required, &acked) {
+            None => p.outcome = Some(Ok(outcome(answers))),
+            Some(s) if answers.running() == 0 => {
+                self.metrics
+                    .quorum_failures
+                    .with_label_values(&["write"])
+                    .inc();
+                p.outcome = Some(Err(s.error(answers).into()));
+            }
+            Some(_) => {}
+        }
+        p.outcome.is_some()
     }
 
     /// Sends the hinted writes `hinted` collected, one call per fallback,
