@@ -508,6 +508,14 @@ mod tests {
     }
 
     #[test]
+    fn the_convergence_bound_is_ten_heartbeats_unless_given() {
+        let c = parse(&["--heartbeat-interval", "200ms"]);
+        assert_eq!(c.convergence_bound(), Duration::from_secs(2));
+        let c = parse(&["--membership-convergence-timeout", "30s"]);
+        assert_eq!(c.convergence_bound(), Duration::from_secs(30));
+    }
+
+    #[test]
     fn bad_peers_are_rejected_clearly() {
         for bad in ["n1", "=1.2.3.4:5", "n1=host", "n1=host:notaport"] {
             let c = parse(&["--peers", bad]);
