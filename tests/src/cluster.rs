@@ -193,6 +193,9 @@ impl Cluster {
         for i in 0..n {
             c.wait_ready(i).await;
         }
+        for i in 0..n {
+            c.wait_converged(i).await;
+        }
         c
     }
 

@@ -2,7 +2,9 @@
 //! exchange only the versions of leaves that differ. Tombstones older than
 //! the grace period are purged from a range only when every replica of it
 //! answered with identical digests, so they all hold the tombstone and a
-//! deleted value cannot come back from a replica that missed the delete.
+//! deleted value cannot come back from a replica that missed the delete,
+//! and only once membership has converged (`convergence.rs`): before, the
+//! node may not know every replica.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -157,10 +159,17 @@ impl AntiEntropy {
                 agree.insert(s, false);
             }
         }
-        for ((start, end), ok) in agree {
-            if ok {
-                report.tombstones_purged += self.purge_tombstones(start, end, purge_before).await?;
+        // A table that has not converged may miss a replica that still
+        // lacks the delete: no tombstone is purged until it has.
+        if self.membership.convergence().is_converged() {
+            for ((start, end), ok) in agree {
+                if ok {
+                    report.tombstones_purged +=
+                        self.purge_tombstones(start, end, purge_before).await?;
+                }
             }
+        } else {
+            tracing::info!("membership has not converged: tombstone purge deferred");
         }
         if report.keys_sent + report.keys_received > 0 {
             tracing::info!(
@@ -327,6 +336,7 @@ fn differences(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convergence::{Convergence, Start};
     use crate::directory::Directory;
     use crate::faults::Faults;
     use crate::membership::{Member, MemberState};
@@ -334,13 +344,19 @@ mod tests {
     use crate::storage::{MemoryEngine, SyncPolicy};
 
     fn single_node() -> AntiEntropy {
+        single_node_with(Convergence::settled())
+    }
+
+    /// [`single_node`] whose membership converges as `convergence` says.
+    fn single_node_with(convergence: Convergence) -> AntiEntropy {
         let member = Member {
             id: "n1".into(),
             addr: "127.0.0.1:1".into(),
             state: MemberState::Normal,
             version: 1,
         };
-        let membership = Arc::new(Membership::new("n1", vec![member], 1, 8));
+        let membership =
+            Arc::new(Membership::new("n1", vec![member], 1, 8).with_convergence(convergence));
         let peers = Arc::new(Peers::new("n1", None, 1 << 20));
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
         AntiEntropy::new(
@@ -371,5 +387,28 @@ mod tests {
         assert!(first.await.is_ok());
         assert!(periodic.await.is_ok());
         assert!(ae.round_now().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn tombstones_are_purged_only_once_membership_has_converged() {
+        // Converges at its first check (the bound is zero): rounds before
+        // it run unconverged.
+        let ae = single_node_with(Convergence::pending(Start {
+            bound: Duration::ZERO,
+            discovery: true,
+            table_known: true,
+        }));
+        let put = WriteOp::Put {
+            key: Bytes::from_static(b"deleted"),
+            record: Record::tombstone(1, "n1"),
+        };
+        ae.store.write(vec![put]).await.expect("write");
+        let report = ae.round().await.expect("round");
+        assert_eq!(report.tombstones_purged, 0, "not converged yet");
+        assert!(ae.store.engine().get(b"deleted").expect("get").is_some());
+        assert!(ae.membership.check_convergence());
+        let report = ae.round().await.expect("round");
+        assert_eq!(report.tombstones_purged, 1, "converged");
+        assert!(ae.store.engine().get(b"deleted").expect("get").is_none());
     }
 }

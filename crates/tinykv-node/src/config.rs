@@ -236,6 +236,12 @@ pub struct Config {
     /// Heartbeat interval.
     #[arg(long, env = "TINYKV_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Longest a started node waits for the members it knows to answer a
+    /// heartbeat before it takes its member table as the cluster's
+    /// (default: 10 heartbeat intervals). Until then it purges no
+    /// tombstone and refuses writes at ONE for keys it does not own.
+    #[arg(long, env = "TINYKV_MEMBERSHIP_CONVERGENCE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub membership_convergence_timeout: Option<Duration>,
     /// Phi-accrual threshold above which a peer is considered down.
     #[arg(long, env = "TINYKV_PHI_THRESHOLD", default_value_t = 8.0)]
     pub phi_threshold: f64,
@@ -309,6 +315,12 @@ impl Config {
     /// Peers cut their own batches at half of it.
     pub fn peer_message_limit(&self) -> usize {
         self.message_limit().saturating_mul(2)
+    }
+
+    /// `--membership-convergence-timeout`, or 10 heartbeat intervals.
+    pub fn convergence_bound(&self) -> Duration {
+        self.membership_convergence_timeout
+            .unwrap_or_else(|| self.heartbeat_interval.saturating_mul(10))
     }
 
     /// Parses `--peers`: `ID=HOST:PORT` entries.
@@ -501,6 +513,14 @@ mod tests {
         assert_eq!(c.peer_specs().ok().map(|p| p.len()), Some(2));
         assert_eq!(c.resolved_node_id().ok().as_deref(), Some("n1"));
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_convergence_bound_is_ten_heartbeats_unless_given() {
+        let c = parse(&["--heartbeat-interval", "200ms"]);
+        assert_eq!(c.convergence_bound(), Duration::from_secs(2));
+        let c = parse(&["--membership-convergence-timeout", "30s"]);
+        assert_eq!(c.convergence_bound(), Duration::from_secs(30));
     }
 
     #[test]

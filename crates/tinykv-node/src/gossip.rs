@@ -179,6 +179,7 @@ impl Gossip {
         self.assert_self();
         if !hb.from.is_empty() {
             self.detector.heartbeat(&hb.from);
+            self.answered(&hb.from);
         }
         Ok(pb::HeartbeatResponse {
             from: self.me.id.clone(),
@@ -221,6 +222,18 @@ impl Gossip {
             tracing::info!(peer = %id, health = health.as_str(), "peer health changed");
         }
         self.export_health();
+        self.membership.check_convergence();
+    }
+
+    /// Notes, for convergence, that member `id` answered (a heartbeat
+    /// sent or answered); ids not in the table are not kept.
+    fn answered(&self, id: &str) {
+        if self.membership.convergence().is_converged() || self.membership.get(id).is_none() {
+            return;
+        }
+        self.membership.convergence().heard(id);
+        // The last answer may complete it: no need to wait for the round.
+        self.membership.check_convergence();
     }
 
     /// One heartbeat to `addr` (member `id`, or an address found by DNS).
@@ -261,6 +274,7 @@ impl Gossip {
         if let Some(rows) = self.accepted(&resp.members, &resp.from) {
             self.membership.merge(rows);
         }
+        self.answered(&resp.from);
         let received = wall_micros();
         let midpoint = sent / 2 + received / 2;
         let offset_us = i64::try_from(resp.now_us)

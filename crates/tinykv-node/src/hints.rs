@@ -1,9 +1,12 @@
 //! Hinted handoff: keeping versions for an owner that is down (as its
 //! fallback, or as the coordinator of a write its call missed), replaying
 //! them once it answers heartbeats again, and dropping hints that are too
-//! old or whose owner left.
+//! old or whose owner left (once membership has converged). A hint for an
+//! owner this node does not know is kept: a node that restarted without
+//! its member table learns the owner from gossip and then delivers it.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +15,7 @@ use tracing::Instrument;
 use crate::detector::{Detector, Health};
 use crate::error::ReplicaError;
 use crate::hlc::wall_micros;
-use crate::membership::Membership;
+use crate::membership::{Membership, MAX_MEMBERS};
 use crate::metrics::Metrics;
 use crate::storage::{Hint, Store, WriteOp};
 use crate::transfer::Transfer;
@@ -38,6 +41,8 @@ pub struct Hints {
     detector: Arc<Detector>,
     transfer: Transfer,
     metrics: Arc<Metrics>,
+    /// Owners not in the member table whose kept hints were logged.
+    unknown: Mutex<HashSet<String>>,
 }
 
 impl Hints {
@@ -58,6 +63,7 @@ impl Hints {
             detector,
             transfer,
             metrics,
+            unknown: Mutex::new(HashSet::new()),
         }
     }
 
@@ -130,7 +136,10 @@ impl Hints {
             }
             let now = wall_micros();
             let member = self.membership.get(owner);
-            let gone = member.as_ref().is_none_or(|m| !m.state.in_write_ring());
+            // Only a member known to have left is gone; a table that has
+            // not converged may hold a row gossip is about to replace.
+            let gone = self.membership.convergence().is_converged()
+                && member.as_ref().is_some_and(|m| !m.state.in_write_ring());
             let (expired, live): (Vec<_>, Vec<_>) = hints
                 .into_iter()
                 .partition(|h| gone || now.saturating_sub(h.stored_at_us) > max_age_us);
@@ -146,7 +155,11 @@ impl Hints {
             if live.is_empty() {
                 continue;
             }
-            if member.is_none() || self.detector.get(owner).health != Health::Up {
+            if member.is_none() {
+                self.unknown_owner(owner, live.len());
+                return Ok(());
+            }
+            if self.detector.get(owner).health != Health::Up {
                 return Ok(());
             }
             // The same batched push anti-entropy and streaming use.
@@ -158,6 +171,22 @@ impl Hints {
             self.metrics.hints_replayed.inc_by(live.len() as u64);
             tracing::info!(owner, delivered = live.len(), "hints delivered");
             self.delete(owner, &live).await?;
+        }
+    }
+
+    /// Says (once per owner until it is known) that hints for `owner`
+    /// are kept although no member of that id is known.
+    fn unknown_owner(&self, owner: &str, hints: usize) {
+        let Ok(mut logged) = self.unknown.lock() else {
+            return;
+        };
+        logged.retain(|o| self.membership.get(o).is_none());
+        if logged.len() < MAX_MEMBERS && logged.insert(owner.to_string()) {
+            tracing::info!(
+                owner,
+                hints,
+                "keeping hints for a node not in the member table: they are delivered once gossip brings it"
+            );
         }
     }
 
@@ -176,6 +205,7 @@ impl Hints {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::convergence::{Convergence, Start};
     use crate::directory::Directory;
     use crate::faults::Faults;
     use crate::membership::{Member, MemberState};
@@ -194,14 +224,20 @@ mod tests {
     }
 
     /// Node n1's hints; n2 is a normal member that is down (never heard
-    /// from), n3 has left the cluster, n4 was never a member.
+    /// from), n3 has left the cluster, n4 is not in its table.
     fn n1() -> (Hints, Store, Arc<Metrics>) {
+        n1_with(Convergence::settled())
+    }
+
+    /// [`n1`] whose membership converges as `convergence` says.
+    fn n1_with(convergence: Convergence) -> (Hints, Store, Arc<Metrics>) {
         let members = vec![
             member("n1", MemberState::Normal),
             member("n2", MemberState::Normal),
             member("n3", MemberState::Left),
         ];
-        let membership = Arc::new(Membership::new("n1", members, 1, 8));
+        let membership =
+            Arc::new(Membership::new("n1", members, 1, 8).with_convergence(convergence));
         let peers = Arc::new(Peers::new("n1", None, 1 << 20));
         let directory = Directory::new(membership.clone(), peers, Arc::new(Faults::default()));
         let store = Store::start(Arc::new(MemoryEngine::new()), SyncPolicy::default());
@@ -246,8 +282,7 @@ mod tests {
         hint(&store, "n2", "fresh", Duration::ZERO).await;
         hint(&store, "n2", "old", MAX_AGE * 2).await;
         hint(&store, "n3", "for-a-node-that-left", Duration::ZERO).await;
-        hint(&store, "n4", "for-a-stranger", Duration::ZERO).await;
-        assert_eq!(hints.pending(), 4);
+        assert_eq!(hints.pending(), 3);
 
         hints.replay_round().await;
 
@@ -257,7 +292,43 @@ mod tests {
         let kept = store.engine().hints("n2", 10).expect("hints");
         assert_eq!(kept.len(), 1);
         assert_eq!(&kept[0].key[..], b"fresh");
-        assert_eq!(metrics.hints_dropped.get(), 3);
+        assert_eq!(metrics.hints_dropped.get(), 2);
         assert_eq!(metrics.hints_replayed.get(), 0);
+    }
+
+    /// A node restarted without its member table does not know the owners
+    /// of its hints yet: dropping them would lose the writes for good.
+    #[tokio::test]
+    async fn hints_for_a_node_not_in_the_table_are_kept() {
+        let (hints, store, metrics) = n1();
+        hint(&store, "n4", "for-a-stranger", Duration::ZERO).await;
+        hint(&store, "n4", "old-for-a-stranger", MAX_AGE * 2).await;
+        for _ in 0..3 {
+            hints.replay_round().await;
+        }
+        assert_eq!(targets(&store), vec!["n4".to_string()]);
+        let kept = store.engine().hints("n4", 10).expect("hints");
+        assert_eq!(kept.len(), 1, "only the one past --max-hint-age goes");
+        assert_eq!(&kept[0].key[..], b"for-a-stranger");
+        assert_eq!(metrics.hints_dropped.get(), 1);
+    }
+
+    /// Before convergence a row saying a member left may be stale: its
+    /// hints wait until membership has converged.
+    #[tokio::test]
+    async fn hints_for_a_departed_node_wait_for_convergence() {
+        let (hints, store, metrics) = n1_with(Convergence::pending(Start {
+            bound: Duration::from_secs(3600),
+            discovery: false,
+            table_known: true,
+        }));
+        hint(&store, "n3", "for-a-node-that-left", Duration::ZERO).await;
+        hints.replay_round().await;
+        assert_eq!(hints.pending(), 1, "kept before convergence");
+        hints.membership.convergence().heard("n2");
+        assert!(hints.membership.check_convergence());
+        hints.replay_round().await;
+        assert_eq!(hints.pending(), 0, "dropped after");
+        assert_eq!(metrics.hints_dropped.get(), 1);
     }
 }

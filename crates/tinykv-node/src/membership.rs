@@ -9,10 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tinykv_proto::internal::MemberInfo;
 
+use crate::convergence::Convergence;
 use crate::ring::Ring;
 
 /// A member's place in the ring's lifecycle.
@@ -168,6 +170,11 @@ pub struct Membership {
     rf: usize,
     vnodes: u32,
     table: RwLock<Table>,
+    /// Bumped by every change, so the member file is written only when
+    /// the table changed.
+    generation: AtomicU64,
+    /// Whether the table is known to be the cluster's yet.
+    convergence: Convergence,
 }
 
 impl Membership {
@@ -184,7 +191,32 @@ impl Membership {
                 read_ring,
                 future_ring,
             }),
+            generation: AtomicU64::new(1),
+            convergence: Convergence::settled(),
         }
+    }
+
+    /// The table, not converged until `convergence` says so (a table
+    /// made whole in a test counts as converged from the start).
+    pub fn with_convergence(mut self, convergence: Convergence) -> Self {
+        self.convergence = convergence;
+        self
+    }
+
+    /// Whether this table is known to be the cluster's yet.
+    pub fn convergence(&self) -> &Convergence {
+        &self.convergence
+    }
+
+    /// Checks whether membership has converged now (see
+    /// [`Convergence::evaluate`]).
+    pub fn check_convergence(&self) -> bool {
+        self.convergence.is_converged() || self.convergence.evaluate(&self.self_id, &self.members())
+    }
+
+    /// A number that changes whenever the table does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// This node's id.
@@ -327,6 +359,7 @@ impl Membership {
             let (r, f) = rings(&t.members, self.rf, self.vnodes);
             t.read_ring = r;
             t.future_ring = f;
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
         changed
     }

@@ -14,6 +14,7 @@ use crate::directory::Directory;
 use crate::gossip::Gossip;
 use crate::hints::Hints;
 use crate::lifecycle::Lifecycle;
+use crate::member_file::MemberFile;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::status::NodeStatus;
@@ -31,6 +32,8 @@ pub struct Node {
     pub clock: Arc<Clock>,
     /// The member table and rings.
     pub membership: Arc<Membership>,
+    /// The member table's copy in the data directory.
+    pub member_file: Arc<MemberFile>,
     /// Members' addresses and connections.
     pub directory: Directory,
     /// Coordinates client reads and writes (the put and get paths).

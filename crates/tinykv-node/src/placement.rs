@@ -63,6 +63,15 @@ impl Placement {
         order
     }
 
+    /// Whether this node may take a write that one copy acknowledges,
+    /// for a key whose write targets are `targets`: not before membership
+    /// has converged unless it owns the key (the error says why).
+    pub fn may_ack_alone(&self, targets: &[String]) -> Result<(), String> {
+        self.membership
+            .convergence()
+            .may_ack_alone(&self.id, targets)
+    }
+
     /// True when `node` is known down.
     pub fn is_down(&self, node: &str) -> bool {
         self.detector.is_down(node)

@@ -61,6 +61,11 @@ fn spawn_loops(node: &Node, config: &Config, shutdown: &CancellationToken) -> Ve
             },
         ),
     ];
+    let member_file = node.member_file.clone();
+    loops.push(every(shutdown, "member-file", hb, move || {
+        let member_file = member_file.clone();
+        async move { member_file.save_if_changed().await }
+    }));
     let cleanup = node.cleanup.clone();
     loops.push(every(
         shutdown,
@@ -223,6 +228,7 @@ pub async fn run(
     for l in loops {
         let _ = l.await;
     }
+    node.member_file.save_if_changed().await;
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -67,6 +67,17 @@ impl Cluster {
         .await;
     }
 
+    /// Waits until node `i` says in this run's log that its membership has
+    /// converged: before, it refuses writes at ONE for keys it does not own.
+    pub async fn wait_converged(&self, i: usize) {
+        wait_until(
+            &format!("{} to converge on its membership", self.nodes[i].id),
+            Duration::from_secs(30),
+            || async { self.log(i).contains("membership converged") },
+        )
+        .await;
+    }
+
     /// Waits until node `via` reports member `node` with `health` ("up",
     /// "suspect" or "down").
     pub async fn wait_health(&self, via: usize, node: &str, health: &str) {

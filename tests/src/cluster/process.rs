@@ -154,11 +154,13 @@ impl Cluster {
         }
     }
 
-    /// Restarts node `i` on the same port and data directory.
+    /// Restarts node `i` on the same port and data directory, and waits
+    /// until it serves and its membership has converged.
     pub async fn restart(&mut self, i: usize) {
         self.kill(i);
         self.spawn(i);
         self.wait_ready(i).await;
+        self.wait_converged(i).await;
     }
 
     /// Restarts node `i` with the same id and data on a new port, one

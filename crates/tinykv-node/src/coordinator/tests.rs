@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::fake::{Call, FakeReplicas, Kind, Script};
 use super::*;
 use crate::config::ReadFanout;
+use crate::convergence::{Convergence, Start};
 use crate::detector::Detector;
 use crate::error::ReplicaError;
 use crate::membership::{Member, MemberState, Membership};
@@ -40,6 +41,11 @@ fn settings() -> Settings {
 }
 
 fn world(settings: Settings) -> World {
+    world_with(settings, Convergence::settled())
+}
+
+/// [`world`] whose membership converges as `convergence` says.
+fn world_with(settings: Settings, convergence: Convergence) -> World {
     let members = (1..=5)
         .map(|i| Member {
             id: format!("n{i}"),
@@ -48,7 +54,7 @@ fn world(settings: Settings) -> World {
             version: 1,
         })
         .collect();
-    let membership = Arc::new(Membership::new(ME, members, 3, 8));
+    let membership = Arc::new(Membership::new(ME, members, 3, 8).with_convergence(convergence));
     let detector = Arc::new(Detector::new(8.0, Duration::from_millis(100)));
     let fake = FakeReplicas::default();
     let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -584,6 +590,7 @@ async fn a_read_asks_this_node_first_and_known_down_nodes_last() {
     assert_eq!(asked, vec![ME.to_string(), others[1].clone()]);
 }
 
+mod converge;
 mod pending;
 mod ttl;
 

@@ -9,6 +9,11 @@
 //! were a measurable share of a coordinator's CPU). Hinted writes are
 //! grouped the same way, per fallback and owner.
 //!
+//! Before membership has converged, a write that one copy would
+//! acknowledge (W = 1) is refused unless this node is one of the key's
+//! replicas (see `convergence.rs`): the copy might otherwise be on no
+//! owner at all.
+//!
 //! The rules are per write, as for a write alone: it waits for its own W
 //! acks by its own deadline (while a join or leave moves its key's range,
 //! W among the key's current replicas and W among its future ones:
@@ -228,6 +233,13 @@ impl Coordinator {
                 p.outcome = Some(Err(RequestError::Unavailable(why)));
                 progress.push(p);
                 continue;
+            }
+            if req.w == 1 {
+                if let Err(why) = self.placement.may_ack_alone(&targets.nodes) {
+                    p.outcome = Some(Err(RequestError::Unavailable(why)));
+                    progress.push(p);
+                    continue;
+                }
             }
             (p.targets, p.sets) = (targets.nodes, targets.sets);
             let sloppy = self.sloppy(req);

@@ -12,6 +12,7 @@ use crate::antientropy::AntiEntropy;
 use crate::cleanup::{Cleanup, CleanupParts};
 use crate::clock::Clock;
 use crate::config::{Config, SyncMode};
+use crate::convergence::{Convergence, Start};
 use crate::coordinator::{self, Coordinator};
 use crate::detector::Detector;
 use crate::dialer::Dialer;
@@ -22,6 +23,7 @@ use crate::gossip::{Gossip, Identity};
 use crate::guard::Mode;
 use crate::hints::{HintLimits, Hints};
 use crate::lifecycle::{Lifecycle, LifecycleParts};
+use crate::member_file::MemberFile;
 use crate::membership::{Member, MemberState, Membership};
 use crate::metrics::Metrics;
 use crate::node::Node;
@@ -60,7 +62,8 @@ fn open_store(config: &Config) -> Result<Store, NodeError> {
 
 /// The member table at start: the `--peers` list, with this node's own
 /// row (joining, with a version that wins over stale rows, when it is new
-/// and asked to join).
+/// and asked to join), and the rows saved in the data directory; not
+/// converged until the members it names answer (see `convergence.rs`).
 fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, NodeError> {
     let specs = config.peer_specs()?;
     let mut members: Vec<Member> = specs
@@ -100,12 +103,25 @@ fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, 
             1
         },
     });
-    Ok(Membership::new(
+    let membership = Membership::new(
         id,
         members,
         config.replication_factor as usize,
         config.vnodes,
-    ))
+    );
+    // The table saved by the last run, merged as gossip would be (the
+    // highest version of each row wins), so a restarted node knows its
+    // peers before its first heartbeat round.
+    membership.merge(crate::member_file::load_or_log(&config.data_dir));
+    let table_known = membership
+        .members()
+        .iter()
+        .any(|m| m.id != id && m.state.in_write_ring());
+    Ok(membership.with_convergence(Convergence::pending(Start {
+        bound: config.convergence_bound(),
+        discovery: config.peers_dns.is_some(),
+        table_known,
+    })))
 }
 
 /// The cluster secrets `--cluster-secret-file` names, if it names a file.
@@ -398,7 +414,9 @@ pub fn build(
     let cleanup = core.cleanup(config, shutdown.clone());
     let lifecycle = core.lifecycle(config, &gossip, &antientropy, &cleanup, shutdown);
     let status = core.status(config, &lifecycle, &cleanup);
+    let member_file = Arc::new(MemberFile::new(&config.data_dir, core.membership.clone()));
     Ok(Node {
+        member_file,
         id: core.id,
         addr: core.addr,
         store: core.store,

@@ -178,6 +178,11 @@ impl Peer for PeerService {
         let w = req.into_inner();
         self.refuse_if_partitioned(&w.from)?;
         let record = self.version(&w.key, w.record, &w.from)?;
+        if !w.hint_for.is_empty() && !crate::membership::valid_id(&w.hint_for) {
+            return Err(Status::invalid_argument(
+                "hint_for must be a node id: 1 to 253 letters, digits and -_.:",
+            ));
+        }
         let applied = if w.hint_for.is_empty() {
             // Combined with the other local writes started together into
             // one engine batch.
@@ -205,8 +210,10 @@ impl Peer for PeerService {
     ) -> Result<Response<pb::ReplicaWriteAck>, Status> {
         let b = req.into_inner();
         self.refuse_if_partitioned(&b.from)?;
-        if b.hint_for.is_empty() {
-            return Err(Status::invalid_argument("hint_for must name the owner"));
+        if !crate::membership::valid_id(&b.hint_for) {
+            return Err(Status::invalid_argument(
+                "hint_for must name the owner: a node id of 1 to 253 letters, digits and -_.:",
+            ));
         }
         let mut versions = Vec::with_capacity(b.records.len());
         for kr in b.records {
