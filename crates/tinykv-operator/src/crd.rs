@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 mod status;
 #[path = "crd_tls.rs"]
 mod tls;
-pub use status::{MemberState, Operation, OperationType, Phase, TinyKVClusterStatus};
+pub use status::{MemberState, Operation, OperationType, Phase, StepClock, TinyKVClusterStatus};
 pub use tls::{
     ClientAuthMode, IssuerKind, IssuerRef, TlsOptions, TokenSecretRef, DEFAULT_CLIENT_TOKEN_KEY,
 };

@@ -118,4 +118,26 @@ pub struct Operation {
     /// Human-readable progress.
     #[serde(default)]
     pub message: String,
+    /// ScaleDown: the step the operation is at and since when it has
+    /// made no progress (a stalled step is reported as Degraded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepClock>,
+}
+
+/// A scale-down step and the last time it moved.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepClock {
+    /// `status` (waiting for the target's answer), `decommission` (asked
+    /// to leave), `leave` (streaming its ranges away) or `confirm` (a peer
+    /// says it left; waiting for the target's own word).
+    pub name: String,
+    /// The target's reported progress in this step, per mille.
+    #[serde(default)]
+    pub progress_permille: i32,
+    /// When the step started or last made progress (RFC 3339).
+    pub since: String,
+    /// Whether the stall was reported (one Warning event per stall).
+    #[serde(default)]
+    pub stall_reported: bool,
 }

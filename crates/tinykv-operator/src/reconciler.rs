@@ -272,6 +272,7 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
     let already_refused = condition(&status, CONDITION_DEGRADED)
         .is_some_and(|c| c.status == "True" && c.reason == REASON_BELOW_RF);
 
+    let now = Timestamp::now();
     let mut step = plan(&PlanInput {
         cluster: &name,
         desired_replicas: cluster.spec.replicas,
@@ -284,6 +285,7 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
         already_refused,
         statefulset: observed.as_ref(),
         view: view.as_ref(),
+        now,
     });
 
     if let Some(t) = auth_transition(cluster, existing.as_ref(), auth) {
@@ -294,7 +296,7 @@ async fn reconcile_pass(cluster: &TinyKVCluster, ctx: &Context) -> Result<Action
     node_step(cluster, ctx, &ns, &step, &creds).await?;
     publish_all(ctx, &oref, &step.events).await?;
 
-    let now = Time(Timestamp::now());
+    let now = Time(now);
     let new_status = compute_status(cluster, &step, observed.as_ref(), view.as_ref(), &now);
     if cluster.status.as_ref() != Some(&new_status) {
         patch_status(ctx, &ns, &name, &new_status).await?;

@@ -71,6 +71,7 @@ async fn the_permissive_template_stays_while_the_rollout_runs() {
             partition: Some(1),
             template_hash: Some(h.clone()),
             message: "updating demo-1".into(),
+            step: None,
         });
     }
     // demo-1 and demo-2 updated and ready: on to demo-0, still permissive
@@ -156,6 +157,7 @@ async fn the_permissive_template_is_kept_until_the_upgrade_recorded_it() {
             partition: Some(0),
             template_hash: Some(h.clone()),
             message: "updating demo-0".into(),
+            step: None,
         });
     }
     let (ctx, nodes, verifier) = test_context(script(vec![

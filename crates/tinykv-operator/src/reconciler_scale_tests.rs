@@ -33,6 +33,7 @@ pub(super) fn scale_down_op() -> Operation {
         partition: None,
         template_hash: None,
         message: "decommissioning demo-4".into(),
+        step: None,
     }
 }
 

@@ -82,8 +82,14 @@ fn script_nodes(nodes: &MockNodeAdmin, n: i32, state_of: impl Fn(i32) -> &'stati
             .collect(),
         ..NodeStatus::default()
     };
+    // Each node answers as itself: its id and its own state.
     for i in 0..n {
-        nodes.set_status(&format!("demo-{i}:50051"), Ok(view.clone()));
+        let own = NodeStatus {
+            node_id: format!("demo-{i}"),
+            state: state_of(i).into(),
+            ..view.clone()
+        };
+        nodes.set_status(&format!("demo-{i}:50051"), Ok(own));
     }
 }
 

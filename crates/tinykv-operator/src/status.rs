@@ -6,7 +6,9 @@ use kube::ResourceExt;
 use crate::builders::selector_string;
 use crate::crd::{quorum, MemberState, OperationType, Phase, TinyKVCluster, TinyKVClusterStatus};
 use crate::node_admin::{NodeStatus, HEALTH_UP, STATE_LEFT, STATE_NORMAL};
-use crate::plan::{every_range_at_quorum, ObservedStatefulSet, Plan, REASON_BELOW_RF};
+use crate::plan::{
+    every_range_at_quorum, ObservedStatefulSet, Plan, REASON_BELOW_RF, REASON_STALLED,
+};
 
 /// Condition type: the cluster serves QUORUM reads and writes.
 pub const CONDITION_AVAILABLE: &str = "Available";
@@ -163,7 +165,9 @@ fn degradation(
                 .collect()
         })
         .unwrap_or_default();
-    if plan.refused_below_rf {
+    if let Some(why) = &plan.stalled {
+        verdict(true, REASON_STALLED, why.clone())
+    } else if plan.refused_below_rf {
         verdict(
             true,
             REASON_BELOW_RF,
@@ -315,6 +319,7 @@ mod tests {
             already_refused: false,
             statefulset: Some(sts),
             view: Some(view),
+            now: now.0,
         });
         compute_status(c, &p, Some(sts), Some(view), now)
     }

@@ -23,16 +23,26 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::builders::pod_name;
 use crate::crd::{quorum, Operation, OperationType, PvcRetention};
 use crate::node_admin::{NodeStatus, HEALTH_UP, STATE_LEFT, STATE_NORMAL};
 
 mod idle;
 mod scale;
+mod stall;
 mod upgrade;
 
 /// Reason of the Degraded condition when a scale-down is refused.
 pub const REASON_BELOW_RF: &str = "BelowReplicationFactor";
+/// Reason of the Degraded condition when a scale-down step is stalled.
+pub const REASON_STALLED: &str = "ScaleDownStalled";
+/// How long a scale-down step may go without progress (the target's state
+/// or streaming progress unchanged) before it is reported as stalled. The
+/// operation keeps waiting: only a person can tell a slow disk from a dead
+/// one, and nothing is lowered or deleted without the target's own `left`.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// What the reconciler saw of the StatefulSet.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -72,6 +82,8 @@ pub struct PlanInput<'a> {
     pub statefulset: Option<&'a ObservedStatefulSet>,
     /// The nodes' view of the ring (from the scale-down target when there is one).
     pub view: Option<&'a NodeStatus>,
+    /// The time of this pass (a stalled scale-down step is measured with it).
+    pub now: Timestamp,
 }
 
 /// An event to publish on the TinyKVCluster.
@@ -104,6 +116,8 @@ pub struct Plan {
     pub delete_pvc: Option<i32>,
     /// A scale-down below the replication factor was refused.
     pub refused_below_rf: bool,
+    /// A scale-down step that made no progress for [`STALL_TIMEOUT`]: why.
+    pub stalled: Option<String>,
     /// Events to publish.
     pub events: Vec<PlannedEvent>,
     /// When to look again.
@@ -200,6 +214,7 @@ fn first_creation(input: &PlanInput<'_>) -> Plan {
         decommission: None,
         delete_pvc: None,
         refused_below_rf: false,
+        stalled: None,
         events: vec![event(
             false,
             "Created",
@@ -223,6 +238,7 @@ fn carry_over(input: &PlanInput<'_>, sts: &ObservedStatefulSet) -> Plan {
         decommission: None,
         delete_pvc: None,
         refused_below_rf: false,
+        stalled: None,
         events: Vec::new(),
         requeue: IDLE_REQUEUE,
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::node_admin::{NodeMember, STATE_LEAVING};
+use k8s_openapi::jiff::Timestamp;
 
 fn view(states: &[(&str, &str, &str)]) -> NodeStatus {
     NodeStatus {
@@ -56,6 +57,7 @@ fn input<'a>(
         already_refused: false,
         statefulset: sts,
         view,
+        now: Timestamp::UNIX_EPOCH,
     }
 }
 
@@ -97,13 +99,19 @@ fn scale_down_walks_one_node_at_a_time() {
     assert!(p.decommission.is_none());
     assert_eq!(p.replicas, 5);
     assert!(p.operation.is_some());
-    // 4: left -> lower replicas, delete PVC, clear op.
+    // 4: a peer's row says left: no proof, wait for the target's word.
     v.members[4].state = STATE_LEFT.into();
     let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert_eq!((p.replicas, p.delete_pvc), (5, None));
+    // 5: the target itself says left -> lower replicas, delete PVC, clear op.
+    let mut own = v.clone();
+    own.node_id = "demo-4".into();
+    own.state = STATE_LEFT.into();
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&own)));
     assert_eq!(p.replicas, 4);
     assert_eq!(p.delete_pvc, Some(4));
     assert!(p.operation.is_none());
-    // 5: next pass starts on demo-3.
+    // 6: next pass starts on demo-3.
     let s4 = sts(4);
     let p = plan(&input(3, Some(&s4), None, Some(&v)));
     assert_eq!(p.operation.and_then(|o| o.node).as_deref(), Some("demo-3"));
@@ -120,6 +128,7 @@ fn scale_down_resumes_after_replicas_were_lowered() {
         partition: None,
         template_hash: None,
         message: String::new(),
+        step: None,
     };
     let s = sts(4);
     let mut i = input(3, Some(&s), Some(&op), None);
@@ -227,6 +236,7 @@ fn template_change_during_scale_down_is_frozen() {
         partition: None,
         template_hash: None,
         message: String::new(),
+        step: None,
     };
     let mut i = input(3, Some(&s), Some(&op), Some(&v));
     i.rolled_out_hash = Some("old");
@@ -252,9 +262,8 @@ fn quorum_check_assumes_worst_case() {
     assert!(every_range_at_quorum(&two_down, 5), "rf=5 tolerates two");
 }
 
-#[test]
-fn scale_down_target_forgotten_by_a_normal_peer_counts_as_left() {
-    let op = Operation {
+fn demo3_scale_down() -> Operation {
+    Operation {
         type_: OperationType::ScaleDown,
         from_replicas: 4,
         to_replicas: 3,
@@ -263,18 +272,93 @@ fn scale_down_target_forgotten_by_a_normal_peer_counts_as_left() {
         partition: None,
         template_hash: None,
         message: String::new(),
-    };
+        step: None,
+    }
+}
+
+#[test]
+fn only_the_target_itself_saying_left_lowers_replicas() {
+    let op = demo3_scale_down();
     let s = sts(4);
-    // demo-0 answers (demo-3 already exited) and no longer lists demo-3.
+    // demo-0 answers (demo-3 does not) and no longer lists demo-3: its
+    // table may be stale or cut off; no proof that demo-3 handed its data on.
     let v = healthy(3);
     let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
-    assert_eq!(p.replicas, 3);
+    assert_eq!((p.replicas, p.delete_pvc), (4, None));
+    let op2 = p.operation.expect("still scaling down");
+    assert!(
+        op2.message.contains("waiting for demo-3 to report left"),
+        "{}",
+        op2.message
+    );
+    assert_eq!(op2.step.map(|c| c.name).as_deref(), Some("confirm"));
+    // A peer's row saying left is no proof either.
+    let mut peer = healthy(4);
+    peer.members[3].state = STATE_LEFT.into();
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&peer)));
+    assert_eq!((p.replicas, p.delete_pvc), (4, None));
+    // demo-3's own answer is.
+    peer.node_id = "demo-3".into();
+    peer.state = STATE_LEFT.into();
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&peer)));
+    assert_eq!((p.replicas, p.delete_pvc), (3, Some(3)));
     assert!(p.operation.is_none());
-    // But a view from a peer that is itself not normal proves nothing.
-    let shaky = view(&[("demo-0", "joining", "up"), ("demo-1", "normal", "up")]);
-    let p = plan(&input(3, Some(&s), Some(&op), Some(&shaky)));
-    assert_eq!(p.replicas, 4);
-    assert!(p.operation.is_some());
+}
+
+#[test]
+fn a_scale_down_step_without_progress_is_reported_once_and_still_waited_for() {
+    let op = demo3_scale_down();
+    let s = sts(4);
+    let mut own = healthy(4);
+    own.node_id = "demo-3".into();
+    own.state = STATE_LEAVING.into();
+    own.operation_progress = 0.25;
+    let at = |secs: i64| Timestamp::from_second(secs).expect("time");
+    let pass = |op: &Operation, own: &NodeStatus, now| {
+        let mut i = input(3, Some(&s), Some(op), Some(own));
+        i.now = now;
+        plan(&i)
+    };
+    let p = pass(&op, &own, at(1000));
+    let op = p.operation.expect("leaving");
+    let clock = op.step.clone().expect("clock started");
+    assert_eq!(
+        (clock.name.as_str(), clock.progress_permille),
+        ("leave", 250)
+    );
+    assert!(p.stalled.is_none());
+    // Progress restarts the clock.
+    own.operation_progress = 0.5;
+    let p = pass(&op, &own, at(1000 + 14 * 60));
+    assert!(p.stalled.is_none());
+    let op = p.operation.expect("leaving");
+    assert_eq!(
+        op.step.as_ref().map(|c| c.since.clone()),
+        Some(at(1000 + 14 * 60).to_string())
+    );
+    // Fifteen minutes without progress: Degraded and one Warning event.
+    let p = pass(&op, &own, at(1000 + 29 * 60));
+    let why = p.stalled.clone().expect("stalled");
+    assert!(why.contains("'leave'") && why.contains("15 min"), "{why}");
+    assert_eq!(
+        p.events
+            .iter()
+            .filter(|e| e.warning && e.reason == "ScaleDownStalled")
+            .count(),
+        1
+    );
+    assert_eq!(p.replicas, 4, "still waiting, nothing lowered");
+    let op = p.operation.expect("still scaling down");
+    let p = pass(&op, &own, at(1000 + 40 * 60));
+    assert!(p.stalled.is_some());
+    assert!(
+        p.events.iter().all(|e| e.reason != "ScaleDownStalled"),
+        "reported once"
+    );
+    // The target moves on: the stall clears.
+    own.operation_progress = 0.9;
+    let p = pass(p.operation.as_ref().expect("op"), &own, at(1000 + 41 * 60));
+    assert!(p.stalled.is_none());
 }
 
 #[test]
@@ -288,6 +372,7 @@ fn scale_down_trusts_the_targets_own_state() {
         partition: None,
         template_hash: None,
         message: String::new(),
+        step: None,
     };
     let s = sts(5);
     // The target answers itself: its member row still says leaving (not yet
@@ -323,6 +408,7 @@ fn scale_up_waits_for_the_new_nodes_own_state() {
         partition: None,
         template_hash: None,
         message: String::new(),
+        step: None,
     };
     let s = sts(5);
     // The joining node answers: every row (its own included, not yet

@@ -7,24 +7,42 @@ use crate::crd::{Operation, OperationType};
 use crate::node_admin::{NodeStatus, STATE_LEFT, STATE_NORMAL};
 
 use super::{
-    all_members_healthy, event, member_healthy, ObservedStatefulSet, Plan, PlanInput,
-    START_REQUEUE, STEP_REQUEUE,
+    all_members_healthy, event, stall, ObservedStatefulSet, Plan, PlanInput, START_REQUEUE,
+    STEP_REQUEUE,
 };
 
-/// The ring state of the scale-down target `node` as `view` reports it.
-fn target_state<'v>(view: Option<&'v NodeStatus>, node: &str) -> Option<&'v str> {
-    // A normal peer that does not list the node at all: it has left
-    // and been forgotten (or never joined, so it holds no data).
-    let forgotten = view.is_some_and(|v| {
-        v.node_id != node && v.member(node).is_none() && member_healthy(v, &v.node_id)
-    });
-    // The target's own answer (`state`) first, then a peer's row.
-    view.and_then(|v| v.state_of(node))
-        .or(forgotten.then_some(STATE_LEFT))
+/// What the view says of the scale-down target.
+enum Target<'v> {
+    /// The target answered: its own state, and its streaming progress.
+    Own(&'v str, f64),
+    /// A peer answered, with this row for the target.
+    Peer(&'v str, &'v str),
+    /// A peer answered and does not list the target.
+    Forgotten(&'v str),
+    /// Nobody answered.
+    Unknown,
+}
+
+/// The scale-down target `node` as `view` reports it.
+fn target<'v>(view: Option<&'v NodeStatus>, node: &str) -> Target<'v> {
+    match view {
+        None => Target::Unknown,
+        Some(v) if v.node_id == node => match v.state_of(node) {
+            Some(state) => Target::Own(state, v.operation_progress),
+            None => Target::Unknown,
+        },
+        Some(v) => match v.member(node) {
+            Some(row) => Target::Peer(&v.node_id, row.state.as_str()),
+            None => Target::Forgotten(&v.node_id),
+        },
+    }
 }
 
 /// A pass of a recorded scale-down: ask the target to decommission while it is
-/// `normal`, wait while it leaves, and lower the StatefulSet once it is `left`.
+/// `normal`, wait while it leaves, and lower the StatefulSet once the target
+/// itself reports `left` (a peer's word is not proof: its table may be stale,
+/// and a node missing from it may still hold data). A step that makes no
+/// progress for [`super::STALL_TIMEOUT`] is reported, and still waited for.
 pub(super) fn scale_down_step(
     input: &PlanInput<'_>,
     sts: &ObservedStatefulSet,
@@ -52,8 +70,8 @@ pub(super) fn scale_down_step(
         return out;
     }
     let mut op = op.clone();
-    match target_state(input.view, &node) {
-        Some(STATE_LEFT) => {
+    let (step, progress, why) = match target(input.view, &node) {
+        Target::Own(STATE_LEFT, _) => {
             out.replicas = ordinal;
             out.partition = out.partition.min(ordinal);
             out.delete_pvc = input.pvc_to_delete(ordinal);
@@ -67,7 +85,7 @@ pub(super) fn scale_down_step(
             out.requeue = START_REQUEUE;
             return out;
         }
-        Some(STATE_NORMAL) => {
+        Target::Own(STATE_NORMAL, _) | Target::Peer(_, STATE_NORMAL) => {
             out.decommission = Some(node.clone());
             op.message = format!("decommission of {node} requested");
             out.events.push(event(
@@ -76,10 +94,43 @@ pub(super) fn scale_down_step(
                 "ScaleDown",
                 format!("asked {node} to stream its ranges away and leave"),
             ));
+            let why = format!(
+                "{node} does not start leaving (is it reachable, and are the other nodes up?)"
+            );
+            ("decommission", 0, why)
         }
-        Some(s) => op.message = format!("waiting for {node} to leave (state {s})"),
-        None => op.message = format!("waiting for the status of {node}"),
-    }
+        Target::Own(s, progress) => {
+            let p = stall::permille(progress);
+            op.message = format!("waiting for {node} to leave (state {s}, {}%)", p / 10);
+            let why = format!("{node} is {s} and its streaming does not advance (a new owner of its ranges may be down; see its log and `tinykv_client status`)");
+            ("leave", p, why)
+        }
+        Target::Peer(peer, STATE_LEFT) => {
+            op.message = format!("{peer} says {node} left; waiting for {node} to say so itself");
+            let why = format!("{node} does not answer; it must report left itself before its pod and data are removed");
+            ("confirm", 0, why)
+        }
+        Target::Forgotten(peer) => {
+            op.message =
+                format!("{peer} no longer lists {node}; waiting for {node} to report left itself");
+            let why = format!("{node} does not answer; it must report left itself before its pod and data are removed");
+            ("confirm", 0, why)
+        }
+        Target::Peer(peer, s) => {
+            op.message = format!("waiting for {node} to leave ({peer} says {s})");
+            (
+                "leave",
+                0,
+                format!("{node} does not answer and {peer} still sees it {s}"),
+            )
+        }
+        Target::Unknown => {
+            op.message = format!("waiting for the status of {node}");
+            ("status", 0, "no node answers the status call".to_string())
+        }
+    };
+    let clock = stall::clock(&op, step, progress, input.now);
+    stall::check(&mut out, &mut op, clock, input.now, &why);
     out.operation = Some(op);
     out
 }
@@ -141,6 +192,7 @@ pub(super) fn start_scale_down(
         partition: None,
         template_hash: None,
         message: format!("decommissioning {node}"),
+        step: None,
     });
     out.events.push(event(
         false,
@@ -165,6 +217,7 @@ pub(super) fn start_scale_up(current: i32, desired: i32, mut out: Plan) -> Plan 
         partition: None,
         template_hash: None,
         message: format!("adding {} nodes", desired - current),
+        step: None,
     });
     out.events.push(event(
         false,

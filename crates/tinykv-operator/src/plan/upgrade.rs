@@ -90,6 +90,7 @@ pub(super) fn start_upgrade(input: &PlanInput<'_>, current: i32, mut out: Plan) 
         partition: Some(p),
         template_hash: Some(input.template_hash.to_string()),
         message: format!("updating {}", pod_name(input.cluster, p)),
+        step: None,
     });
     out.events.push(event(
         false,
