@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use super::tests::{put, val};
+use super::codec::hint_key;
+use super::tests::{hint, put, val};
 use super::*;
 use crate::merkle::digest_span;
 
@@ -134,4 +135,34 @@ fn the_quarantine_holds_the_bad_bytes_once() {
         "the .bytes file"
     );
     assert_eq!(std::fs::read(&files[1]).unwrap(), b"b", "the .key file");
+}
+
+#[test]
+fn a_hint_that_does_not_decode_is_quarantined_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = FjallEngine::open(dir.path()).unwrap();
+    let ops: Vec<WriteOp> = (0..3)
+        .map(|i| hint("n2", &format!("h{i}"), val("v", 10, "n1"), 9))
+        .collect();
+    e.apply(&ops, true).unwrap();
+    let bad = hint_key("n2", 1).unwrap();
+    e.write_raw_hint(&bad, GARBAGE).unwrap();
+
+    let ids: Vec<u64> = e.hints("n2", 10).unwrap().iter().map(|h| h.id).collect();
+    assert_eq!(ids, vec![0, 2], "the others are still delivered");
+    assert_eq!(e.corrupt_records(), 1);
+    assert_eq!(e.hint_stats().unwrap().count, 2, "the bad one is deleted");
+    assert_eq!(e.hints("n2", 10).unwrap().len(), 2);
+    assert_eq!(e.corrupt_records(), 1, "and not met again");
+    let kept = std::fs::read_dir(dir.path().join(quarantine::DIR))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bytes"))
+        .expect("quarantined");
+    assert!(kept
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("hint-"));
+    assert_eq!(std::fs::read(kept).unwrap(), GARBAGE);
 }

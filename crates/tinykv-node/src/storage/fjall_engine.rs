@@ -228,6 +228,28 @@ impl FjallEngine {
         decode_record(key, v).inspect_err(|e| self.quarantine.add(key, v, e))
     }
 
+    /// Deletes hints of `target` that do not decode (already quarantined):
+    /// they can never be delivered, and left in place they would be read
+    /// again at every replay and keep the hint counters up for good.
+    /// Anti-entropy repairs what they carried. Failing, it only logs: the
+    /// next read of the hints tries again.
+    fn drop_bad_hints(&self, target: &str, ids: Vec<u64>) {
+        if ids.is_empty() {
+            return;
+        }
+        let target = target.to_string();
+        if let Err(e) = self.apply(&[WriteOp::DeleteHints { target, ids }], false) {
+            tracing::warn!(error = %e, "could not delete undecodable hints");
+        }
+    }
+
+    /// Stores `bytes` as they are under hint key `hk`, as a corrupted
+    /// hint would be on disk (for tests).
+    #[cfg(test)]
+    pub(crate) fn write_raw_hint(&self, hk: &[u8], bytes: &[u8]) -> Result<(), StorageError> {
+        self.hints.insert(hk, bytes).map_err(eng)
+    }
+
     /// Stores `bytes` as they are under `key`, as a corrupted record would
     /// be on disk (for tests: no counter changes, so the key should exist).
     #[cfg(any(test, feature = "fault-injection"))]
@@ -422,14 +444,18 @@ impl Engine for FjallEngine {
         let lo = hint_key(target, 0)?;
         let hi = hint_key(target, u64::MAX)?;
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for entry in self.hints.range(lo..=hi) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = entry.into_inner().map_err(eng)?;
             let id = hint_id(&k)?;
-            let (key, record, stored_at_us) =
-                decode_hint(&v).ok_or_else(|| corrupt(&k, "malformed hint"))?;
+            let Some((key, record, stored_at_us)) = decode_hint(&v) else {
+                self.quarantine.add_hint(target, id, &k, &v);
+                bad.push(id);
+                continue;
+            };
             out.push(Hint {
                 id,
                 target: target.to_string(),
@@ -438,6 +464,7 @@ impl Engine for FjallEngine {
                 stored_at_us,
             });
         }
+        self.drop_bad_hints(target, bad);
         Ok(out)
     }
 

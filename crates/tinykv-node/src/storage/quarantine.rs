@@ -12,7 +12,9 @@
 //! - `<token>-<id>.bytes`: the stored bytes that failed to decode,
 //!
 //! where `<token>` is the key's ring token (16 hex digits) and `<id>` a
-//! hash of the key (two keys of one token get different files). A key
+//! hash of the key (two keys of one token get different files); a hint
+//! that does not decode is kept as `hint-<id>.{key,bytes}` (its stored
+//! hint key, and its bytes) and deleted from the hints. A key
 //! already quarantined keeps its first copy. At most [`MAX_RECORDS`]
 //! records and [`MAX_BYTES`] of stored bytes are kept; past that a bad
 //! record is still skipped, counted and logged, but not copied.
@@ -21,6 +23,8 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::ring::key_token;
 
@@ -72,13 +76,9 @@ impl Quarantine {
     /// for user key `key`. Never fails: a quarantine that cannot be written
     /// is logged, and the caller goes on without the record either way.
     pub fn add(&self, key: &[u8], raw: &[u8], reason: &dyn Display) {
-        self.found.fetch_add(1, Ordering::Relaxed);
         let token = key_token(key);
-        let kept = match self.keep(token, key, raw) {
-            Ok(Some(path)) => path.display().to_string(),
-            Ok(None) => "not kept: quarantine full".to_string(),
-            Err(e) => format!("not kept: {e}"),
-        };
+        let name = format!("{token:016x}-{:016x}", xxh3_64(key));
+        let kept = self.found_one(&name, key, raw);
         // The token, not the key or value: logs may leave the machine.
         tracing::warn!(
             token = format_args!("{token:016x}"),
@@ -90,9 +90,32 @@ impl Quarantine {
         );
     }
 
+    /// Counts, logs and keeps a copy of the undecodable hint `id` for
+    /// `target` (`hint-<id>` files; `.key` holds the stored hint key).
+    pub fn add_hint(&self, target: &str, id: u64, hint_key: &[u8], raw: &[u8]) {
+        let name = format!("hint-{:016x}", xxh3_64(hint_key));
+        let kept = self.found_one(&name, hint_key, raw);
+        tracing::warn!(
+            target_node = target,
+            hint_id = id,
+            stored_bytes = raw.len(),
+            quarantine = %kept,
+            "stored hint failed to decode; dropped (anti-entropy repairs what it carried)"
+        );
+    }
+
+    /// Counts one bad record and keeps it as `name`; says where, for the log.
+    fn found_one(&self, name: &str, key: &[u8], raw: &[u8]) -> String {
+        self.found.fetch_add(1, Ordering::Relaxed);
+        match self.keep(name, key, raw) {
+            Ok(Some(path)) => path.display().to_string(),
+            Ok(None) => "not kept: quarantine full".to_string(),
+            Err(e) => format!("not kept: {e}"),
+        }
+    }
+
     /// Writes the copy; `None` when the quarantine is full.
-    fn keep(&self, token: u64, key: &[u8], raw: &[u8]) -> std::io::Result<Option<PathBuf>> {
-        let name = format!("{token:016x}-{:016x}", xxhash_rust::xxh3::xxh3_64(key));
+    fn keep(&self, name: &str, key: &[u8], raw: &[u8]) -> std::io::Result<Option<PathBuf>> {
         let bytes_path = self.dir.join(format!("{name}.bytes"));
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         if bytes_path.exists() {
