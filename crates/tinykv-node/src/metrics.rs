@@ -64,6 +64,9 @@ pub struct Metrics {
     pub storage_committed_ops: IntCounter,
     /// Flushes that made commits durable (fsyncs of `--sync periodic`).
     pub storage_flushes: IntCounter,
+    /// Stored records that failed to decode (read as missing or skipped,
+    /// and quarantined) since the node started.
+    pub corrupt_records: IntCounter,
     /// Peer and admin calls refused before they acted, by service and
     /// reason (no credentials, bad ones, not from loopback).
     pub auth_refused: IntCounterVec,
@@ -266,6 +269,11 @@ impl Metrics {
                 "storage_flushes_total",
                 "Flushes making storage commits durable",
             )?,
+            corrupt_records: counter(
+                &registry,
+                "corrupt_records_total",
+                "Stored records that failed to decode and were skipped",
+            )?,
             registry,
         })
     }
@@ -278,6 +286,9 @@ impl Metrics {
     /// Brings the storage gauges and counters up to date with `store`.
     pub fn observe(&self, store: &crate::storage::Store) {
         self.observe_store(store.stats());
+        let corrupt = store.engine().corrupt_records();
+        self.corrupt_records
+            .inc_by(corrupt.saturating_sub(self.corrupt_records.get()));
         if let Ok(keys) = store.engine().key_count() {
             self.storage_keys
                 .set(i64::try_from(keys).unwrap_or(i64::MAX));

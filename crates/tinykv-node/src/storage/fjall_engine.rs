@@ -30,6 +30,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{corrupt, data_key, decode_hint, decode_record, hint_id, hint_key, user_key};
 use super::plan::{plan, Counters, Stored};
+use super::quarantine::Quarantine;
 use super::scan::Page;
 use super::stamps::Stamps;
 use super::{
@@ -82,6 +83,8 @@ pub struct FjallEngine {
     /// write), so every later write and flush fails and the node reports
     /// itself not serving (restart it).
     failed: OnceLock<String>,
+    /// Where records that fail to decode are counted and copied.
+    quarantine: Quarantine,
 }
 
 /// What the write path keeps between batches.
@@ -167,6 +170,7 @@ impl FjallEngine {
             published: RwLock::new(counters),
             path,
             failed: OnceLock::new(),
+            quarantine: Quarantine::open(dir),
         })
     }
 
@@ -209,12 +213,49 @@ impl FjallEngine {
         StorageError::Engine("fjall engine lock poisoned".into())
     }
 
-    /// The stored version under data key `dk`.
+    /// The stored version under data key `dk`; `Corrupt` (after the bytes
+    /// were quarantined) when it does not decode.
     fn stored(&self, dk: &[u8]) -> Result<Option<Record>, StorageError> {
         match self.data.get(dk).map_err(eng)? {
-            Some(v) => decode_record(user_key(dk), &v).map(Some),
+            Some(v) => self.decode(user_key(dk), &v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Decodes the stored bytes `v` of `key`, quarantining them if they
+    /// do not decode.
+    fn decode(&self, key: &[u8], v: &[u8]) -> Result<Record, StorageError> {
+        decode_record(key, v).inspect_err(|e| self.quarantine.add(key, v, e))
+    }
+
+    /// Deletes hints of `target` that do not decode (already quarantined):
+    /// they can never be delivered, and left in place they would be read
+    /// again at every replay and keep the hint counters up for good.
+    /// Anti-entropy repairs what they carried. Failing, it only logs: the
+    /// next read of the hints tries again.
+    fn drop_bad_hints(&self, target: &str, ids: Vec<u64>) {
+        if ids.is_empty() {
+            return;
+        }
+        let target = target.to_string();
+        if let Err(e) = self.apply(&[WriteOp::DeleteHints { target, ids }], false) {
+            tracing::warn!(error = %e, "could not delete undecodable hints");
+        }
+    }
+
+    /// Stores `bytes` as they are under hint key `hk`, as a corrupted
+    /// hint would be on disk (for tests).
+    #[cfg(test)]
+    pub(crate) fn write_raw_hint(&self, hk: &[u8], bytes: &[u8]) -> Result<(), StorageError> {
+        self.hints.insert(hk, bytes).map_err(eng)
+    }
+
+    /// Stores `bytes` as they are under `key`, as a corrupted record would
+    /// be on disk (for tests: no counter changes, so the key should exist).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn write_raw(&self, key: &[u8], bytes: &[u8]) -> Result<(), StorageError> {
+        self.data.insert(data_key(key), bytes).map_err(eng)?;
+        self.db.persist(PersistMode::SyncAll).map_err(eng)
     }
 
     fn check_failed(&self) -> Result<(), StorageError> {
@@ -277,8 +318,13 @@ impl FjallEngine {
 }
 
 impl Engine for FjallEngine {
+    /// A record that does not decode reads as missing: a quorum read then
+    /// takes the other replicas' version and read repair writes it here.
     fn get(&self, key: &[u8]) -> Result<Option<Record>, StorageError> {
-        self.stored(&data_key(key))
+        match self.stored(&data_key(key)) {
+            Err(StorageError::Corrupt { .. }) => Ok(None),
+            r => r,
+        }
     }
 
     fn apply(&self, ops: &[WriteOp], durable: bool) -> Result<Vec<bool>, StorageError> {
@@ -346,6 +392,10 @@ impl Engine for FjallEngine {
         self.failed.get().cloned()
     }
 
+    fn corrupt_records(&self) -> u64 {
+        self.quarantine.found()
+    }
+
     fn flush_excludes_writes(&self) -> bool {
         false
     }
@@ -370,7 +420,14 @@ impl Engine for FjallEngine {
             for entry in self.data.range::<Vec<u8>, _>(seg.data_key_bounds(&resume)) {
                 let (k, v) = entry.into_inner().map_err(eng)?;
                 let key = user_key(&k);
-                if !page.push(Bytes::copy_from_slice(key), decode_record(key, &v)?) {
+                // A record that does not decode is skipped (and
+                // quarantined): the scan goes on, and a digest of this
+                // range then differs from a healthy replica's, so
+                // anti-entropy brings the key back.
+                let Ok(record) = self.decode(key, &v) else {
+                    continue;
+                };
+                if !page.push(Bytes::copy_from_slice(key), record) {
                     break;
                 }
             }
@@ -387,14 +444,18 @@ impl Engine for FjallEngine {
         let lo = hint_key(target, 0)?;
         let hi = hint_key(target, u64::MAX)?;
         let mut out = Vec::new();
+        let mut bad = Vec::new();
         for entry in self.hints.range(lo..=hi) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = entry.into_inner().map_err(eng)?;
             let id = hint_id(&k)?;
-            let (key, record, stored_at_us) =
-                decode_hint(&v).ok_or_else(|| corrupt(&k, "malformed hint"))?;
+            let Some((key, record, stored_at_us)) = decode_hint(&v) else {
+                self.quarantine.add_hint(target, id, &k, &v);
+                bad.push(id);
+                continue;
+            };
             out.push(Hint {
                 id,
                 target: target.to_string(),
@@ -403,6 +464,7 @@ impl Engine for FjallEngine {
                 stored_at_us,
             });
         }
+        self.drop_bad_hints(target, bad);
         Ok(out)
     }
 

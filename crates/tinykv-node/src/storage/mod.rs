@@ -183,6 +183,11 @@ pub trait Engine: Send + Sync + 'static {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// Stored records that failed to decode since the engine opened; each
+    /// was read as missing or skipped, and quarantined (`quarantine`).
+    fn corrupt_records(&self) -> u64 {
+        0
+    }
     /// Versions whose key token is in `(start, end]` (wrapping when
     /// `start >= end`), in `(token, key)` order, starting after `after`
     /// (a key previously returned), one page of `limit`.
@@ -210,6 +215,8 @@ pub trait Engine: Send + Sync + 'static {
 pub(crate) mod codec;
 mod combine;
 #[cfg(test)]
+mod corrupt_tests;
+#[cfg(test)]
 mod disk_tests;
 pub mod fjall_engine;
 #[cfg(test)]
@@ -217,6 +224,7 @@ mod hooked;
 pub mod memory;
 mod pending;
 mod plan;
+pub mod quarantine;
 mod scan;
 mod stamps;
 #[cfg(test)]

@@ -137,9 +137,22 @@ fn one(stored: &impl Stored, p: &mut Plan, op: &WriteOp) -> Result<bool, Storage
                         true
                     }
                     Ok(Some(old)) => record.supersedes(&old),
-                    Err(StorageError::Corrupt { reason, .. }) => {
-                        // Overwriting is the only way to repair the key.
-                        tracing::warn!(key = ?key, reason, "overwriting corrupt record");
+                    Err(StorageError::Corrupt { .. }) => {
+                        // The stored bytes do not decode (the engine has
+                        // counted, logged and quarantined them): any
+                        // incoming version is written over them, whichever
+                        // path brings it. Overwriting is the only way to
+                        // repair the key, and only the other replicas can
+                        // say which version is right. The trade-off: if
+                        // the bad bytes were a tombstone newer than the
+                        // incoming version, that version is back on this
+                        // replica until LWW against the other replicas'
+                        // tombstone (read repair, anti-entropy) deletes it
+                        // again; a tombstone already purged elsewhere
+                        // cannot be told apart from no version at all, as
+                        // on a replica that lost its disk. The stamps of
+                        // recently written keys still refuse a version
+                        // older than the one they know was stored.
                         true
                     }
                     Err(e) => return Err(e),
