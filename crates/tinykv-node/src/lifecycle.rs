@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use crate::version::Record;
 
 mod cleanup_check;
 mod error;
+mod identify;
 mod join;
 pub use error::LifecycleError;
 
@@ -67,6 +69,10 @@ pub struct StreamProgress {
     pub keys_total: u64,
     /// Last error, if streaming is retrying.
     pub last_error: Option<String>,
+    /// Why the node is joining or waiting, when it was not simply started
+    /// with `--join` and found its peers: it lost its data, or no peer
+    /// has answered yet.
+    pub reason: Option<String>,
 }
 
 impl StreamProgress {
@@ -131,6 +137,15 @@ pub struct LifecycleParts {
     pub signer: Option<Signer>,
     /// Plaintext or TLS, for those admin calls.
     pub dialer: Arc<Dialer>,
+    /// `--bootstrap`: a `--join` node that hears from no peer within
+    /// `wait_bound` starts a new cluster instead of waiting.
+    pub bootstrap: bool,
+    /// How long a `--join --bootstrap` node waits for a peer's answer
+    /// before it starts a new cluster (`--membership-convergence-timeout`).
+    pub wait_bound: Duration,
+    /// How long a node on an empty data directory without `--join` waits,
+    /// before serving, for a peer to say whether it knew the node.
+    pub identify_wait: Duration,
 }
 
 /// This node's joins and leaves, and removals of dead nodes.
@@ -141,14 +156,22 @@ pub struct Lifecycle {
     /// What the member marker records, kept here so that checking it on
     /// every heartbeat reads no file.
     marker: Mutex<Option<MemberState>>,
+    /// Whether this node knows what it is: false only for a node started
+    /// without `--join` on an empty data directory until a peer answered
+    /// (see `lifecycle/identify.rs`).
+    identified: AtomicBool,
 }
 
 impl Lifecycle {
     /// The lifecycle of node `id`.
     pub fn new(id: &str, parts: LifecycleParts) -> Self {
+        let marker = read_member_marker(&parts.data_dir);
         Lifecycle {
             id: id.to_string(),
-            marker: Mutex::new(read_member_marker(&parts.data_dir)),
+            identified: AtomicBool::new(
+                marker.is_some() || parts.gossip.own_state() != Some(MemberState::Normal),
+            ),
+            marker: Mutex::new(marker),
             parts,
             progress: Mutex::new(StreamProgress::default()),
         }
@@ -165,21 +188,32 @@ impl Lifecycle {
         }
     }
 
-    /// Starts this node: joins the cluster in the background if it is a
-    /// new joining member, else records that it is a full member.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts this node, before it serves: joins the cluster in the
+    /// background if it is a new joining member; a node on an empty data
+    /// directory without `--join` first finds out whether the cluster knew
+    /// it (see `identify`); else records that it is a full member.
+    pub async fn start(self: &Arc<Self>) {
         if self.parts.gossip.own_state() == Some(MemberState::Joining) {
-            let me = self.clone();
-            tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
+            self.spawn_join();
+        } else if !self.identified.load(Ordering::Acquire) {
+            self.identify().await;
         } else if self.parts.gossip.own_state() == Some(MemberState::Normal) {
             self.write_member_marker(MemberState::Normal);
+            self.stamp_own_row();
         }
+    }
+
+    /// Streams this node's ranges in, in the background.
+    fn spawn_join(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
     }
 
     /// Records that this node left or was removed once its own row says so,
     /// so that a restart with this data directory never serves as a member
     /// again (a removed node refuses to start; a node that left stays left).
-    pub fn note_own_state(&self) {
+    pub fn note_own_state(self: &Arc<Self>) {
+        self.settle_identity();
         let own = self.parts.gossip.own_state();
         let Some(state @ (MemberState::Left | MemberState::Removed)) = own else {
             return;
