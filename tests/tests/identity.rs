@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tinykv_client::Consistency;
-use tinykv_tests::{wait_until, Cluster};
+use tinykv_tests::{binary, wait_until, Cluster};
 
 const KEYS: usize = 200;
 
@@ -44,6 +44,17 @@ async fn a_node_restarted_on_an_empty_disk_rejoins_before_serving_reads() {
         status.operation_reason
     );
     assert!(c.log(2).contains("lost its data"), "{}", c.log(2));
+    let cli = std::process::Command::new(binary("tinykv_client"))
+        .args([c.addr(2).as_str(), "status"])
+        .env_remove("TINYKV_ADDR")
+        .output()
+        .expect("run tinykv_client status");
+    let shown = String::from_utf8_lossy(&cli.stdout);
+    assert!(
+        shown.contains("joining:") && shown.contains("why: lost its data"),
+        "tinykv_client status shows:\n{shown}{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     c.wait_state(1, "node3", "joining").await;
     c.wait_state(0, "node3", "joining").await;
     let through_node3 = c.client_for(2);
