@@ -5,19 +5,21 @@
 use std::time::Duration;
 
 use tinykv_client::Consistency;
-use tinykv_tests::{binary, wait_until, Cluster};
+use tinykv_tests::{binary, wait_until, Cluster, ClusterOptions, QUIET_ARGS};
 
 const KEYS: usize = 200;
 
 /// A member restarted on an empty data directory with the same id and
-/// flags comes back as `joining` (its status and log say it lost its
-/// data), serves no read from its empty store (held back from node1, its
-/// join streaming cannot finish, and every read at ONE through it still
-/// finds every key), then streams, becomes `normal`, and holds every key
-/// in its own store.
+/// flags comes back as `joining` (its status, `tinykv_client status` and
+/// its log say it lost its data) and out of the read ring on every node
+/// (held back from node1, its join streaming cannot finish; it lacks keys,
+/// yet every read at ONE through it finds the key), then streams, becomes
+/// `normal`, and holds in its own store every key no read touched.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_restarted_on_an_empty_disk_rejoins_before_serving_reads() {
-    let mut c = Cluster::start(3).await;
+    // No periodic repair (its first round runs at start) and no hints:
+    // only the join streaming can bring node3 the keys no read touches.
+    let mut c = Cluster::start_with(3, ClusterOptions::with_args(&QUIET_ARGS)).await;
     let client = c.client();
     for i in 0..KEYS {
         client
@@ -57,8 +59,21 @@ async fn a_node_restarted_on_an_empty_disk_rejoins_before_serving_reads() {
     );
     c.wait_state(1, "node3", "joining").await;
     c.wait_state(0, "node3", "joining").await;
+    // Half the keys are read through node3 while it re-joins; the other
+    // half are never read before the end, so no read repair (the reads
+    // at ONE fan out to every replica) can put them on node3: only the
+    // join streaming can.
+    let (read, unread) = (0..KEYS / 2, KEYS / 2..KEYS);
+    let mut lacking = 0;
+    for i in unread.clone() {
+        lacking += usize::from(c.local(2, &format!("d-{i}")).await.is_none());
+    }
+    assert!(
+        lacking > 0,
+        "node3 held every key although its disk was wiped"
+    );
     let through_node3 = c.client_for(2);
-    for i in 0..KEYS {
+    for i in read {
         let key = format!("d-{i}");
         let got = through_node3
             .get(key.clone(), Consistency::One)
@@ -77,7 +92,7 @@ async fn a_node_restarted_on_an_empty_disk_rejoins_before_serving_reads() {
     }
     let status = c.client_for(2).status().await.expect("status");
     assert_eq!(status.operation_reason, "", "reason kept after the join");
-    for i in 0..KEYS {
+    for i in unread {
         let key = format!("d-{i}");
         assert_eq!(
             c.local(2, &key).await,
