@@ -154,10 +154,19 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Join a running cluster: a node with a fresh data directory takes its
     /// ring positions as `joining`, streams its ranges from the current
-    /// replicas, and only then serves reads. With no running cluster to join
-    /// (every member is new), it bootstraps as `normal` instead.
+    /// replicas, and only then serves reads. When the peers that answer are
+    /// all new (a cluster forming), it bootstraps as `normal` with them;
+    /// while no peer answers at all it waits for them (the log names them
+    /// every 5 s), unless `--bootstrap` is given.
     #[arg(long, env = "TINYKV_JOIN", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub join: bool,
+    /// With `--join`: when no peer has answered within
+    /// `--membership-convergence-timeout`, start a new cluster of this one
+    /// node instead of waiting for the peers. Without it a `--join` node
+    /// that hears from nobody waits: it cannot tell whether the cluster
+    /// exists, and bootstrapping would split it.
+    #[arg(long, env = "TINYKV_BOOTSTRAP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap: bool,
     /// Replicas per key (N).
     #[arg(long, env = "TINYKV_REPLICATION_FACTOR", default_value_t = 3)]
     pub replication_factor: u32,

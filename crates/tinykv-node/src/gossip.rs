@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::detector::{Detector, Health};
 use crate::directory::Directory;
 use crate::hlc::wall_micros;
+use crate::identity::Claims;
 use crate::membership::{Member, MemberState, Membership, MAX_MEMBERS};
 use crate::metrics::Metrics;
 
@@ -95,6 +96,8 @@ pub struct Gossip {
     metrics: Arc<Metrics>,
     dns_seen: DnsSeen,
     foreign: Foreign,
+    /// What peers' tables say of this node (see `identity.rs`).
+    claims: Claims,
 }
 
 impl Gossip {
@@ -107,6 +110,12 @@ impl Gossip {
         directory: Directory,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // The row this process starts with is its own (a joining node's
+        // is stamped at start), not an earlier member's.
+        let claims = Claims::default();
+        if let Some(own) = membership.get(&me.id) {
+            claims.announced(own.version);
+        }
         Gossip {
             me,
             clock,
@@ -116,7 +125,20 @@ impl Gossip {
             metrics,
             dns_seen: DnsSeen::default(),
             foreign: Foreign::default(),
+            claims,
         }
+    }
+
+    /// What peers' tables say of this node: whether one knows it as a
+    /// member with data.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// The `--peers-dns` name, which may bring members the table does
+    /// not hold.
+    pub fn peers_dns(&self) -> Option<&str> {
+        self.me.peers_dns.as_deref()
     }
 
     /// This node's id.
@@ -134,6 +156,9 @@ impl Gossip {
     pub fn announce(&self, state: MemberState) {
         self.membership
             .set(&self.me.id, &self.me.addr, state, self.clock.now());
+        if let Some(me) = self.membership.get(&self.me.id) {
+            self.claims.announced(me.version);
+        }
     }
 
     /// Keeps this node's own row true: if gossip carried a stale address for
@@ -175,6 +200,7 @@ impl Gossip {
         let rows = self
             .accepted(&hb.members, &hb.from)
             .ok_or(GossipError::TooManyMembers(hb.members.len()))?;
+        self.claims.note(&self.me.id, &hb.from, &rows);
         self.membership.merge(rows);
         self.assert_self();
         if !hb.from.is_empty() {
@@ -272,6 +298,7 @@ impl Gossip {
         }
         self.detector.heartbeat(&resp.from);
         if let Some(rows) = self.accepted(&resp.members, &resp.from) {
+            self.claims.note(&self.me.id, &resp.from, &rows);
             self.membership.merge(rows);
         }
         self.answered(&resp.from);

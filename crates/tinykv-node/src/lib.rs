@@ -23,6 +23,7 @@ pub mod guard;
 pub mod health;
 pub mod hints;
 pub mod hlc;
+pub mod identity;
 pub mod lifecycle;
 pub mod member_file;
 pub mod membership;

@@ -3,12 +3,11 @@
 //! to the nodes that take its ranges over, then leaves); removenode (a dead
 //! node is dropped and its ranges re-replicated from the survivors).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tinykv_auth::{Signed, Signer};
 use tinykv_proto::tinykv as pb;
 use tinykv_proto::tinykv::admin_client::AdminClient;
@@ -22,16 +21,15 @@ use crate::detector::{Detector, Health};
 use crate::dialer::Dialer;
 use crate::gossip::Gossip;
 use crate::membership::{MemberState, Membership};
-use crate::metrics::{Backlog, Metrics};
-use crate::pages::{page_size, Pages};
-use crate::ring::{key_token, Ring};
-use crate::storage::{ScanLimit, StorageError, Store};
+use crate::metrics::Metrics;
+use crate::storage::{StorageError, Store};
 use crate::transfer::Transfer;
-use crate::version::Record;
 
 mod cleanup_check;
 mod error;
+mod identify;
 mod join;
+mod leave;
 pub use error::LifecycleError;
 
 /// Versions per page when a leaving node streams its data out.
@@ -67,6 +65,10 @@ pub struct StreamProgress {
     pub keys_total: u64,
     /// Last error, if streaming is retrying.
     pub last_error: Option<String>,
+    /// Why the node is joining or waiting, when it was not simply started
+    /// with `--join` and found its peers: it lost its data, or no peer
+    /// has answered yet.
+    pub reason: Option<String>,
 }
 
 impl StreamProgress {
@@ -131,6 +133,15 @@ pub struct LifecycleParts {
     pub signer: Option<Signer>,
     /// Plaintext or TLS, for those admin calls.
     pub dialer: Arc<Dialer>,
+    /// `--bootstrap`: a `--join` node that hears from no peer within
+    /// `wait_bound` starts a new cluster instead of waiting.
+    pub bootstrap: bool,
+    /// How long a `--join --bootstrap` node waits for a peer's answer
+    /// before it starts a new cluster (`--membership-convergence-timeout`).
+    pub wait_bound: Duration,
+    /// How long a node on an empty data directory without `--join` waits,
+    /// before serving, for a peer to say whether it knew the node.
+    pub identify_wait: Duration,
 }
 
 /// This node's joins and leaves, and removals of dead nodes.
@@ -141,14 +152,22 @@ pub struct Lifecycle {
     /// What the member marker records, kept here so that checking it on
     /// every heartbeat reads no file.
     marker: Mutex<Option<MemberState>>,
+    /// Whether this node knows what it is: false only for a node started
+    /// without `--join` on an empty data directory until a peer answered
+    /// (see `lifecycle/identify.rs`).
+    identified: AtomicBool,
 }
 
 impl Lifecycle {
     /// The lifecycle of node `id`.
     pub fn new(id: &str, parts: LifecycleParts) -> Self {
+        let marker = read_member_marker(&parts.data_dir);
         Lifecycle {
             id: id.to_string(),
-            marker: Mutex::new(read_member_marker(&parts.data_dir)),
+            identified: AtomicBool::new(
+                marker.is_some() || parts.gossip.own_state() != Some(MemberState::Normal),
+            ),
+            marker: Mutex::new(marker),
             parts,
             progress: Mutex::new(StreamProgress::default()),
         }
@@ -165,21 +184,32 @@ impl Lifecycle {
         }
     }
 
-    /// Starts this node: joins the cluster in the background if it is a
-    /// new joining member, else records that it is a full member.
-    pub fn start(self: &Arc<Self>) {
+    /// Starts this node, before it serves: joins the cluster in the
+    /// background if it is a new joining member; a node on an empty data
+    /// directory without `--join` first finds out whether the cluster knew
+    /// it (see `identify`); else records that it is a full member.
+    pub async fn start(self: &Arc<Self>) {
         if self.parts.gossip.own_state() == Some(MemberState::Joining) {
-            let me = self.clone();
-            tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
+            self.spawn_join();
+        } else if !self.identified.load(Ordering::Acquire) {
+            self.identify().await;
         } else if self.parts.gossip.own_state() == Some(MemberState::Normal) {
             self.write_member_marker(MemberState::Normal);
+            self.stamp_own_row();
         }
+    }
+
+    /// Streams this node's ranges in, in the background.
+    fn spawn_join(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move { me.join().await }.instrument(tracing::info_span!("join")));
     }
 
     /// Records that this node left or was removed once its own row says so,
     /// so that a restart with this data directory never serves as a member
     /// again (a removed node refuses to start; a node that left stays left).
-    pub fn note_own_state(&self) {
+    pub fn note_own_state(self: &Arc<Self>) {
+        self.settle_identity();
         let own = self.parts.gossip.own_state();
         let Some(state @ (MemberState::Left | MemberState::Removed)) = own else {
             return;
@@ -353,84 +383,6 @@ impl Lifecycle {
             _ = self.parts.shutdown.cancelled() => false,
             _ = tokio::time::sleep(Duration::from_secs(1)) => true,
         }
-    }
-
-    /// Streams every local version to the nodes that replicate it once this
-    /// node is gone, retrying until it succeeds, then marks this node Left.
-    async fn stream_out(&self) {
-        if self
-            .retry("decommission streaming", move || self.stream_out_once())
-            .await
-            .is_none()
-        {
-            return;
-        }
-        self.parts.gossip.announce(MemberState::Left);
-        self.write_member_marker(MemberState::Left);
-        tracing::info!(id = %self.id, "decommission complete: node has left the ring");
-        // Tell everyone at once rather than waiting for the next heartbeat.
-        self.parts.gossip.round().await;
-    }
-
-    /// Streams every local version to its owners on the ring without this
-    /// node, page by page (a page of [`STREAM_PAGE`] versions or
-    /// [`crate::storage::SCAN_PAGE_BYTES`]), so a node of any size leaves
-    /// without holding its data in memory.
-    async fn stream_out_once(&self) -> Result<(), LifecycleError> {
-        let keys_total = self.parts.store.engine().key_count()?;
-        self.update(|p| {
-            *p = StreamProgress {
-                operation: "leaving".into(),
-                keys_total,
-                ..Default::default()
-            }
-        });
-        let future: Vec<String> = self
-            .parts
-            .membership
-            .members()
-            .into_iter()
-            .filter(|m| {
-                m.id != self.id && matches!(m.state, MemberState::Normal | MemberState::Joining)
-            })
-            .map(|m| m.id)
-            .collect();
-        let ring = Ring::new(
-            future,
-            self.parts.membership.vnodes(),
-            self.parts.membership.replication_factor(),
-        );
-        let total = Pages::bytes_in(&self.parts.store, 0, 0).await?;
-        let mut backlog = Backlog::start(&self.parts.metrics.stream_pending_bytes, total);
-        let mut pages = Pages::new(0, 0, ScanLimit::count(STREAM_PAGE));
-        while let Some(page) = pages.next(&self.parts.store).await? {
-            let page_bytes = page_size(&page);
-            let mut by_dest: HashMap<String, Vec<(Bytes, Record)>> = HashMap::new();
-            for (k, r) in &page {
-                for dest in ring
-                    .walk(key_token(k))
-                    .into_iter()
-                    .take(ring.replicas_per_key())
-                {
-                    by_dest
-                        .entry(dest.to_string())
-                        .or_default()
-                        .push((k.clone(), r.clone()));
-                }
-            }
-            for (dest, recs) in by_dest {
-                self.parts
-                    .transfer
-                    .push(&dest, recs)
-                    .await
-                    .map_err(|error| LifecycleError::Peer { node: dest, error })?;
-            }
-            self.update(|p| p.keys_streamed += page.len() as u64);
-            self.parts.metrics.repair_keys.inc_by(page.len() as u64);
-            backlog.done(page_bytes);
-        }
-        backlog.finish();
-        Ok(())
     }
 
     /// Drops a dead node for good and re-replicates its ranges: every

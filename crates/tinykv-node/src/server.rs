@@ -190,7 +190,7 @@ pub async fn run(
         health.clone(),
         &shutdown,
     ));
-    node.lifecycle.start();
+    node.lifecycle.start().await;
     if let Some(addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         // The port actually bound (`--metrics-listen host:0` picks one).
         tracing::info!(addr = %addr, "metrics endpoint listening");

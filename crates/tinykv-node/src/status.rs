@@ -133,6 +133,7 @@ impl NodeStatus {
             operation,
             cluster_name: self.facts.cluster_name.clone(),
             cleanup_pending: cleanup.pending,
+            operation_reason: p.reason.clone().unwrap_or_default(),
         }
     }
 }

@@ -154,6 +154,14 @@ impl Cluster {
         }
     }
 
+    /// Deletes node `i`'s data directory (a lost or replaced disk); the
+    /// node must be stopped. Its next start sees an empty directory.
+    pub fn wipe_data(&self, i: usize) {
+        assert!(!self.is_running(i), "wipe_data: node {i} is running");
+        let dir = &self.nodes[i].data_dir;
+        std::fs::remove_dir_all(dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
+    }
+
     /// Restarts node `i` on the same port and data directory, and waits
     /// until it serves and its membership has converged.
     pub async fn restart(&mut self, i: usize) {

@@ -73,7 +73,7 @@ fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, 
             id: p.id.clone(),
             addr: p.addr.clone(),
             state: MemberState::Normal,
-            version: 1,
+            version: crate::identity::CONFIGURED_VERSION,
         })
         .collect();
     // A node that has been a full member before never re-joins; one that
@@ -100,7 +100,7 @@ fn initial_members(config: &Config, id: &str, addr: &str) -> Result<Membership, 
         version: if joining {
             crate::hlc::wall_micros()
         } else {
-            1
+            crate::identity::CONFIGURED_VERSION
         },
     });
     let membership = Membership::new(
@@ -370,6 +370,14 @@ impl Core {
                 shutdown,
                 signer: self.signer.clone(),
                 dialer: self.dialer.clone(),
+                bootstrap: config.bootstrap,
+                wait_bound: config.convergence_bound(),
+                // Peers that are up answer the first heartbeat round; a
+                // new cluster's nodes (none serving yet) wait this long.
+                identify_wait: config
+                    .heartbeat_interval
+                    .saturating_mul(5)
+                    .max(std::time::Duration::from_secs(1)),
             },
         ))
     }

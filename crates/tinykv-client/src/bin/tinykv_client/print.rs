@@ -141,6 +141,7 @@ pub fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
             "pending_hints": s.pending_hints, "members": members, "state": s.state,
             "operation": s.operation, "operation_progress": s.operation_progress,
             "cluster_name": s.cluster_name, "cleanup_pending": s.cleanup_pending,
+            "operation_reason": s.operation_reason,
         });
         println!("{v}");
         return;
@@ -156,6 +157,9 @@ pub fn print_status(s: &tinykv_client::proto::StatusResponse, json: bool) {
     );
     if !s.operation.is_empty() {
         println!("{}: {:.0}% done", s.operation, s.operation_progress * 100.0);
+    }
+    if !s.operation_reason.is_empty() {
+        println!("why: {}", s.operation_reason);
     }
     if s.cleanup_pending {
         println!(
