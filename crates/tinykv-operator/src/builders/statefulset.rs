@@ -260,6 +260,15 @@ fn build_container(cluster: &TinyKVCluster, ns: &str, mode: AuthMode) -> Contain
     if let Some(c) = spec.default_consistency {
         args.push(format!("--default-consistency={}", c.as_str()));
     }
+    // A `--join` node that hears from no peer waits for one (it cannot
+    // tell a new cluster from one it lost its disk in). A one-pod cluster
+    // has no peer to hear from: its pod may start a cluster alone. Scaling
+    // to or from one pod changes the template: one restart of a pod that
+    // keeps its data (a member never re-joins, so the flag does nothing
+    // there).
+    if spec.replicas == 1 {
+        args.push("--bootstrap".to_string());
+    }
     args.extend(spec.extra_args.iter().cloned());
 
     let mut env = vec![

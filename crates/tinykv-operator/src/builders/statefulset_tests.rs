@@ -520,3 +520,26 @@ fn user_secret_file_env_wins() {
     assert_eq!(file.len(), 1, "{env:?}");
     assert_eq!(file[0].value.as_deref(), Some("/elsewhere"));
 }
+
+#[test]
+fn only_a_one_pod_cluster_may_bootstrap_alone() {
+    let args = |replicas: i32| {
+        let mut c = cluster(TinyKVClusterSpec::default());
+        c.spec.replicas = replicas;
+        c.spec.replication_factor = 1;
+        let sts = build_statefulset(&c, replicas, 0).expect("sts");
+        container(&sts).args.clone().unwrap_or_default()
+    };
+    assert!(
+        args(1).contains(&"--bootstrap".to_string()),
+        "{:?}",
+        args(1)
+    );
+    for n in [2, 3, 5] {
+        assert!(
+            !args(n).iter().any(|a| a.starts_with("--bootstrap")),
+            "{n}: {:?}",
+            args(n)
+        );
+    }
+}
