@@ -24,7 +24,22 @@ use pb::operation_result::Result as Outcome;
 /// One connection's batch and where its answers go.
 struct Job {
     ops: Vec<pb::Operation>,
+    /// Key and value bytes of its operations.
+    bytes: usize,
     reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+/// Key and value bytes of `ops`: what a replica call carries for them.
+fn bytes_of(ops: &[pb::Operation]) -> usize {
+    use pb::operation::Op;
+    ops.iter()
+        .map(|o| match &o.op {
+            Some(Op::Put(p)) => p.key.len() + p.val.len(),
+            Some(Op::Get(g)) => g.key.len(),
+            Some(Op::Delete(d)) => d.key.len(),
+            None => 0,
+        })
+        .sum()
 }
 
 /// The connections' way into the gatherer.
@@ -34,9 +49,13 @@ pub(crate) struct Coalescer {
 
 impl Coalescer {
     /// Starts the gatherer: it runs until every `Coalescer` handle is gone.
-    pub fn start(client: ClientService) -> Coalescer {
+    /// A merged batch carries at most `max_bytes` of keys and values (more
+    /// only when one connection's batch alone does), so the replica calls
+    /// it makes stay within what a peer accepts: merging never turns
+    /// writes that pass alone into one that is refused.
+    pub fn start(client: ClientService, max_bytes: usize) -> Coalescer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(gather(client, rx).in_current_span());
+        tokio::spawn(gather(client, rx, max_bytes).in_current_span());
         Coalescer { tx }
     }
 
@@ -44,8 +63,9 @@ impl Coalescer {
     /// and returns their results, in order.
     pub async fn run(&self, ops: Vec<pb::Operation>) -> Vec<Outcome> {
         let len = ops.len();
+        let bytes = bytes_of(&ops);
         let (reply, answer) = oneshot::channel();
-        if self.tx.send(Job { ops, reply }).is_err() {
+        if self.tx.send(Job { ops, bytes, reply }).is_err() {
             return vec![gone(); len];
         }
         answer.await.unwrap_or_else(|_| vec![gone(); len])
@@ -61,8 +81,8 @@ fn gone() -> Outcome {
 }
 
 /// Takes the batches handed in, merges those waiting at the same time (up
-/// to a batch's limit) and runs each merged batch in its own task.
-async fn gather(client: ClientService, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// to a batch's limits) and runs each merged batch in its own task.
+async fn gather(client: ClientService, mut rx: mpsc::UnboundedReceiver<Job>, max_bytes: usize) {
     let mut held: Option<Job> = None;
     loop {
         let first = match held.take() {
@@ -75,19 +95,33 @@ async fn gather(client: ClientService, mut rx: mpsc::UnboundedReceiver<Job>) {
         // Lets the other connections woken by the same readiness hand in
         // their batches before this one goes.
         tokio::task::yield_now().await;
-        let mut total = first.ops.len();
-        let mut jobs = vec![first];
-        while total < MAX_BATCH_OPS {
-            let Ok(job) = rx.try_recv() else { break };
-            if total + job.ops.len() > MAX_BATCH_OPS {
-                held = Some(job);
-                break;
-            }
-            total += job.ops.len();
-            jobs.push(job);
-        }
+        let (jobs, next) = take_batch(first, &mut rx, MAX_BATCH_OPS, max_bytes);
+        held = next;
         tokio::spawn(run_merged(client.clone(), jobs).in_current_span());
     }
+}
+
+/// `first` and the jobs queued behind it, up to `max_ops` operations and
+/// `max_bytes` of keys and values (`first` alone may exceed them); the job
+/// that would have gone over is returned to start the next batch.
+fn take_batch(
+    first: Job,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    max_ops: usize,
+    max_bytes: usize,
+) -> (Vec<Job>, Option<Job>) {
+    let (mut ops, mut bytes) = (first.ops.len(), first.bytes);
+    let mut jobs = vec![first];
+    while ops < max_ops && bytes < max_bytes {
+        let Ok(job) = rx.try_recv() else { break };
+        if ops + job.ops.len() > max_ops || bytes + job.bytes > max_bytes {
+            return (jobs, Some(job));
+        }
+        ops += job.ops.len();
+        bytes += job.bytes;
+        jobs.push(job);
+    }
+    (jobs, None)
 }
 
 /// Runs `jobs` as one batch and hands each its results as soon as all of
@@ -157,5 +191,64 @@ impl Share {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(bytes: usize) -> pb::Operation {
+        pb::Operation {
+            op: Some(pb::operation::Op::Put(pb::PutRequest {
+                key: "k".into(),
+                val: vec![0u8; bytes.saturating_sub(1)].into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn job(ops: Vec<pb::Operation>) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            bytes: bytes_of(&ops),
+            ops,
+            reply,
+        }
+    }
+
+    /// How the queued jobs (sizes in bytes of one put each) split into batches.
+    fn batches(sizes: &[usize], max_ops: usize, max_bytes: usize) -> Vec<usize> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for &b in sizes {
+            let _ = tx.send(job(vec![put(b)]));
+        }
+        let mut out = Vec::new();
+        let mut held = None;
+        while let Some(first) = held.take().or_else(|| rx.try_recv().ok()) {
+            let (jobs, next) = take_batch(first, &mut rx, max_ops, max_bytes);
+            out.push(jobs.len());
+            held = next;
+        }
+        out
+    }
+
+    #[test]
+    fn merged_writes_stay_under_the_byte_limit() {
+        // Three writes near the limit each go alone: merged they would make
+        // a replica call a peer refuses.
+        assert_eq!(batches(&[600, 600, 600], 100, 1000), vec![1, 1, 1]);
+        assert_eq!(batches(&[400, 400, 400, 100], 100, 1000), vec![2, 2]);
+        // One job over the limit still runs (alone).
+        assert_eq!(batches(&[5000, 10], 100, 1000), vec![1, 1]);
+    }
+
+    #[test]
+    fn merged_batches_stay_under_the_operation_limit() {
+        assert_eq!(batches(&[1; 7], 3, 1 << 20), vec![3, 3, 1]);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _ = tx.send(job(vec![put(1), put(1)]));
+        let (jobs, next) = take_batch(job(vec![put(1), put(1)]), &mut rx, 3, 1 << 20);
+        assert_eq!((jobs.len(), next.map(|j| j.ops.len())), (1, Some(2)));
     }
 }

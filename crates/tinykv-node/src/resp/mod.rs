@@ -85,7 +85,10 @@ pub async fn run(listener: TcpListener, parts: RespParts, shutdown: Cancellation
             max_bulk: rules.message_limit,
             max_frame: rules.message_limit,
         },
-        coalescer: coalesce::Coalescer::start(parts.client.clone()),
+        // Half the message limit: a replica call of a merged batch stays
+        // well inside what a peer accepts (twice the limit), with room for
+        // each version's timestamp and writer.
+        coalescer: coalesce::Coalescer::start(parts.client.clone(), rules.message_limit / 2),
         client: parts.client,
         check: parts.check,
         idle_timeout: parts.idle_timeout,
