@@ -296,11 +296,14 @@ impl Gossip {
                 c.insert(sa, resp.from.clone());
             }
         }
-        self.detector.heartbeat(&resp.from);
+        // The peer's claims about this node first: start-up identification
+        // reads "a peer answered" from the detector, and must then see what
+        // that peer said of it (a lost disk), not an empty claim.
         if let Some(rows) = self.accepted(&resp.members, &resp.from) {
             self.claims.note(&self.me.id, &resp.from, &rows);
             self.membership.merge(rows);
         }
+        self.detector.heartbeat(&resp.from);
         self.answered(&resp.from);
         let received = wall_micros();
         let midpoint = sent / 2 + received / 2;
