@@ -58,8 +58,14 @@ impl TlsState {
         }
     }
 
-    fn current(&self) -> Option<Arc<ServerConfig>> {
-        self.0.read().ok().map(|c| c.clone())
+    /// The configuration in use. A poisoned lock still holds a complete
+    /// configuration (replacing it is one assignment): use it, never fall
+    /// back to plaintext.
+    fn current(&self) -> Arc<ServerConfig> {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 }
 
@@ -181,7 +187,7 @@ async fn accept_loop(
             remote: Some(remote),
             ..ConnInfo::default()
         };
-        let Some(config) = tls.as_ref().and_then(|t| t.current()) else {
+        let Some(config) = tls.as_ref().map(|t| t.current()) else {
             if tx.send(Ok(Conn::Plain(stream, info))).await.is_err() {
                 return;
             }
