@@ -422,3 +422,21 @@ fn scale_up_waits_for_the_new_nodes_own_state() {
     let p = plan(&input(5, Some(&s), Some(&op), Some(&own)));
     assert_eq!(p.operation, None);
 }
+
+#[test]
+fn a_step_clock_ahead_of_this_operator_is_no_stall() {
+    // Another operator replica whose clock runs ahead recorded the step.
+    let mut op = demo3_scale_down();
+    op.step = Some(crate::crd::StepClock {
+        name: "confirm".into(),
+        progress_permille: 0,
+        since: Timestamp::from_second(10_000_000)
+            .expect("time")
+            .to_string(),
+        stall_reported: false,
+    });
+    let s = sts(4);
+    let v = healthy(3);
+    let p = plan(&input(3, Some(&s), Some(&op), Some(&v)));
+    assert!(p.stalled.is_none(), "{:?}", p.stalled);
+}

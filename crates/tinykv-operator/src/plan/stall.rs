@@ -35,7 +35,14 @@ pub(super) fn check(
 ) {
     // A time that does not parse (edited by hand) restarts the clock.
     let since = clock.since.parse::<Timestamp>().unwrap_or(now);
-    let idle = now.duration_since(since).unsigned_abs();
+    // A `since` ahead of this clock (skew between operator replicas, or a
+    // hand edit) counts as no idle time, never as a long one.
+    let elapsed = now.duration_since(since);
+    let idle = if elapsed.is_negative() {
+        std::time::Duration::ZERO
+    } else {
+        elapsed.unsigned_abs()
+    };
     if idle >= STALL_TIMEOUT {
         let minutes = idle.as_secs() / 60;
         let message = format!(
