@@ -138,13 +138,28 @@ fn unanswered(op: &str) -> RequestError {
     RequestError::Unavailable(format!("{op} ended without an answer"))
 }
 
-/// Each outcome, or "ended without an answer" for a request left open.
-fn finished<O>(
-    outcomes: Vec<Option<Result<O, RequestError>>>,
-    op: &str,
-) -> Vec<Result<O, RequestError>> {
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(unanswered(op))))
-        .collect()
+/// The outcomes of a batch as `coordinate_*_each` hands them out, kept in
+/// request order for the callers that want them all at once.
+struct InOrder<O>(Vec<Option<Result<O, RequestError>>>);
+
+impl<O> InOrder<O> {
+    fn new(n: usize) -> Self {
+        let mut slots = Vec::new();
+        slots.resize_with(n, || None);
+        InOrder(slots)
+    }
+
+    fn put(&mut self, i: usize, outcome: Result<O, RequestError>) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(outcome);
+        }
+    }
+
+    /// Every outcome in order ("ended without an answer" for a gap).
+    fn finish(self, op: &str) -> Vec<Result<O, RequestError>> {
+        self.0
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(unanswered(op))))
+            .collect()
+    }
 }

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{finished, unanswered, Coordinator, ReadOutcome, RequestError};
+use super::{unanswered, Coordinator, InOrder, ReadOutcome, RequestError};
 use crate::config::ReadFanout;
 use crate::quorum::{Answers, Groups, Quorums};
 use crate::version::{merge, Record};
@@ -43,11 +43,9 @@ impl Coordinator {
         self: &Arc<Self>,
         reqs: Vec<ReadRequest>,
     ) -> Vec<Result<ReadOutcome, RequestError>> {
-        let mut out = Vec::new();
-        out.resize_with(reqs.len(), || None);
-        self.coordinate_reads_each(reqs, |i, o| out[i] = Some(o))
-            .await;
-        finished(out, "read")
+        let mut out = InOrder::new(reqs.len());
+        self.coordinate_reads_each(reqs, |i, o| out.put(i, o)).await;
+        out.finish("read")
     }
 
     /// Reads every key of `reqs` as [`Coordinator::coordinate_reads`] does,

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::pending::{short, too_few_replicas};
-use super::{finished, unanswered, Coordinator, RequestError, WriteOutcome};
+use super::{unanswered, Coordinator, InOrder, RequestError, WriteOutcome};
 use crate::membership::ReplicaSets;
 use crate::placement::{Fallbacks, Placement};
 use crate::quorum::{Answers, Groups, Quorums};
@@ -131,11 +131,10 @@ impl Coordinator {
         self: &Arc<Self>,
         reqs: Vec<WriteRequest>,
     ) -> Vec<Result<WriteOutcome, RequestError>> {
-        let mut out = Vec::new();
-        out.resize_with(reqs.len(), || None);
-        self.coordinate_writes_each(reqs, |i, o| out[i] = Some(o))
+        let mut out = InOrder::new(reqs.len());
+        self.coordinate_writes_each(reqs, |i, o| out.put(i, o))
             .await;
-        finished(out, "write")
+        out.finish("write")
     }
 
     /// Replicates every version of `reqs` as
